@@ -1,0 +1,227 @@
+"""HybridGNet with two image-to-graph skip connections (IGSC).
+
+A residual CNN encoder gives the mean and log-variance of a 64-d latent; a
+Chebyshev graph-convolution decoder turns a latent sample into the 120 landmark
+positions. At two decoder depths an intermediate position is predicted per node,
+the encoder features at that position are sampled (3x3 bilinear ROI) and joined to
+the node features. Positions are predicted as offsets from the training mean shape
+(output layers start at zero), which makes training converge much faster.
+
+Pure ``nn.Module``: no file I/O here (weights live in :mod:`chexmask.model.weights`).
+
+References
+----------
+Gaggion et al., IEEE TMI 2022, doi:10.1109/TMI.2022.3224660;
+Gaggion et al., MICCAI 2021, doi:10.1007/978-3-030-87193-2_57.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chexmask.anatomy import N_NODES, graph_levels
+from chexmask.model.layers import ChebConv, GraphNorm, ResBlock, sample_roi, scaled_laplacian
+
+__all__ = ["ModelConfig", "HybridGNet", "ModelOutput"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters that define a HybridGNet; saved with the weights.
+
+    Attributes
+    ----------
+    input_size : int
+        Side of the square input image (256, 512 or 1024).
+    latent_dim : int
+        Size of the variational latent.
+    channels : tuple of int
+        Encoder channels per level; each level after the first halves the resolution.
+    cheb_k : int
+        Chebyshev order of the graph convolutions.
+    filters : tuple of int
+        Decoder widths ``[out, ..., coarse]``, as in the reference ``[2, 32, 32, 32, 16, 16, 16]``.
+    """
+
+    input_size: int = 256
+    latent_dim: int = 64
+    channels: tuple[int, ...] = (8, 16, 32, 64, 128, 128)
+    cheb_k: int = 6
+    filters: tuple[int, ...] = (2, 32, 32, 32, 16, 16, 16)
+    window: int = 3
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.input_size % 2 ** (len(self.channels) - 1):
+            raise ValueError(f"input_size {self.input_size} must be divisible by {2 ** (len(self.channels) - 1)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        for key in ("channels", "filters"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+@dataclass
+class ModelOutput:
+    """What :meth:`HybridGNet.forward` returns.
+
+    Attributes
+    ----------
+    points : (B, 120, 2) tensor
+        Node positions (x, y) normalised to [0, 1] of the model frame.
+    mu, logvar : (B, latent_dim) tensors
+    intermediate : list of (B, 120, 2) tensors
+        The skip connections' positions (supervised during training).
+    """
+
+    points: torch.Tensor
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    intermediate: list[torch.Tensor]
+
+
+class Encoder(nn.Module):
+    """Residual CNN; returns the feature map of every level."""
+
+    def __init__(self, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        ins = (1, *channels[:-1])
+        self.blocks = nn.ModuleList(ResBlock(i, o) for i, o in zip(ins, channels))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for i, block in enumerate(self.blocks):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            feats.append(x)
+        return feats
+
+
+class HybridGNet(nn.Module):
+    """HybridGNet with image-to-graph skip connections.
+
+    Parameters
+    ----------
+    config : ModelConfig
+    mean_shape : (120, 2) array, optional
+        Training mean node positions normalised to [0, 1]; predictions are offsets
+        from it. Defaults to the centre of the image (all 0.5).
+    """
+
+    def __init__(self, config: ModelConfig, mean_shape: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.config = config
+        g = graph_levels()
+        lap_full = scaled_laplacian(g.adjacency[0])
+        lap_coarse = scaled_laplacian(g.adjacency[1])
+        self.register_buffer("unpool", torch.from_numpy(g.unpool), persistent=False)
+        shape = np.full((N_NODES, 2), 0.5, np.float32) if mean_shape is None else np.asarray(mean_shape, np.float32)
+        if shape.shape != (N_NODES, 2):
+            raise ValueError(f"mean_shape must be ({N_NODES}, 2), got {shape.shape}")
+        self.register_buffer("mean_shape", torch.from_numpy(shape.copy()))
+
+        ch = config.channels
+        self.encoder = Encoder(ch)
+        bottom = config.input_size // 2 ** (len(ch) - 1)
+        flat = ch[-1] * bottom * bottom
+        self.fc_mu = nn.Linear(flat, config.latent_dim)
+        self.fc_logvar = nn.Linear(flat, config.latent_dim)
+
+        f = config.filters  # [2, 32, 32, 32, 16, 16, 16]
+        k, w2 = config.cheb_k, config.window**2
+        n_coarse = g.adjacency[1].shape[0]
+        self.n_coarse = n_coarse
+        self.dec_lin = nn.Linear(config.latent_dim, n_coarse * f[6])
+        self.conv6 = ChebConv(f[6], f[5], k, lap_coarse)
+        self.norm6 = GraphNorm(f[5])
+        self.conv5 = ChebConv(f[5], f[4], k, lap_coarse)
+        self.norm5 = GraphNorm(f[4])
+        # skip 1: deepest encoder level
+        self.pos1 = ChebConv(f[4], 2, 1, lap_full)
+        self.conv4 = ChebConv(f[4] + 2 + ch[-1] * w2, f[3], k, lap_full)
+        self.norm4 = GraphNorm(f[3])
+        self.conv3 = ChebConv(f[3], f[2], k, lap_full)
+        self.norm3 = GraphNorm(f[2])
+        # skip 2: the level above
+        self.pos2 = ChebConv(f[2], 2, 1, lap_full)
+        self.conv2 = ChebConv(f[2] + 2 + ch[-2] * w2, f[1], k, lap_full)
+        self.norm2 = GraphNorm(f[1])
+        self.conv1 = ChebConv(f[1], f[0], k, lap_full)
+        for head in (self.pos1, self.pos2, self.conv1):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        nn.init.zeros_(self.fc_logvar.weight)
+        nn.init.constant_(self.fc_logvar.bias, -6.0)
+
+    def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Encode ``(B, 1, S, S)`` images in [0, 1] to (mu, logvar, feature maps)."""
+        s = self.config.input_size
+        if image.ndim != 4 or image.shape[1] != 1 or image.shape[2:] != (s, s):
+            raise ValueError(f"image must have shape (B, 1, {s}, {s}), got {tuple(image.shape)}")
+        feats = self.encoder(image)
+        flat = feats[-1].flatten(1)
+        return self.fc_mu(flat), self.fc_logvar(flat), feats
+
+    def decode(self, z: torch.Tensor, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Decode latents ``(B, latent_dim)`` with the matching encoder features.
+
+        ``feats`` may have batch 1 while ``z`` has batch B (many samples of one image):
+        the features are broadcast.
+        """
+        b = z.shape[0]
+        deep, upper = feats[-1], feats[-2]
+        if deep.shape[0] != b:
+            deep, upper = deep.expand(b, -1, -1, -1), upper.expand(b, -1, -1, -1)
+        h = self.dec_lin(z).view(b, self.n_coarse, -1)
+        h = F.relu(self.norm6(self.conv6(h)))
+        h = F.relu(self.norm5(self.conv5(h)))
+        h = torch.matmul(self.unpool, h)
+        p1 = self.mean_shape + self.pos1(h)
+        h = torch.cat([h, p1, sample_roi(deep, p1, self.config.window)], dim=-1)
+        h = F.relu(self.norm4(self.conv4(h)))
+        h = F.relu(self.norm3(self.conv3(h)))
+        p2 = self.mean_shape + self.pos2(h)
+        h = torch.cat([h, p2, sample_roi(upper, p2, self.config.window)], dim=-1)
+        h = F.relu(self.norm2(self.conv2(h)))
+        return self.mean_shape + self.conv1(h), [p1, p2]
+
+    def forward(self, image: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> ModelOutput:
+        """Predict node positions.
+
+        Parameters
+        ----------
+        image : (B, 1, S, S) tensor in [0, 1]
+        sample : bool
+            Decode ``z = mu + eps * sigma`` (training) instead of ``z = mu``.
+        generator : torch.Generator, optional
+            Source of ``eps`` when sampling.
+        """
+        mu, logvar, feats = self.encode(image)
+        z = mu
+        if sample:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + eps * torch.exp(0.5 * logvar)
+        points, inter = self.decode(z, feats)
+        return ModelOutput(points, mu, logvar, inter)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma) || N(0, I)), summed over the latent, mean over the batch."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+
+

@@ -1,0 +1,142 @@
+"""Graph and image-to-graph layers of HybridGNet.
+
+Written here rather than taken from torch_geometric / torchvision: torchvision does
+not import beside the pinned CPU torch, and the graph is a fixed 120-node union of
+rings, for which a dense Chebyshev recurrence is both simpler and faster on CPU than
+sparse message passing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["scaled_laplacian", "ChebConv", "GraphNorm", "sample_roi", "ResBlock"]
+
+
+def scaled_laplacian(adjacency: np.ndarray) -> torch.Tensor:
+    """Chebyshev-scaled Laplacian ``2 L / lambda_max - I`` with ``lambda_max = 2``.
+
+    ``L = I - D^-1/2 A D^-1/2`` (symmetric normalisation), so the result is
+    ``-D^-1/2 A D^-1/2``, as torch_geometric's ChebConv computes by default.
+
+    Parameters
+    ----------
+    adjacency : (N, N) ndarray
+        Symmetric adjacency with zero diagonal.
+
+    Returns
+    -------
+    (N, N) float32 tensor.
+    """
+    a = np.asarray(adjacency, dtype=np.float64)
+    deg = a.sum(axis=1)
+    inv_sqrt = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-12)), 0.0)
+    return torch.from_numpy(-(inv_sqrt[:, None] * a * inv_sqrt[None, :])).float()
+
+
+class ChebConv(nn.Module):
+    """Chebyshev spectral graph convolution of order ``K`` on a fixed graph.
+
+    ``out = sum_k T_k(L~) x W_k + b`` with ``T_0 = x``, ``T_1 = L~ x`` and
+    ``T_k = 2 L~ T_{k-1} - T_{k-2}`` (Defferrard et al., NeurIPS 2016).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    K : int
+        Polynomial order (number of terms); ``K=1`` is a per-node linear layer.
+    laplacian : (N, N) tensor
+        Scaled Laplacian from :func:`scaled_laplacian`.
+
+    Notes
+    -----
+    Input and output are ``(B, N, C)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, K: int, laplacian: torch.Tensor) -> None:
+        super().__init__()
+        if K < 1:
+            raise ValueError(f"K must be >= 1, got {K}")
+        self.K = K
+        self.register_buffer("laplacian", laplacian.clone(), persistent=False)
+        self.weight = nn.Parameter(torch.empty(K, in_channels, out_channels))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        for k in range(K):
+            nn.init.xavier_uniform_(self.weight[k])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tx0 = x
+        out = tx0 @ self.weight[0]
+        if self.K > 1:
+            tx1 = torch.matmul(self.laplacian, x)
+            out = out + tx1 @ self.weight[1]
+            for k in range(2, self.K):
+                tx2 = 2.0 * torch.matmul(self.laplacian, tx1) - tx0
+                out = out + tx2 @ self.weight[k]
+                tx0, tx1 = tx1, tx2
+        return out + self.bias
+
+
+class GraphNorm(nn.Module):
+    """Instance normalisation over the nodes of each graph, per channel; input (B, N, C)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm1d(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+def sample_roi(features: torch.Tensor, points: torch.Tensor, window: int = 3) -> torch.Tensor:
+    """Bilinear ``window x window`` samples of a feature map around each node.
+
+    The equivalent of torchvision's ``roi_align`` with one sample per bin on a box
+    of ``window`` feature-map pixels centred on each node, written with
+    :func:`torch.nn.functional.grid_sample`.
+
+    Parameters
+    ----------
+    features : (B, C, h, w) tensor
+    points : (B, N, 2) tensor
+        Node positions (x, y) normalised to [0, 1] of the image frame.
+    window : int
+
+    Returns
+    -------
+    (B, N, C * window * window) tensor.
+    """
+    b, c, h, w = features.shape
+    n = points.shape[1]
+    offs = torch.arange(window, dtype=points.dtype, device=points.device) - (window - 1) / 2
+    oy, ox = torch.meshgrid(offs, offs, indexing="ij")
+    # grid_sample's align_corners=False maps [-1, 1] to pixel edges: one pixel = 2/size.
+    delta = torch.stack([ox.reshape(-1) * 2.0 / w, oy.reshape(-1) * 2.0 / h], dim=-1)  # (w*w, 2)
+    centre = points * 2.0 - 1.0
+    grid = centre[:, :, None, :] + delta[None, None]  # (B, N, window^2, 2)
+    sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return sampled.permute(0, 2, 1, 3).reshape(b, n, c * window * window)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 conv + BatchNorm + ReLU with a (1x1-projected) residual path."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.skip = (
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.skip(x))
