@@ -1,0 +1,238 @@
+"""The engine: :class:`Segmenter` loads a model once and segments images.
+
+Data flows one way: read -> preprocess (pad, resize) -> predict (batched, with
+optional latent sampling) -> postprocess (landmarks back to the original frame,
+filled into masks) -> a :class:`Segmentation` per image.
+
+Masks are filled directly in the original frame from the landmarks rounded to whole
+pixels, the same landmarks written to the table, so filling a written row's
+``Landmarks`` reproduces its masks exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from chexmask._errors import ChexmaskError, InputError
+from chexmask.anatomy import organ_slices
+from chexmask.inference.predictor import BatchPrediction, predict_batch
+from chexmask.io.read import XrayImage, read_image
+from chexmask.model.weights import DEFAULT_MODEL, load_model
+from chexmask.preprocess import Geometry, pad_resize, to_original
+
+__all__ = ["Segmenter", "Segmentation", "Failure"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Segmentation:
+    """The result for one image, in the ORIGINAL image frame.
+
+    Attributes
+    ----------
+    image_id, path : str
+    height, width : int
+        Original image size.
+    landmarks : (120, 2) float ndarray
+        (x, y) = (col, row) of the right lung (44), left lung (50) and heart (26) nodes.
+    latent_mu, latent_sigma : (latent_dim,) ndarray
+        The encoder's posterior.
+    node_mean, node_std : (120, 2) ndarray or None
+        Mean and standard deviation (x, y) of the decoded latent samples, in original
+        pixels (None without uncertainty sampling).
+    """
+
+    image_id: str
+    path: str | None
+    height: int
+    width: int
+    landmarks: np.ndarray
+    latent_mu: np.ndarray
+    latent_sigma: np.ndarray
+    node_mean: np.ndarray | None = None
+    node_std: np.ndarray | None = None
+
+    @property
+    def landmarks_int(self) -> np.ndarray:
+        """Landmarks rounded to whole pixels: what tables store and masks are filled from."""
+        return np.rint(self.landmarks).astype(np.int64)
+
+    def masks(self) -> dict[str, np.ndarray]:
+        """Filled organ masks ``{organ: (H, W) uint8 {0, 255}}`` at the original size."""
+        from chexmask.masks.fill import landmarks_to_masks
+
+        return landmarks_to_masks(self.landmarks_int, self.height, self.width)
+
+    @property
+    def node_uncertainty(self) -> np.ndarray | None:
+        """Per-node predictive std ``sqrt(std_x^2 + std_y^2)`` in original pixels, (120,)."""
+        return None if self.node_std is None else np.sqrt((self.node_std**2).sum(-1))
+
+    @property
+    def uncertainty(self) -> float | None:
+        """Mean over the 120 nodes of :attr:`node_uncertainty` (pixels)."""
+        u = self.node_uncertainty
+        return None if u is None else float(u.mean())
+
+    def organ_uncertainty(self) -> dict[str, float] | None:
+        """Mean node uncertainty of each organ (pixels)."""
+        u = self.node_uncertainty
+        return None if u is None else {o: float(u[s].mean()) for o, s in organ_slices().items()}
+
+
+@dataclass
+class Failure:
+    """An input that could not be segmented: which, and why."""
+
+    path: str
+    error: str
+    message: str
+
+
+class Segmenter:
+    """Segment chest X-rays into lungs and heart with a shipped HybridGNet.
+
+    Parameters
+    ----------
+    weights : str or Path
+        A shipped model name (see ``chexmask.model.weights.registry()``) or a
+        ``.safetensors`` file written by ``chexmask train``.
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``... or ``"auto"`` (CUDA when available).
+    uncertainty : int
+        Latent samples per image for predictive uncertainty (0 = off).
+    seed : int
+        Run seed of the latent samples (each image's noise is seeded by its id too).
+    batch_size : int
+        Images per forward pass.
+
+    Examples
+    --------
+    >>> seg = Segmenter(uncertainty=0)                      # doctest: +SKIP
+    >>> result = seg.segment("chest.png")                   # doctest: +SKIP
+    >>> result.masks()["heart"].shape == (result.height, result.width)  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        weights: str | Path = DEFAULT_MODEL,
+        device: str = "cpu",
+        uncertainty: int = 0,
+        seed: int = 0,
+        batch_size: int = 8,
+    ) -> None:
+        if uncertainty < 0:
+            raise ValueError(f"uncertainty must be >= 0 samples, got {uncertainty}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = _resolve_device(device)
+        self.model, self.info = load_model(weights, self.device)
+        self.uncertainty = uncertainty
+        self.seed = seed
+        self.batch_size = batch_size
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square model frame, in pixels."""
+        return self.model.config.input_size
+
+    def preprocess(self, image: XrayImage) -> tuple[np.ndarray, Geometry]:
+        """Pad and resize an image to the model frame; returns float32 [0, 1] pixels and the geometry."""
+        square, geometry = pad_resize(image.pixels, self.input_size)
+        return square.astype(np.float32) / 255.0, geometry
+
+    def predict(self, inputs: np.ndarray, image_ids: list[str]) -> BatchPrediction:
+        """Run the model on preprocessed ``(B, S, S)`` float32 images."""
+        x = torch.from_numpy(np.ascontiguousarray(inputs))[:, None].to(self.device)
+        return predict_batch(self.model, x, image_ids, self.uncertainty, self.seed)
+
+    def postprocess(self, pred: BatchPrediction, index: int, image: XrayImage, geometry: Geometry) -> Segmentation:
+        """Map one image's prediction back to its original frame."""
+        size = self.input_size
+        node_mean = node_std = None
+        if pred.sample_mean is not None:
+            node_mean = to_original(pred.sample_mean[index] * size, geometry)
+            node_std = pred.sample_std[index] * size / geometry.scale
+        return Segmentation(
+            image_id=image.image_id,
+            path=image.path,
+            height=image.height,
+            width=image.width,
+            landmarks=to_original(pred.points[index] * size, geometry),
+            latent_mu=pred.mu[index],
+            latent_sigma=pred.sigma[index],
+            node_mean=node_mean,
+            node_std=node_std,
+        )
+
+    def segment_images(self, images: Sequence[XrayImage]) -> list[Segmentation]:
+        """Segment already-read images, ``batch_size`` at a time."""
+        out: list[Segmentation] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            pre = [self.preprocess(im) for im in chunk]
+            pred = self.predict(np.stack([p[0] for p in pre]), [im.image_id for im in chunk])
+            out.extend(self.postprocess(pred, i, im, pre[i][1]) for i, im in enumerate(chunk))
+        return out
+
+    def segment(self, image: np.ndarray | XrayImage | str | os.PathLike, image_id: str | None = None) -> Segmentation:
+        """Segment one image: a path, an :class:`XrayImage`, or a 2-D uint8 array.
+
+        Raises
+        ------
+        UnreadableImageError
+            The file cannot be read as an image.
+        """
+        if isinstance(image, (str, os.PathLike)):
+            image = read_image(image)
+        elif isinstance(image, np.ndarray):
+            image = _array_image(image, image_id or "array")
+        return self.segment_images([image])[0]
+
+    def segment_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[Segmentation | Failure]:
+        """Read and segment files one batch at a time; unreadable files yield a :class:`Failure`.
+
+        The order of the results is the order of ``paths``.
+        """
+        batch: list[XrayImage] = []
+        for path in paths:
+            try:
+                batch.append(read_image(path))
+            except InputError as exc:
+                log.warning("%s", exc)
+                yield Failure(str(path), type(exc).__name__, exc.reason)
+                continue
+            if len(batch) == self.batch_size:
+                yield from self.segment_images(batch)
+                batch = []
+        if batch:
+            yield from self.segment_images(batch)
+
+
+def _array_image(pixels: np.ndarray, image_id: str) -> XrayImage:
+    if pixels.ndim != 2 or pixels.dtype != np.uint8:
+        raise InputError(image_id, f"array images must be 2-D uint8 grayscale, got {pixels.dtype} {pixels.shape}")
+    return XrayImage(pixels, "", image_id, pixels.shape[0], pixels.shape[1], "MONOCHROME2", None, 8)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ChexmaskError(f"--device {device!r} is not a torch device (use cpu, cuda, cuda:N or auto)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ChexmaskError(f"--device {device!r}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
