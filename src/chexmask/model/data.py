@@ -54,12 +54,12 @@ def load_landmarks_npz(path: Path) -> np.ndarray:
     return np.concatenate(parts).astype(np.float64)
 
 
-def load_jsrt(jsrt_dir: Path, split: str, size: int) -> LandmarkDataset:
-    """Load a JSRT split at ``size`` px, landmarks mapped through the same preprocessing."""
+def load_jsrt(jsrt_dir: Path, split: str, size: int, limit: int | None = None) -> LandmarkDataset:
+    """Load a JSRT split at ``size`` px (its first ``limit`` images), landmarks mapped through the same preprocessing."""
     from chexmask.io.read import read_image
 
     jsrt_dir = Path(jsrt_dir)
-    ids = read_split(jsrt_dir, split)
+    ids = read_split(jsrt_dir, split)[:limit]
     images = np.empty((len(ids), size, size), np.uint8)
     targets = np.empty((len(ids), 120, 2), np.float32)
     for i, image_id in enumerate(ids):

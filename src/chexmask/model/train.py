@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     init: str | None = None
     threads: int | None = None
+    subset: int | None = None  # first N training images only, for quick experiments
 
 
 def landmark_mse(pred: np.ndarray, target: np.ndarray) -> float:
@@ -97,8 +98,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    train_set = load_jsrt(Path(cfg.data_dir), "train", cfg.size)
-    val_set = load_jsrt(Path(cfg.data_dir), "val", cfg.size)
+    train_set = load_jsrt(Path(cfg.data_dir), "train", cfg.size, limit=cfg.subset)
+    val_set = load_jsrt(Path(cfg.data_dir), "val", cfg.size, limit=cfg.subset)
     mean_shape = np.nanmean(train_set.targets, axis=0)
 
     if cfg.init:

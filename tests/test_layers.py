@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import torch
+
+from chexmask.anatomy import ring_adjacency
+from chexmask.model.layers import ChebConv, sample_roi, scaled_laplacian
+
+
+def test_scaled_laplacian_of_ring():
+    lap = scaled_laplacian(ring_adjacency((5,))).numpy()
+    # ring degree 2: L~ = -A / 2, eigenvalues in [-1, 1]
+    np.testing.assert_allclose(lap, -ring_adjacency((5,)) / 2, atol=1e-7)
+    ev = np.linalg.eigvalsh(lap)
+    assert ev.min() >= -1 - 1e-6 and ev.max() <= 1 + 1e-6
+
+
+def test_chebconv_matches_explicit_chebyshev_polynomials():
+    torch.manual_seed(0)
+    lap = scaled_laplacian(ring_adjacency((6, 4)))
+    conv = ChebConv(3, 2, K=4, laplacian=lap)
+    x = torch.randn(2, 10, 3)
+    L = lap.double().numpy()
+    eye = np.eye(10)
+    T = [eye, L, 2 * L @ L - eye]
+    T.append(2 * L @ T[2] - T[1])
+    W = conv.weight.detach().double().numpy()
+    expected = sum(np.einsum("nm,bmc,cd->bnd", T[k], x.double().numpy(), W[k]) for k in range(4)) + conv.bias.detach().numpy()
+    np.testing.assert_allclose(conv(x).detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_chebconv_k1_is_linear_and_rejects_k0():
+    lap = scaled_laplacian(ring_adjacency((3,)))
+    conv = ChebConv(2, 2, K=1, laplacian=lap)
+    x = torch.randn(1, 3, 2)
+    torch.testing.assert_close(conv(x), x @ conv.weight[0] + conv.bias)
+    with pytest.raises(ValueError, match="K must be"):
+        ChebConv(2, 2, K=0, laplacian=lap)
+
+
+def test_sample_roi_reads_pixel_centres_bilinearly():
+    h, w = 6, 8
+    feat = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w)  # value = 8*row + col
+    # centre of pixel (row 2, col 3) in normalised coordinates
+    pts = torch.tensor([[[(3 + 0.5) / w, (2 + 0.5) / h]]])
+    out = sample_roi(feat, pts, window=3).view(3, 3)
+    rows, cols = np.meshgrid([1, 2, 3], [2, 3, 4], indexing="ij")
+    np.testing.assert_allclose(out.numpy(), 8 * rows + cols)
+    # half a pixel to the right: bilinear mean of two neighbours
+    pts2 = pts + torch.tensor([[[0.5 / w, 0.0]]])
+    assert sample_roi(feat, pts2, window=1).item() == pytest.approx(8 * 2 + 3.5)
+
+
+def test_sample_roi_shape_and_gradient():
+    feat = torch.randn(2, 4, 8, 8, requires_grad=True)
+    pts = torch.rand(2, 120, 2, requires_grad=True)
+    out = sample_roi(feat, pts)
+    assert out.shape == (2, 120, 36)
+    out.sum().backward()
+    assert pts.grad is not None and feat.grad is not None
