@@ -60,3 +60,25 @@ def train(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"best model: {best}")
+
+
+@app.command()
+def validate(
+    jsrt_dir: str = typer.Argument(..., help="JSRT-layout folder with images/, landmarks/, scr_masks/, splits/."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    split: str = typer.Option("test", help="Split to score: train, val or test."),
+    out: str = typer.Option(None, "--out", "-o", help="Write per-image scores to this CSV."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+) -> None:
+    """Score a model against the JSRT expert masks and landmarks (Dice, HD, HD95, landmark MSE)."""
+    from chexmask.inference.segmenter import Segmenter
+    from chexmask.model.report import score_split, summarise
+
+    try:
+        per_image = score_split(Segmenter(weights, device=device, batch_size=8), jsrt_dir, split)
+    except (chexmask.ChexmaskError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if out:
+        per_image.to_csv(out, index=False)
+    typer.echo(summarise(per_image).to_string(float_format=lambda v: f"{v:.4f}"))
