@@ -40,3 +40,23 @@ def chexmask_csv_dir(shared_data: Path) -> Path:
 def example_dir(shared_data: Path) -> Path:
     """The reference system's revert-to-original example (786x899 image)."""
     return _need(shared_data / "example")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A randomly initialised 64-px HybridGNet saved as safetensors (fast; for pipeline tests)."""
+    import numpy as np
+    import torch
+
+    from chexmask.model.hybridgnet import HybridGNet, ModelConfig
+    from chexmask.model.weights import save_weights
+
+    torch.manual_seed(0)
+    shape = np.random.default_rng(0).uniform(0.25, 0.75, (120, 2))
+    model = HybridGNet(ModelConfig(input_size=64), mean_shape=shape)
+    for head in (model.conv1, model.pos1, model.pos2):  # non-zero heads: samples differ, uncertainty > 0
+        torch.nn.init.normal_(head.weight, std=0.01)
+    torch.nn.init.constant_(model.fc_logvar.bias, -2.0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(model, path, {"note": "random weights for tests"})
+    return path
