@@ -82,3 +82,27 @@ def validate(
     if out:
         per_image.to_csv(out, index=False)
     typer.echo(summarise(per_image).to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    pred: str = typer.Argument(..., help="Table under test: CheXmask CSV/Parquet or physician CSV."),
+    refs: list[str] = typer.Argument(..., help="One or more reference tables; several give every pairwise comparison."),
+    out: str = typer.Option(..., "--out", "-o", help="Report folder (summary.csv/.md, per_image.csv, errors.csv, figures/)."),
+    group_by: str = typer.Option(None, "--group-by", help="Metadata column to split images into groups (needs --metadata)."),
+    metadata: str = typer.Option(None, "--metadata", help="CSV/Parquet with an image id column and the --group-by column."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% confidence intervals (0: none)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures (PNG and PDF)."),
+) -> None:
+    """Agreement of masks and landmarks: Dice, HD, HD95 and landmark MSE per image, organ and comparison."""
+    from chexmask.quality.evaluate import evaluate
+
+    try:
+        report = evaluate(pred, refs, out, group_by=group_by, metadata=metadata, n_boot=bootstrap, seed=seed, figures=figures)
+    except chexmask.ChexmaskError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo((report.out_dir / "summary.md").read_text(encoding="utf-8"))
+    if len(report.errors):
+        typer.echo(f"{len(report.errors)} problems recorded in {report.out_dir / 'errors.csv'}", err=True)
