@@ -161,7 +161,8 @@ def serve(
     uncertainty: int = typer.Option(20, help="Latent samples per image for node uncertainty (0 = off)."),
     max_mb: float = typer.Option(32.0, help="Largest upload, in MiB."),
     max_megapixels: float = typer.Option(40.0, help="Largest image, in megapixels."),
-    flag_threshold: float = typer.Option(5.0, help="Mean node uncertainty (px, 1024 frame) above which a result is flagged."),
+    flag_threshold: float = typer.Option(10.0, help="Without --atlas: mean node uncertainty (px, 1024 frame) above which a result is flagged (provisional, uncalibrated)."),
+    atlas: str = typer.Option(None, help="RCA atlas (.npz or JSRT folder): flag results by estimated Dice instead of uncertainty."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host (the demo has no authentication)."),
 ) -> None:
     """Start the web demo: upload an X-ray, see lungs and heart with uncertainty, download the result."""
@@ -190,7 +191,16 @@ def serve(
     except chexmask.ChexmaskError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    scorer = None
+    if atlas:
+        try:
+            from chexmask.quality.rca import RCAScorer, open_atlas
+
+            scorer = RCAScorer(open_atlas(atlas, segmenter), segmenter=segmenter)
+        except (chexmask.ChexmaskError, ImportError, OSError) as exc:
+            typer.echo(f"error: --atlas {atlas}: {exc}", err=True)
+            raise typer.Exit(1) from None
     limits = Limits(max_bytes=int(max_mb * 2**20), max_pixels=int(max_megapixels * 1e6))
-    web = create_app(segmenter, limits, flag_threshold_px=flag_threshold)
+    web = create_app(segmenter, limits, flag_threshold_px=flag_threshold, rca=scorer)
     typer.echo(f"chexmask demo on http://{host}:{port}/ (Ctrl+C to stop)")
     uvicorn.run(web, host=host, port=port, log_level="info", ws="none")

@@ -1,0 +1,210 @@
+"""The FastAPI application of ``chexmask serve``.
+
+Routes: ``GET /`` the page; ``GET /api/info`` model and limits; ``POST /api/segment``
+(multipart field ``file``) segments one upload and returns a JSON summary;
+``GET /api/results/{id}/overlay.png`` and ``GET /api/results/{id}/download.zip``.
+
+Every failure caused by an upload is answered with ``{"error": message}`` and a 4xx
+code; an unexpected failure is logged and answered 500. Neither stops the server.
+Results are kept in memory for the last ``keep`` uploads only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from chexmask._errors import InputError
+from chexmask.app.render import bundle, overlay
+from chexmask.app.upload import Limits, UploadRejected, check_upload, safe_name
+
+__all__ = ["create_app", "quality_flag"]
+
+log = logging.getLogger(__name__)
+
+#: Multipart framing allowed on top of the file itself before a request is refused
+#: from its Content-Length alone.
+_MULTIPART_SLACK = 64 * 1024
+
+
+def quality_flag(seg, threshold_px: float, rca=None, rca_threshold: float = 0.7) -> dict:
+    """Flag a result for review, from RCA when available, else from its uncertainty.
+
+    With an RCA estimate, the flag is "good" when the estimated Dice (mean over the
+    references) reaches `rca_threshold` (0.7, the CheXmask recommendation). Without one,
+    the mean node uncertainty is rescaled to a 1024-pixel frame (``* 1024 / max(H, W)``)
+    so one threshold serves every image size; that flag is provisional, not a
+    calibrated estimate of Dice.
+
+    Returns
+    -------
+    dict
+        ``{"flag": "good" | "review" | "unknown", "basis": "rca" | "uncertainty" | None,
+        "score": float | None, "reason": str}``.
+    """
+    if rca is not None:
+        ok = rca.mean >= rca_threshold
+        return {"flag": "good" if ok else "review", "basis": "rca", "score": float(rca.mean),
+                "reason": f"RCA Dice {rca.mean:.3f} (max {rca.max:.3f}) {'>=' if ok else '<'} {rca_threshold:g}"}
+    if seg.uncertainty is None:
+        return {"flag": "unknown", "basis": None, "score": None,
+                "reason": "no RCA atlas and uncertainty sampling is off (--uncertainty 0)"}
+    score = seg.uncertainty * 1024 / max(seg.height, seg.width)
+    if score <= threshold_px:
+        return {"flag": "good", "basis": "uncertainty", "score": score,
+                "reason": f"mean node uncertainty {score:.2f} px (1024 frame) <= {threshold_px:g}"}
+    return {"flag": "review", "basis": "uncertainty", "score": score,
+            "reason": f"mean node uncertainty {score:.2f} px (1024 frame) > {threshold_px:g}: check the contours"}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(
+    segmenter,
+    limits: Limits | None = None,
+    *,
+    flag_threshold_px: float = 10.0,
+    keep: int = 32,
+    rca=None,
+) -> FastAPI:
+    """Build the web demo around a loaded :class:`~chexmask.inference.segmenter.Segmenter`.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+        Used for every upload (one at a time: a lock serialises the model).
+    limits : Limits, optional
+        Upload limits (bytes, pixels); default :class:`~chexmask.app.upload.Limits`.
+    flag_threshold_px : float, optional
+        Uncertainty above which a result is flagged for review, see :func:`quality_flag`.
+    keep : int, optional
+        How many recent results stay downloadable.
+    rca : chexmask.quality.rca.RCAScorer, optional
+        Scores each result by RCA (``.score(image, masks, latent=...)`` with ``.mean`` and
+        ``.max``); the quality flag then comes from it.
+
+    Returns
+    -------
+    fastapi.FastAPI
+    """
+    limits = limits or Limits()
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    app = FastAPI(title="chexmask", docs_url=None, redoc_url=None, openapi_url=None)
+    static = resources.files("chexmask.app") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    results: OrderedDict[str, dict] = OrderedDict()
+    model_lock, results_lock = threading.Lock(), threading.Lock()
+    info = {
+        "model": Path(str(segmenter.info.get("name") or segmenter.info.get("path", ""))).name,
+        "uncertainty_samples": segmenter.uncertainty,
+        "limits": dataclasses.asdict(limits),
+        "flag_threshold_px": flag_threshold_px,
+        "rca": rca is not None,
+    }
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limits.max_bytes + _MULTIPART_SLACK:
+            return _error(413, f"the upload is {int(length) / 2**20:.1f} MiB;"
+                               f" the limit is {limits.max_bytes / 2**20:.0f} MiB")
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return (static / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/api/info")
+    def get_info() -> dict:
+        return info
+
+    @app.post("/api/segment")
+    def segment(file: UploadFile = File(...)) -> Response:
+        name = safe_name(file.filename)
+        try:
+            data = file.file.read(limits.max_bytes + 1)
+            kind = check_upload(data, name, limits)
+            summary = _run(data, name, kind)
+        except UploadRejected as exc:
+            return _error(exc.status, str(exc))
+        except InputError as exc:
+            return _error(422, f"{name}: {exc.reason}")
+        except Exception:
+            log.exception("segmenting %s failed", name)
+            return _error(500, f"{name}: internal error while segmenting; see the server log")
+        return JSONResponse(summary)
+
+    def _run(data: bytes, name: str, kind: str) -> dict:
+        from chexmask.io.read import read_image
+
+        stem = name.rsplit(".", 1)[0] if "." in name else name
+        with tempfile.TemporaryDirectory(prefix="chexmask-upload-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            image = read_image(path)
+        image = dataclasses.replace(image, path=name, image_id=stem)
+        start = time.perf_counter()
+        with model_lock:
+            seg = segmenter.segment(image)
+            masks = seg.masks()
+            estimate = None if rca is None else rca.score(image, masks, latent=seg.latent_mu)
+        rid = secrets.token_urlsafe(12)
+        organ_u = seg.organ_uncertainty()
+        summary = {
+            "id": rid,
+            "image_id": seg.image_id,
+            "kind": kind,
+            "height": seg.height,
+            "width": seg.width,
+            "uncertainty": seg.uncertainty,
+            "organ_uncertainty": organ_u,
+            "node_uncertainty_max": None if seg.node_uncertainty is None else float(seg.node_uncertainty.max()),
+            "quality": quality_flag(seg, flag_threshold_px, estimate),
+            "rca": None if estimate is None else {"mean": float(estimate.mean), "max": float(estimate.max)},
+            "seconds": round(time.perf_counter() - start, 3),
+            "overlay": f"/api/results/{rid}/overlay.png",
+            "download": f"/api/results/{rid}/download.zip",
+        }
+        png = overlay(image.pixels, seg, masks)
+        stored = {"overlay": png, "zip": bundle(seg, masks, summary, png), "image_id": seg.image_id}
+        with results_lock:
+            results[rid] = stored
+            while len(results) > keep:
+                results.popitem(last=False)
+        return summary
+
+    def _result(rid: str) -> dict | None:
+        with results_lock:
+            return results.get(rid)
+
+    @app.get("/api/results/{rid}/overlay.png")
+    def get_overlay(rid: str) -> Response:
+        stored = _result(rid)
+        if stored is None:
+            return _error(404, f"no result {rid!r} (results are kept for the last {keep} uploads)")
+        return Response(stored["overlay"], media_type="image/png")
+
+    @app.get("/api/results/{rid}/download.zip")
+    def get_zip(rid: str) -> Response:
+        stored = _result(rid)
+        if stored is None:
+            return _error(404, f"no result {rid!r} (results are kept for the last {keep} uploads)")
+        filename = f"{safe_name(stored['image_id'])}_chexmask.zip"
+        return Response(stored["zip"], media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    return app

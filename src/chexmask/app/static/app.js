@@ -1,0 +1,58 @@
+"use strict";
+// Upload one file, show the overlay and summary, link the zip. No framework, no network beyond this server.
+const $ = (id) => document.getElementById(id);
+const fmt = (v, d = 2) => (v === null || v === undefined ? "n/a" : Number(v).toFixed(d));
+
+fetch("/api/info").then((r) => r.json()).then((info) => {
+  const l = info.limits;
+  $("limits").textContent = `Model ${info.model}; ${info.uncertainty_samples} uncertainty samples. ` +
+    `Limits: ${(l.max_bytes / 1048576).toFixed(0)} MiB, ${(l.max_pixels / 1e6).toFixed(0)} megapixels, ` +
+    `sides at least ${l.min_side} px.`;
+}).catch(() => {});
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = false;
+  $("result").hidden = true;
+}
+
+$("upload-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const file = $("file").files[0];
+  $("error").hidden = true;
+  if (!file) { showError("Choose a PNG, JPEG or DICOM file first."); return; }
+  const body = new FormData();
+  body.append("file", file);
+  $("submit").disabled = true;
+  $("status").textContent = "Segmenting...";
+  try {
+    const response = await fetch("/api/segment", { method: "POST", body });
+    let data;
+    try { data = await response.json(); } catch { data = { error: `server answered ${response.status}` }; }
+    if (!response.ok) { showError(data.error || `server answered ${response.status}`); return; }
+    show(data);
+  } catch (err) {
+    showError(`Upload failed: ${err}`);
+  } finally {
+    $("submit").disabled = false;
+    $("status").textContent = "";
+  }
+});
+
+function show(r) {
+  $("overlay").src = r.overlay;
+  $("image-id").textContent = r.image_id;
+  $("size").textContent = `${r.width} x ${r.height} px (${r.kind.toUpperCase()})`;
+  $("flag").textContent = r.quality.flag;
+  $("flag").className = `flag ${r.quality.flag}`;
+  $("reason").textContent = r.quality.reason;
+  const o = r.organ_uncertainty;
+  $("uncertainty").textContent = o
+    ? `mean ${fmt(r.uncertainty)} px; right lung ${fmt(o.right_lung)}, left lung ${fmt(o.left_lung)}, heart ${fmt(o.heart)}`
+    : "off";
+  $("umax").textContent = fmt(r.node_uncertainty_max);
+  $("seconds").textContent = `${fmt(r.seconds, 2)} s`;
+  $("download").href = r.download;
+  $("download").setAttribute("download", `${r.image_id}_chexmask.zip`);
+  $("result").hidden = false;
+}
