@@ -84,6 +84,56 @@ def validate(
     typer.echo(summarise(per_image).to_string(float_format=lambda v: f"{v:.4f}"))
 
 
+@app.command("masks")
+def masks_cmd(
+    table: str = typer.Argument(..., help="CheXmask or physician table (.csv, .csv.gz or .parquet)."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Output folder (also gets errors.csv and export.json)."),
+    fmt: str = typer.Option("png", "--format", "-f", help="png (ORGAN/ID.png), npz (ID.npz), nifti (ORGAN/ID.nii.gz) or coco (annotations.json)."),
+    organs: list[str] = typer.Option(["right_lung", "left_lung", "heart"], "--organ", help="Organ to write; repeat for several."),
+    min_rca: float = typer.Option(None, "--min-rca", help="Only rows with Dice RCA (Mean) >= this (0.7 is the reference's threshold)."),
+    ids: str = typer.Option(None, "--ids", help="Only the image ids listed in this file (one per line)."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (default: all CPUs)."),
+    chunksize: int = typer.Option(1000, help="Table rows read at a time (memory is proportional to it)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Decode the masks of a CheXmask table at the original resolution and write them as files."""
+    import os
+
+    from chexmask.formats.masks_export import export_masks
+    from chexmask.formats.stream import read_ids
+
+    try:
+        summary = export_masks(
+            table, out_dir, fmt=fmt, organs=organs, min_rca=min_rca,
+            ids=None if ids is None else read_ids(ids), workers=workers or os.cpu_count() or 1,
+            chunksize=chunksize, progress=progress,
+        )
+    except (chexmask.ChexmaskError, ValueError, ImportError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote the masks of {summary.written} images to {summary.out_dir} ({fmt})")
+    if summary.failed:
+        typer.echo(f"error: {summary.failed} rows skipped; see {summary.errors_path}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("convert")
+def convert_cmd(
+    table: str = typer.Argument(..., help="Table to convert (.csv, .csv.gz or .parquet)."),
+    out: str = typer.Option(..., "--out", "-o", help="Output table; its suffix (.csv, .csv.gz, .parquet) picks the format."),
+    chunksize: int = typer.Option(10000, help="Rows held in memory at a time."),
+) -> None:
+    """Convert a CheXmask table between CSV and Parquet without loss (text columns byte for byte)."""
+    from chexmask.formats.stream import convert_table
+
+    try:
+        rows = convert_table(table, out, chunksize=chunksize)
+    except (chexmask.ChexmaskError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"converted {rows} rows: {table} -> {out}")
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     pred: str = typer.Argument(..., help="Table under test: CheXmask CSV/Parquet or physician CSV."),

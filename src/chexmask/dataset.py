@@ -1,0 +1,499 @@
+"""The published CheXmask tables as Python records and as a PyTorch dataset.
+
+:func:`iter_records` streams a table (CSV, CSV.gz, Parquet or a frame) in bounded
+memory and yields one :class:`Record` per row: the image id, the decoded masks,
+the landmarks and the other columns. :class:`MaskDataset` gives random access for
+training loops, loading the image too when an image folder is given. Masks are
+``(H, W)`` uint8 {0, 255} at the original size; landmarks are (x, y) = (col, row)
+original pixels (not skimage's (row, col)).
+
+References
+----------
+Gaggion et al., "CheXmask: a large-scale dataset of anatomical segmentation masks
+for multi-center chest x-ray images", Scientific Data 2024,
+doi:10.1038/s41597-024-03358-1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch.utils.data
+
+from chexmask._errors import InputError, UnreadableImageError
+from chexmask.anatomy import ORGANS
+from chexmask.formats.landmarks import parse_landmarks
+from chexmask.formats.stream import (
+    DEFAULT_CHUNKSIZE,
+    RCA_COLUMN,
+    TableSource,
+    decode_masks,
+    iter_chunks,
+    mask_size,
+    table_columns,
+)
+from chexmask.formats.tables import MASK_COLUMNS, id_column
+
+__all__ = ["Record", "row_to_record", "iter_records", "MaskDataset"]
+
+logger = logging.getLogger(__name__)
+
+_FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
+_SKIPPED = {"Landmarks", *MASK_COLUMNS.values()}
+
+
+@dataclass(frozen=True, eq=False)
+class Record:
+    """One row of a CheXmask table, decoded.
+
+    Attributes
+    ----------
+    image_id : str
+        The value of the table's id column (``Image Index``, ``dicom_id``,
+        ``ImageID``, ``Path`` ...).
+    masks : dict of str to (H, W) uint8 ndarray
+        Organ key -> mask, 255 inside the organ, 0 elsewhere.
+    landmarks : (120, 2) float64 ndarray or None
+        (x, y) = (col, row) original pixels; NaN rows for an organ that was not
+        annotated; ``None`` when not requested.
+    metadata : dict
+        Every other column: ``Dice RCA (Mean)``/``(Max)`` as float (NaN when
+        empty), ``Height``/``Width`` as int (1024 for physician tables, which lack
+        them), other columns as stored; plus ``row``, the 1-based row number.
+    """
+
+    image_id: str
+    masks: dict[str, np.ndarray]
+    landmarks: np.ndarray | None
+    metadata: dict[str, Any]
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def row_to_record(
+    image_id: str,
+    row: Mapping[str, Any],
+    *,
+    organs: Sequence[str] = ORGANS,
+    landmarks: bool = True,
+    source: str = "row",
+) -> Record:
+    """Decode one table row (column -> value) into a :class:`Record`.
+
+    Parameters
+    ----------
+    image_id : str
+        The row's id.
+    row : mapping
+        The row's other columns (the mask columns of ``organs`` at least).
+    organs : sequence of str, optional
+        Organ keys to decode.
+    landmarks : bool, optional
+        Parse the ``Landmarks`` column.
+    source : str, optional
+        What the row is, for error messages (``"table.csv row 12"``).
+
+    Returns
+    -------
+    Record
+
+    Raises
+    ------
+    InputError
+        If a mask column is missing or malformed (:class:`~chexmask.RLEError`), the
+        size is missing or bad, or the landmarks do not parse.
+    """
+    masks = {
+        organ: mask.view(np.uint8) * np.uint8(255)
+        for organ, mask in decode_masks(row, organs, source=source).items()
+    }
+    height, width = mask_size(row, source=source)
+    points = None
+    if landmarks:
+        text = row.get("Landmarks")
+        points = parse_landmarks(text or "", source=f"{source}, column Landmarks")
+    metadata: dict[str, Any] = {}
+    for column, value in row.items():
+        if column in _SKIPPED:
+            continue
+        metadata[column] = _float(value) if column in _FLOAT_COLUMNS else value
+    metadata["Height"], metadata["Width"] = height, width
+    return Record(str(image_id), masks, points, metadata)
+
+
+def _check_organs(organs: Sequence[str]) -> tuple[str, ...]:
+    organs = tuple(organs)
+    if not organs or any(o not in MASK_COLUMNS for o in organs):
+        raise ValueError(f"organs must be a non-empty subset of {list(ORGANS)}, got {list(organs)}")
+    return organs
+
+
+def iter_records(
+    table: TableSource,
+    *,
+    organs: Sequence[str] = ORGANS,
+    landmarks: bool = True,
+    min_rca: float | None = None,
+    ids: Iterable[str] | None = None,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+    on_error: Literal["raise", "skip"] = "raise",
+) -> Iterator[Record]:
+    """Iterate the rows of a CheXmask table as decoded records, in bounded memory.
+
+    Parameters
+    ----------
+    table : str, path-like or pandas.DataFrame
+        A CheXmask or physician table: ``.csv``, ``.csv.gz``, ``.parquet`` or a frame.
+    organs : sequence of str, optional
+        Organ keys whose masks to decode (default all three); fewer is faster.
+    landmarks : bool, optional
+        Parse the landmarks (default True).
+    min_rca : float, optional
+        Keep rows with ``Dice RCA (Mean)`` at least this (0.7 is the reference's
+        threshold).
+    ids : iterable of str, optional
+        Keep only these image ids (exact match).
+    chunksize : int, optional
+        Rows read at a time (memory is proportional to it).
+    on_error : {"raise", "skip"}, optional
+        What to do with a row that does not decode: raise its
+        :class:`~chexmask.InputError`, or log a warning and go on.
+
+    Yields
+    ------
+    Record
+        In table order.
+
+    Raises
+    ------
+    InputError
+        If the table cannot be read, or (with ``on_error="raise"``) a row is bad.
+    ValueError
+        If an option is invalid.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"ImageID": ["a"], "Right Lung": ["2 2"],
+    ...     "Left Lung": [""], "Heart": ["1 1"], "Height": [2], "Width": [2]})
+    >>> record = next(iter_records(frame, landmarks=False))
+    >>> record.image_id, record.masks["right_lung"].tolist(), record.metadata
+    ('a', [[0, 255], [255, 0]], {'Height': 2, 'Width': 2, 'row': 1})
+    """
+    organs = _check_organs(organs)
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    source = "table" if isinstance(table, pd.DataFrame) else str(table)
+    ident = id_column(pd.DataFrame(columns=table_columns(table)), source=source)
+    for chunk in iter_chunks(table, min_rca=min_rca, ids=ids, chunksize=chunksize):
+        ids_ = chunk[ident].tolist()
+        rows = chunk.drop(columns=[ident]).to_dict("records")
+        for number, image_id, row in zip(chunk.index.tolist(), ids_, rows):
+            try:
+                record = row_to_record(
+                    image_id, row, organs=organs, landmarks=landmarks,
+                    source=f"{source} row {number}",
+                )
+            except InputError as err:
+                if on_error == "raise":
+                    raise
+                logger.warning("skipped: %s", err)
+                continue
+            record.metadata["row"] = number
+            yield record
+
+
+# --- random access -------------------------------------------------------------------
+
+
+def _index_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    """Header and byte offsets of the data records of an uncompressed CSV.
+
+    A record ends at a newline outside quotes (an even number of ``"`` so far), so
+    quoted fields may hold newlines; blank lines are skipped, as pandas does.
+    """
+    offsets, header = array("q"), None
+    with open(path, "rb") as fh:
+        pos, start, quotes, parts = 0, -1, 0, []
+        for line in fh:
+            if start < 0:
+                if not line.strip(b"\r\n"):
+                    pos += len(line)
+                    continue
+                start, quotes = pos, 0
+            quotes += line.count(b'"')
+            pos += len(line)
+            if header is None:
+                parts.append(line)
+            if quotes % 2 == 0:
+                if header is None:
+                    header = _parse_record(b"".join(parts), "utf-8-sig")
+                else:
+                    offsets.append(start)
+                start = -1
+    if header is None:
+        raise InputError(path, "empty CSV: no header")
+    return header, np.frombuffer(offsets, dtype=np.int64).copy()
+
+
+def _parse_record(raw: bytes, encoding: str = "utf-8") -> list[str]:
+    return next(csv.reader(io.StringIO(raw.decode(encoding), newline="")))
+
+
+class _CsvRows:
+    """Rows of an uncompressed CSV read on demand by byte offset."""
+
+    def __init__(self, path: Path, header: list[str], offsets: np.ndarray) -> None:
+        self.path, self.header, self.offsets = path, header, offsets
+        self._fh, self._pid = None, -1
+
+    def __getstate__(self):  # file handles do not cross processes
+        return {**self.__dict__, "_fh": None, "_pid": -1}
+
+    def __del__(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def get(self, i: int) -> dict[str, Any]:
+        if self._fh is None or self._pid != os.getpid():
+            if self._fh is not None:  # a forked worker: close its copy, open its own
+                self._fh.close()
+            self._fh, self._pid = open(self.path, "rb"), os.getpid()
+        self._fh.seek(int(self.offsets[i]))
+        raw = self._fh.readline()
+        while raw.count(b'"') % 2 and (more := self._fh.readline()):
+            raw += more
+        fields = _parse_record(raw)
+        if len(fields) != len(self.header):
+            raise InputError(
+                f"{self.path} at byte {self.offsets[i]}",
+                f"{len(fields)} fields, header has {len(self.header)}",
+            )
+        return dict(zip(self.header, fields))
+
+
+class _ArrowRows:
+    """Rows of an Arrow table (Parquet kept in Arrow memory, no Python objects)."""
+
+    def __init__(self, table) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def get(self, i: int) -> dict[str, Any]:
+        return self.table.slice(i, 1).to_pylist()[0]
+
+
+class _FrameRows(_ArrowRows):
+    def get(self, i: int) -> dict[str, Any]:
+        return self.table.iloc[i].to_dict()
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def _passing_rows(table: TableSource, min_rca, ids, chunksize: int) -> np.ndarray:
+    """1-based numbers of the rows passing the filters, reading only the id and RCA."""
+    wanted = [RCA_COLUMN] if min_rca is not None else []
+    chunks = iter_chunks(table, columns=wanted, min_rca=min_rca, ids=ids, chunksize=chunksize)
+    return np.concatenate([np.zeros(0, np.int64), *(c.index.to_numpy(np.int64) for c in chunks)])
+
+
+def _open_rows(table: TableSource, min_rca, ids, chunksize: int) -> tuple[Any, np.ndarray]:
+    """Random-access rows of a table after filtering, and their 1-based row numbers."""
+    filtered = min_rca is not None or ids is not None
+    path = None if isinstance(table, pd.DataFrame) else Path(table)
+    kind = "frame" if path is None else path.name.lower().rsplit(".", 1)[-1]
+    if path is not None and kind in ("csv", "parquet") and path.is_file():
+        if kind == "csv":
+            header, offsets = _index_csv(path)
+            total = len(offsets)
+        else:
+            import pyarrow.parquet as pq
+
+            arrow = pq.read_table(path)
+            total = arrow.num_rows
+        numbers = _passing_rows(path, min_rca, ids, chunksize) if filtered else np.arange(1, total + 1)
+        if len(numbers) and numbers[-1] > total:
+            raise InputError(path, "rows could not be indexed (malformed quoting?)")
+        if kind == "csv":
+            return _CsvRows(path, header, offsets[numbers - 1]), numbers
+        return _ArrowRows(arrow.take(numbers - 1) if filtered else arrow), numbers
+    # Frames, and compressed CSV (no random access): held in memory.
+    chunks = list(iter_chunks(table, min_rca=min_rca, ids=ids, chunksize=chunksize))
+    if not chunks:
+        return _FrameRows(pd.DataFrame(columns=table_columns(table))), np.zeros(0, np.int64)
+    frame = pd.concat(chunks)
+    return _FrameRows(frame), frame.index.to_numpy(np.int64)
+
+
+class _ImageFinder:
+    """Image file of an id under a root: ROOT/ID, ROOT/ID.ext, else found by name."""
+
+    _EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_dir():
+            raise InputError(root, "image_root is not a folder")
+        self.root = root
+        self._by_name: dict[str, Path | None] | None = None
+
+    def find(self, image_id: str) -> Path:
+        for name in (image_id, *(image_id + ext for ext in self._EXTENSIONS)):
+            if (self.root / name).is_file():
+                return self.root / name
+        if self._by_name is None:  # one recursive walk, on the first miss only
+            from chexmask.io.discover import find_images
+
+            self._by_name = {}
+            for path in find_images(self.root):
+                for key in {path.name, path.stem}:
+                    # an ambiguous name maps to None: never guess between two files
+                    self._by_name[key] = None if key in self._by_name else path
+        name = Path(image_id).name
+        found = self._by_name.get(name)
+        if found is None and name.lower().endswith(self._EXTENSIONS):  # x.png stored as x.jpg
+            found = self._by_name.get(name[: name.rfind(".")])
+        if found is None:
+            raise UnreadableImageError(self.root / image_id, f"no unique image for id {image_id!r}")
+        return found
+
+
+class MaskDataset(torch.utils.data.Dataset):
+    """A CheXmask table as a map-style PyTorch dataset of masks (and images).
+
+    Parameters
+    ----------
+    table : str, path-like or pandas.DataFrame
+        A CheXmask or physician table. An uncompressed CSV is indexed by byte
+        offset (one pass, 8 bytes per row) and each item reads only its own row;
+        Parquet is held in Arrow memory; frames and ``.csv.gz`` are held as frames.
+    image_root : str or path-like, optional
+        Folder of the source images. When given, each item has an ``"image"``,
+        read with :func:`chexmask.read_image` from ``image_root/ID``, else
+        ``image_root/ID.png`` (``.jpg``, ``.jpeg``, ``.dcm``, ``.dicom``), else the
+        unique file of that name or stem anywhere below ``image_root``.
+    transform : callable, optional
+        Applied to each item (the dict below) before it is returned.
+    organs : sequence of str, optional
+        Organ keys, in the order of the ``"masks"`` channels.
+    landmarks : bool, optional
+        Include the ``"landmarks"`` array.
+    min_rca : float, optional
+        Keep rows with ``Dice RCA (Mean)`` at least this.
+    ids : iterable of str, optional
+        Keep only these image ids.
+    chunksize : int, optional
+        Rows read at a time while indexing and filtering.
+
+    Attributes
+    ----------
+    organs : tuple of str
+    row_numbers : (N,) int64 ndarray
+        1-based table row of each item.
+
+    Notes
+    -----
+    An item is a dict: ``"image_id"`` (str); ``"masks"`` ``(K, H, W)`` uint8
+    {0, 255} in ``organs`` order at the original size; ``"landmarks"`` ``(120, 2)``
+    float64 (x, y) = (col, row); ``"metadata"`` as in :class:`Record`; and, with
+    ``image_root``, ``"image"`` ``(H, W)`` uint8. Arrays stay NumPy: the default
+    ``collate_fn`` of :class:`torch.utils.data.DataLoader` turns them into tensors
+    (items of different sizes need a resizing ``transform`` to be batched).
+    Worker processes each open their own file handle.
+
+    Raises
+    ------
+    InputError
+        On construction, if the table cannot be read or filtered; on access, if the
+        row does not decode or the image's size differs from the row's.
+    UnreadableImageError
+        On access, if the image is missing or unreadable.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"ImageID": ["a"], "Right Lung": ["2 2"],
+    ...     "Left Lung": [""], "Heart": ["1 1"], "Height": [2], "Width": [2]})
+    >>> dataset = MaskDataset(frame, landmarks=False)
+    >>> len(dataset), dataset[0]["masks"].shape
+    (1, (3, 2, 2))
+    """
+
+    def __init__(
+        self,
+        table: TableSource,
+        image_root: str | os.PathLike[str] | None = None,
+        transform: Callable[[dict[str, Any]], Any] | None = None,
+        *,
+        organs: Sequence[str] = ORGANS,
+        landmarks: bool = True,
+        min_rca: float | None = None,
+        ids: Iterable[str] | None = None,
+        chunksize: int = DEFAULT_CHUNKSIZE,
+    ) -> None:
+        self.organs = _check_organs(organs)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        self._source = "table" if isinstance(table, pd.DataFrame) else str(table)
+        self._ident = id_column(pd.DataFrame(columns=table_columns(table)), source=self._source)
+        self._rows, self.row_numbers = _open_rows(table, min_rca, ids, chunksize)
+        self._images = None if image_root is None else _ImageFinder(Path(image_root))
+        self.transform = transform
+        self.landmarks = landmarks
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> Any:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        index %= len(self)
+        number = int(self.row_numbers[index])
+        row = self._rows.get(index)
+        image_id = str(row.pop(self._ident))
+        record = row_to_record(
+            image_id, row, organs=self.organs, landmarks=self.landmarks,
+            source=f"{self._source} row {number}",
+        )
+        record.metadata["row"] = number
+        item: dict[str, Any] = {
+            "image_id": image_id,
+            "masks": np.stack([record.masks[o] for o in self.organs]),
+            "metadata": record.metadata,
+        }
+        if self.landmarks:
+            item["landmarks"] = record.landmarks
+        if self._images is not None:
+            from chexmask.io.read import read_image
+
+            image = read_image(self._images.find(image_id))
+            size = (record.metadata["Height"], record.metadata["Width"])
+            if image.pixels.shape != size:
+                raise InputError(
+                    image.path,
+                    f"image is {image.pixels.shape[0]}x{image.pixels.shape[1]} but "
+                    f"{self._source} row {number} has masks of {size[0]}x{size[1]}",
+                )
+            item["image"] = image.pixels
+        return item if self.transform is None else self.transform(item)

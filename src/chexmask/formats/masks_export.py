@@ -1,0 +1,498 @@
+"""Write the masks of a CheXmask table as PNG, NPZ, NIfTI or COCO, in parallel.
+
+Masks are decoded at the original resolution of each row (``Height`` x ``Width``;
+1024 x 1024 for physician-corrected tables) and written by one of the writers of
+:data:`WRITERS`. The lungs and the heart overlap in CheXmask (the heart contour is
+drawn over the lungs), so no writer merges them into one label image: every organ
+stays its own mask.
+
+Each writer's docstring gives its file layout; ``docs/database.md`` has them in a
+table. Every run also writes ``errors.csv`` (row, image id, error type, message for
+each row that could not be written) and ``export.json`` (version, options, counts).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from chexmask._errors import InputError
+from chexmask.anatomy import ORGANS
+from chexmask.formats.stream import (
+    DEFAULT_CHUNKSIZE,
+    TableSource,
+    count_rows,
+    decode_masks,
+    iter_chunks,
+    table_columns,
+)
+from chexmask.formats.tables import MASK_COLUMNS, id_column
+
+__all__ = [
+    "WRITERS",
+    "MaskWriter",
+    "ExportSummary",
+    "get_writer",
+    "coco_rle",
+    "export_masks",
+]
+
+logger = logging.getLogger(__name__)
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+_ROWS_PER_TASK = 8
+
+
+def output_stem(image_id: str) -> str:
+    """Relative output path (no suffix) for an image id; rejects unsafe ids."""
+    text = image_id.replace("\\", "/").strip()
+    if text.lower().endswith(_IMAGE_SUFFIXES):
+        text = text[: text.rfind(".")]
+    path = PurePosixPath(text)
+    if not text or path.is_absolute() or any(p in ("..", ".", "") for p in text.split("/")):
+        raise InputError(f"image id {image_id!r}", "cannot be used as a relative output path")
+    return str(path)
+
+
+class MaskWriter:
+    """Base class of the writers: one image's masks in, files out.
+
+    ``write`` runs in the worker processes (one writer per worker); ``add`` and
+    ``finish`` run in the main process, ``add`` once per written image in table
+    order. Subclasses set ``name`` and are listed in :data:`WRITERS`.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The output folder.
+    organs : sequence of str
+        Organ keys (from :data:`chexmask.anatomy.ORGANS`) being written, in order.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, out_dir: Path, organs: Sequence[str]) -> None:
+        self.out_dir = Path(out_dir)
+        self.organs = tuple(organs)
+
+    def write(self, stem: str, image_id: str, masks: dict[str, np.ndarray]) -> Any:
+        """Write one image's ``(H, W)`` bool masks; return what ``add`` needs."""
+        raise NotImplementedError
+
+    def add(self, image_id: str, payload: Any) -> None:
+        """Record a written image (main process, table order)."""
+
+    def finish(self) -> None:
+        """Complete the output after the last image (main process)."""
+
+    def _path(self, *parts: str) -> Path:
+        path = self.out_dir.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class PngWriter(MaskWriter):
+    """``ORGAN/ID.png``: single-channel 8-bit, 255 = organ (as the database's RLE)."""
+
+    name = "png"
+
+    def write(self, stem, image_id, masks):
+        import cv2
+
+        for organ, mask in masks.items():
+            path = self._path(organ, stem + ".png")
+            if not cv2.imwrite(str(path), mask.astype(np.uint8) * np.uint8(255)):
+                raise OSError(f"cannot write {path}")
+
+
+class NpzWriter(MaskWriter):
+    """``ID.npz``: compressed, one ``(H, W)`` uint8 {0, 255} array per organ key."""
+
+    name = "npz"
+
+    def write(self, stem, image_id, masks):
+        arrays = {organ: mask.astype(np.uint8) * np.uint8(255) for organ, mask in masks.items()}
+        np.savez_compressed(self._path(stem + ".npz"), **arrays)
+
+
+class NiftiWriter(MaskWriter):
+    """``ORGAN/ID.nii.gz``: uint8 {0, 1} label map of array shape (W, H)."""
+
+    name = "nifti"
+
+    def __init__(self, out_dir, organs):
+        super().__init__(out_dir, organs)
+        try:
+            import nibabel  # noqa: F401
+        except ImportError as err:
+            raise ImportError("the nifti format needs nibabel: pip install chexmask[nifti]") from err
+
+    def write(self, stem, image_id, masks):
+        import nibabel as nib
+
+        for organ, mask in masks.items():
+            # NIfTI's first axis is x (column): the transpose matches what ITK
+            # readers and writers do with a 2-D image.
+            data = np.ascontiguousarray(mask.T, dtype=np.uint8)
+            nib.save(nib.Nifti1Image(data, np.eye(4)), self._path(organ, stem + ".nii.gz"))
+
+
+class CocoWriter(MaskWriter):
+    """``annotations.json`` in the COCO format with compressed RLE segmentations.
+
+    Images and annotations are spooled to two line files while the export runs
+    and joined at the end, so memory does not grow with the table.
+    """
+
+    name = "coco"
+    filename: ClassVar[str] = "annotations.json"
+
+    def __init__(self, out_dir, organs):
+        super().__init__(out_dir, organs)
+        self._spool: dict[str, Any] = {}
+        self._n_images = self._n_annotations = 0
+
+    def write(self, stem, image_id, masks):
+        out = [(o, coco_rle(m), *_area_bbox(m)) for o, m in masks.items() if m.any()]
+        return (*next(iter(masks.values())).shape, out)
+
+    def _spool_file(self, key: str):
+        if key not in self._spool:
+            self._spool[key] = open(self._path(f".{self.filename}.{key}"), "w", encoding="utf-8")
+        return self._spool[key]
+
+    def add(self, image_id, payload):
+        height, width, annotations = payload
+        self._n_images += 1
+        image = {"id": self._n_images, "file_name": image_id, "height": height, "width": width}
+        images = self._spool_file("images")
+        images.write(("" if self._n_images == 1 else ",\n") + json.dumps(image))
+        spool = self._spool_file("annotations")
+        for organ, rle, area, bbox in annotations:
+            self._n_annotations += 1
+            entry = {
+                "id": self._n_annotations, "image_id": self._n_images,
+                "category_id": self.organs.index(organ) + 1, "segmentation": rle,
+                "area": area, "bbox": bbox, "iscrowd": 0,
+            }
+            spool.write(("" if self._n_annotations == 1 else ",\n") + json.dumps(entry))
+
+    def finish(self):
+        for key in ("images", "annotations"):
+            self._spool_file(key).close()
+        categories = [
+            {"id": i + 1, "name": organ, "supercategory": "anatomy"}
+            for i, organ in enumerate(self.organs)
+        ]
+        target = self._path(self.filename)
+        tmp = target.with_name(f".{self.filename}.partial")
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write('{"info": {"description": "CheXmask masks", "version": "1.0"},\n')
+            for key in ("images", "annotations"):
+                out.write(f'"{key}": [\n')
+                with open(self._spool[key].name, encoding="utf-8") as part:
+                    while block := part.read(1 << 20):
+                        out.write(block)
+                out.write("\n],\n")
+            out.write(f'"categories": {json.dumps(categories)}}}\n')
+        os.replace(tmp, target)
+        for handle in self._spool.values():
+            Path(handle.name).unlink(missing_ok=True)
+
+
+#: Output format name -> writer class.
+WRITERS: dict[str, type[MaskWriter]] = {w.name: w for w in (PngWriter, NpzWriter, NiftiWriter, CocoWriter)}
+
+
+def get_writer(name: str) -> type[MaskWriter]:
+    """The writer class registered under ``name``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not in :data:`WRITERS`; the message suggests the closest.
+
+    Examples
+    --------
+    >>> get_writer("npz").__name__
+    'NpzWriter'
+    >>> get_writer("nii")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown mask format 'nii'; choose one of png, npz, nifti, coco (did you mean 'nifti'?)
+    """
+    if name in WRITERS:
+        return WRITERS[name]
+    close = difflib.get_close_matches(str(name), list(WRITERS), n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown mask format {name!r}; choose one of {', '.join(WRITERS)}{hint}")
+
+
+def coco_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Encode a mask as COCO compressed RLE (as ``pycocotools.mask.encode`` does).
+
+    Parameters
+    ----------
+    mask : (H, W) array_like
+        Non-zero is foreground.
+
+    Returns
+    -------
+    dict
+        ``{"size": [H, W], "counts": str}``: run lengths in column-major (Fortran)
+        order, starting with a background run, in COCO's LEB128-like text form.
+
+    Examples
+    --------
+    >>> coco_rle(np.array([[0, 1], [1, 1]]))
+    {'size': [2, 2], 'counts': '13'}
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
+    flat = mask.ravel(order="F") != 0
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    counts = np.diff(np.concatenate(([0], changes, [flat.size]))).tolist()
+    if flat.size and flat[0]:
+        counts.insert(0, 0)
+    chars = []
+    for i, count in enumerate(counts):
+        x = count - counts[i - 2] if i > 2 else count
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            chars.append(chr((c | 0x20 if more else c) + 48))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": "".join(chars)}
+
+
+def _area_bbox(mask: np.ndarray) -> tuple[int, list[float]]:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    x, y = float(cols[0]), float(rows[0])
+    return int(mask.sum()), [x, y, float(cols[-1]) + 1 - x, float(rows[-1]) + 1 - y]
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export_masks` did.
+
+    Attributes
+    ----------
+    written, failed : int
+        Rows written; rows recorded in ``errors_path`` and skipped.
+    out_dir, errors_path : pathlib.Path
+    seconds : float
+    """
+
+    written: int
+    failed: int
+    out_dir: Path
+    errors_path: Path
+    seconds: float
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(fmt: str, out_dir: str, organs: tuple[str, ...], source: str) -> None:
+    _WORKER.update(writer=get_writer(fmt)(Path(out_dir), organs), source=source)
+
+
+def _write_rows(rows: list[tuple[int, str, str, dict[str, Any]]]) -> list[tuple]:
+    """Worker task: decode and write rows; bad rows come back as error records."""
+    writer: MaskWriter = _WORKER["writer"]
+    out = []
+    for row, image_id, stem, values in rows:
+        where = f"{_WORKER['source']} row {row}"
+        try:
+            masks = decode_masks(values, writer.organs, source=where)
+            out.append(("ok", row, image_id, writer.write(stem, image_id, masks)))
+        except InputError as err:  # the row's data is bad: record it, go on
+            out.append(("error", row, image_id, type(err).__name__, str(err)))
+    return out
+
+
+def _tasks(
+    chunks: Iterator, ident: str, seen: set[str], bad: list[tuple]
+) -> Iterator[list[tuple[int, str, str, dict[str, Any]]]]:
+    task = []
+    for chunk in chunks:
+        ids = chunk[ident].tolist()
+        records = chunk.drop(columns=[ident]).to_dict("records")
+        for row, image_id, values in zip(chunk.index.tolist(), ids, records):
+            image_id = "" if image_id is None else str(image_id)
+            try:
+                stem = output_stem(image_id)
+            except InputError as err:
+                bad.append(("error", row, image_id, type(err).__name__, str(err)))
+                continue
+            if stem in seen:
+                bad.append(("error", row, image_id, "DuplicateId",
+                            f"row {row}: output {stem!r} was already written by an earlier row"))
+                continue
+            seen.add(stem)
+            task.append((row, image_id, stem, values))
+            if len(task) == _ROWS_PER_TASK:
+                yield task
+                task = []
+    if task:
+        yield task
+
+
+def _run(tasks: Iterable[list], workers: int, init_args: tuple) -> Iterator[list[tuple]]:
+    """Results of the tasks in submission order, at most 2 x workers in flight."""
+    if workers == 1:
+        _init_worker(*init_args)
+        for task in tasks:
+            yield _write_rows(task)
+        return
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init_args) as pool:
+        pending: deque = deque()
+        try:
+            for task in tasks:
+                pending.append(pool.submit(_write_rows, task))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool as err:
+            raise RuntimeError(
+                "a mask-writing worker process died (killed for memory? try fewer --workers "
+                "or a smaller chunksize)"
+            ) from err
+
+
+def export_masks(
+    table: TableSource,
+    out_dir: str | os.PathLike[str],
+    *,
+    fmt: str = "png",
+    organs: Sequence[str] = ORGANS,
+    min_rca: float | None = None,
+    ids: Iterable[str] | None = None,
+    workers: int = 1,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+    progress: bool = False,
+) -> ExportSummary:
+    """Decode the masks of a CheXmask table and write them in one format.
+
+    Parameters
+    ----------
+    table : str, path-like or pandas.DataFrame
+        A CheXmask or physician table (``.csv``, ``.csv.gz``, ``.parquet``), read in
+        chunks of ``chunksize`` rows, so memory does not grow with the table.
+    out_dir : str or path-like
+        Output folder (created). See the module notes for the layout of each format.
+    fmt : {"png", "npz", "nifti", "coco"}, optional
+        A name in :data:`WRITERS`. ``"nifti"`` needs nibabel.
+    organs : sequence of str, optional
+        Organ keys to write (default: right_lung, left_lung, heart).
+    min_rca : float, optional
+        Write only rows with ``Dice RCA (Mean)`` at least this (0.7 is the
+        reference's threshold).
+    ids : iterable of str, optional
+        Write only rows with these image ids (exact match).
+    workers : int, optional
+        Processes decoding and writing (1: in this process).
+    chunksize : int, optional
+        Rows read at a time.
+    progress : bool, optional
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    ExportSummary
+
+    Raises
+    ------
+    InputError
+        If the table cannot be read or lacks a needed column (see
+        :func:`chexmask.formats.stream.iter_chunks`).
+    ValueError
+        If ``fmt``, an organ, ``workers``, ``chunksize`` or ``min_rca`` is invalid.
+    ImportError
+        If ``fmt="nifti"`` and nibabel is not installed.
+    RuntimeError
+        If a worker process dies.
+
+    Notes
+    -----
+    A row whose masks cannot be written (malformed RLE, missing or bad size, an
+    id that is not a safe relative path, an id already written) is recorded in
+    ``errors.csv`` and skipped; the other rows are written. Files are written in
+    table order per worker; COCO image and annotation ids follow table order.
+    """
+    writer_cls = get_writer(fmt)
+    organs = tuple(organs)
+    unknown = [o for o in organs if o not in MASK_COLUMNS]
+    if unknown or not organs:
+        raise ValueError(f"organs must be a non-empty subset of {list(ORGANS)}, got {list(organs)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    ids = None if ids is None else frozenset(map(str, ids))
+    source = "table" if not isinstance(table, (str, os.PathLike)) else str(table)
+    header = table_columns(table)
+    ident = id_column(pd.DataFrame(columns=header), source=source)
+    columns = [MASK_COLUMNS[o] for o in organs] + [c for c in ("Height", "Width") if c in header]
+    chunks = iter_chunks(table, columns=columns, min_rca=min_rca, ids=ids, chunksize=chunksize)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = writer_cls(out, organs)  # fails early (e.g. nibabel missing)
+    errors_path = out / "errors.csv"
+    start = time.time()
+    written = failed = 0
+    bad: list[tuple] = []
+    from tqdm import tqdm
+
+    total = count_rows(table) if min_rca is None and ids is None else None
+    with open(errors_path, "w", encoding="utf-8", newline="") as fh, tqdm(
+        total=total, disable=not progress, unit="row", desc=f"masks -> {fmt}"
+    ) as bar:
+        errors = csv.writer(fh, lineterminator="\n")
+        errors.writerow(["row", "image_id", "error", "message"])
+
+        def record(results: Sequence[tuple]) -> None:
+            nonlocal written, failed
+            for result in results:
+                if result[0] == "ok":
+                    writer.add(result[2], result[3])
+                    written += 1
+                else:
+                    errors.writerow(result[1:])
+                    failed += 1
+                    logger.warning("skipped %s", result[4])
+            bar.update(len(results))
+
+        tasks = _tasks(chunks, ident, set(), bad)
+        for batch in _run(tasks, workers, (fmt, str(out), organs, source)):
+            record([*bad, *batch])
+            bad.clear()
+        record(bad)  # rows rejected after the last task
+        writer.finish()
+    seconds = time.time() - start
+    import chexmask
+
+    info = {
+        "chexmask_version": chexmask.__version__, "table": source, "format": fmt,
+        "organs": list(organs), "min_rca": min_rca, "ids": None if ids is None else len(ids),
+        "written": written, "failed": failed, "seconds": round(seconds, 3),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start)),
+    }
+    (out / "export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return ExportSummary(written, failed, out, errors_path, seconds)

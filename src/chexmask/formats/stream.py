@@ -1,0 +1,487 @@
+"""Read CheXmask tables in chunks with bounded memory, filter rows, convert formats.
+
+The published CSVs run to gigabytes (one row is ~18 kB of landmark and run-length
+text), so nothing here loads a whole table: CSV is read ``chunksize`` rows at a
+time with pandas' C parser, Parquet one batch at a time with pyarrow. Memory use is
+set by ``chunksize``, not by the table.
+
+Chunks are :class:`pandas.DataFrame` objects whose index is the 1-based data row
+number in the file (the header is not counted), so an error can name its row.
+CSV values stay text exactly as in the file (``dtype=str``, no NA parsing);
+Parquet values keep their stored types.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chexmask._errors import InputError
+from chexmask.formats.tables import MASK_COLUMNS, id_column
+from chexmask.masks.rle import decode_rle
+
+__all__ = [
+    "DEFAULT_CHUNKSIZE",
+    "RCA_COLUMN",
+    "PHYSICIAN_SIZE",
+    "TableSource",
+    "table_columns",
+    "count_rows",
+    "iter_chunks",
+    "read_ids",
+    "mask_size",
+    "decode_masks",
+    "convert_table",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Rows per chunk: ~20 MB of CheXmask text.
+DEFAULT_CHUNKSIZE: int = 1000
+#: The quality column ``min_rca`` filters on.
+RCA_COLUMN: str = "Dice RCA (Mean)"
+#: (height, width) of masks in tables without Height/Width (physician-corrected ones).
+PHYSICIAN_SIZE: tuple[int, int] = (1024, 1024)
+
+_FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
+_INT_COLUMNS = ("Height", "Width")
+
+TableSource = str | os.PathLike[str] | pd.DataFrame
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith(".parquet"):
+        return "parquet"
+    raise InputError(path, f"unknown table format {path.name!r} (expected .csv, .csv.gz or .parquet)")
+
+
+def _check_file(path: Path) -> str:
+    kind = _kind(path)
+    if not path.is_file():
+        raise InputError(path, "file not found" if not path.exists() else "not a file")
+    return kind
+
+
+def table_columns(table: TableSource) -> list[str]:
+    """Column names of a table, in order, reading only its header or schema.
+
+    Parameters
+    ----------
+    table : str, path-like or pandas.DataFrame
+        A ``.csv``, ``.csv.gz`` or ``.parquet`` file, or a frame.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    InputError
+        If the file is missing, of unknown format or unreadable.
+    """
+    if isinstance(table, pd.DataFrame):
+        return [str(c) for c in table.columns]
+    path = Path(table)
+    kind = _check_file(path)
+    try:
+        if kind == "csv":
+            return [str(c) for c in pd.read_csv(path, nrows=0, dtype=str).columns]
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    except Exception as err:  # pandas/pyarrow raise many types for a corrupt file
+        raise InputError(path, f"cannot read as {kind}: {type(err).__name__}: {err}") from err
+
+
+def count_rows(table: TableSource) -> int | None:
+    """Number of data rows when known without reading the table, else ``None``.
+
+    Frames and Parquet files (from their metadata) know it; CSV files do not.
+    """
+    if isinstance(table, pd.DataFrame):
+        return len(table)
+    path = Path(table)
+    if _check_file(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return None
+
+
+def read_ids(path: str | os.PathLike[str]) -> frozenset[str]:
+    """Read an id list: one image id per line.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A text file. Surrounding whitespace is stripped; blank lines and lines
+        starting with ``#`` are ignored. Ids match a table's id column exactly (the
+        whole relative path for CheXpert-style ids).
+
+    Returns
+    -------
+    frozenset of str
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read id list: {err}") from err
+    return frozenset(s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#"))
+
+
+def _check_options(chunksize: int, min_rca: float | None) -> None:
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        raise ValueError(f"chunksize must be a positive integer, got {chunksize!r}")
+    if min_rca is not None:
+        if isinstance(min_rca, bool) or not isinstance(min_rca, (int, float)) or not 0 <= min_rca <= 1:
+            raise ValueError(f"min_rca must be a number in [0, 1], got {min_rca!r}")
+
+
+def _select(
+    columns: list[str], wanted: Iterable[str] | None, min_rca: float | None, source: str
+) -> tuple[str, list[str]]:
+    ident = id_column(pd.DataFrame(columns=columns), source=source)
+    if min_rca is not None and RCA_COLUMN not in columns:
+        raise InputError(
+            source,
+            f"min_rca needs a {RCA_COLUMN!r} column, which this table lacks "
+            f"(physician-corrected tables have no RCA); found {columns}",
+        )
+    if wanted is None:
+        return ident, columns
+    wanted = list(wanted)
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise InputError(source, f"missing column(s) {missing}; found {columns}")
+    keep = {ident, *wanted, *([RCA_COLUMN] if min_rca is not None else [])}
+    return ident, [c for c in columns if c in keep]
+
+
+def _raw_chunks(table: TableSource, columns: list[str], chunksize: int) -> Iterator[pd.DataFrame]:
+    if isinstance(table, pd.DataFrame):
+        frame = table.loc[:, columns].reset_index(drop=True)
+        frame.index = frame.index + 1
+        for start in range(0, len(frame), chunksize):
+            yield frame.iloc[start : start + chunksize]
+        return
+    path = Path(table)
+    first = 1
+    if _kind(path) == "csv":
+        # usecols only for a subset: with it pandas drops a row's surplus fields silently.
+        subset = columns if columns != table_columns(path) else None
+        reader = pd.read_csv(
+            path, dtype=str, keep_default_na=False, usecols=subset, chunksize=chunksize
+        )
+        with reader:
+            for chunk in reader:
+                chunk = chunk.loc[:, columns]
+                chunk.index = pd.RangeIndex(first, first + len(chunk))
+                first += len(chunk)
+                yield chunk
+        return
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunksize, columns=columns):
+        chunk = batch.to_pandas(types_mapper=_nullable_ints)
+        chunk.index = pd.RangeIndex(first, first + len(chunk))
+        first += len(chunk)
+        yield chunk
+
+
+def _nullable_ints(arrow_type):
+    import pyarrow as pa
+
+    if pa.types.is_integer(arrow_type):
+        return pd.Int64Dtype()
+    return None
+
+
+def iter_chunks(
+    table: TableSource,
+    *,
+    columns: Iterable[str] | None = None,
+    min_rca: float | None = None,
+    ids: Iterable[str] | None = None,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+) -> Iterator[pd.DataFrame]:
+    """Read a table in chunks of at most ``chunksize`` rows, keeping rows that pass.
+
+    Parameters
+    ----------
+    table : str, path-like or pandas.DataFrame
+        A CheXmask or physician table: ``.csv``, ``.csv.gz``, ``.parquet`` or a frame.
+    columns : iterable of str, optional
+        Columns to read besides the id column (default: all). Reading fewer
+        columns reads less: ``["Heart", "Height", "Width"]`` skips the others.
+    min_rca : float, optional
+        Keep rows whose ``Dice RCA (Mean)`` is at least this (the reference
+        recommends 0.7). Rows with a missing or non-numeric RCA do not pass.
+    ids : iterable of str, optional
+        Keep only rows whose id is in this collection (exact match).
+    chunksize : int, optional
+        Rows read at a time; memory use is proportional to it.
+
+    Yields
+    ------
+    pandas.DataFrame
+        The id column, then the chosen columns in the file's order. The index is
+        the 1-based data row number in the table (before filtering). Chunks left
+        empty by the filters are not yielded.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or unreadable, has no id column, lacks a requested
+        column, or ``min_rca`` is given for a table without RCA.
+    ValueError
+        If ``chunksize`` is not a positive integer or ``min_rca`` is not in [0, 1].
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"ImageID": ["a", "b", "c"], "Dice RCA (Mean)": [0.9, 0.5, 0.8]})
+    >>> [chunk.index.tolist() for chunk in iter_chunks(frame, min_rca=0.7, chunksize=2)]
+    [[1], [3]]
+    """
+    _check_options(chunksize, min_rca)
+    source = "table" if isinstance(table, pd.DataFrame) else str(table)
+    ident, selected = _select(table_columns(table), columns, min_rca, source)
+    wanted_ids = None if ids is None else frozenset(map(str, ids))
+    try:
+        for chunk in _raw_chunks(table, selected, chunksize):
+            keep = pd.Series(True, index=chunk.index)
+            if min_rca is not None:
+                rca = pd.to_numeric(chunk[RCA_COLUMN], errors="coerce")
+                keep &= (rca >= min_rca).fillna(False).astype(bool)
+            if wanted_ids is not None:
+                keep &= chunk[ident].astype(str).isin(wanted_ids)
+            if keep.any():
+                yield chunk if keep.all() else chunk[keep.to_numpy()]
+    except (InputError, MemoryError):
+        raise
+    except Exception as err:  # a corrupt file surfaces mid-stream as a parser error
+        raise InputError(source, f"cannot read: {type(err).__name__}: {err}") from err
+
+
+def mask_size(row: Mapping[str, object], *, source: str = "row") -> tuple[int, int]:
+    """The ``(height, width)`` a row's masks were encoded over.
+
+    Parameters
+    ----------
+    row : mapping
+        A table row (column -> value).
+    source : str, optional
+        What the row is, for the error message (``"table.csv row 12"``).
+
+    Returns
+    -------
+    (int, int)
+        ``Height`` and ``Width``; :data:`PHYSICIAN_SIZE` (1024, 1024) when the
+        table has neither column, as physician-corrected tables do.
+
+    Raises
+    ------
+    InputError
+        If only one of the columns exists, or a value is missing, not an integer
+        or below 1.
+
+    Examples
+    --------
+    >>> mask_size({"Height": "2048", "Width": 1536})
+    (2048, 1536)
+    >>> mask_size({"ImageID": "x"})
+    (1024, 1024)
+    """
+    if "Height" not in row and "Width" not in row:
+        return PHYSICIAN_SIZE
+    size = []
+    for column in _INT_COLUMNS:
+        value = row.get(column)
+        try:
+            number = float(value)  # type: ignore[arg-type]
+            if not number.is_integer() or number < 1:
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            reason = "missing" if value is None or value is pd.NA or value == "" or (
+                isinstance(value, float) and math.isnan(value)
+            ) else f"not a positive integer: {value!r}"
+            raise InputError(source, f"image size column {column} is {reason}") from None
+        size.append(int(number))
+    return size[0], size[1]
+
+
+def decode_masks(
+    row: Mapping[str, object], organs: Iterable[str], *, source: str = "row"
+) -> dict[str, np.ndarray]:
+    """Decode the masks of ``organs`` from a table row at its :func:`mask_size`.
+
+    Returns
+    -------
+    dict of str to (H, W) bool ndarray
+        Organ key (``right_lung``, ``left_lung``, ``heart``) -> mask.
+
+    Raises
+    ------
+    InputError
+        If the size is bad (see :func:`mask_size`), a mask value is missing, or an
+        RLE string is malformed (:class:`~chexmask.RLEError`, naming the column).
+    """
+    height, width = mask_size(row, source=source)
+    masks = {}
+    for organ in organs:
+        column = MASK_COLUMNS[organ]
+        text = row.get(column)
+        if not isinstance(text, str):
+            raise InputError(f"{source}, column {column}", "mask value is missing")
+        masks[organ] = decode_rle(text, height, width, source=f"{source}, column {column}")
+    return masks
+
+
+# --- conversion -----------------------------------------------------------------
+
+
+def _arrow_chunk(chunk: pd.DataFrame, schema, source: str):
+    """CSV text chunk -> Arrow table of ``schema``; empty numbers become null."""
+    import pyarrow as pa
+
+    arrays = []
+    for field in schema:
+        values = chunk[field.name].tolist()
+        if pa.types.is_string(field.type):
+            arrays.append(pa.array(values, type=pa.string()))
+            continue
+        convert = float if pa.types.is_floating(field.type) else int
+        parsed = []
+        for row, value in zip(chunk.index, values):
+            if value == "":
+                parsed.append(None)
+                continue
+            try:
+                parsed.append(convert(value))
+            except ValueError:
+                raise InputError(
+                    f"{source} row {row}, column {field.name}",
+                    f"not {'a number' if convert is float else 'an integer'}: {value!r}",
+                ) from None
+        arrays.append(pa.array(parsed, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _csv_schema(columns: list[str]):
+    import pyarrow as pa
+
+    def kind(name: str):
+        if name in _FLOAT_COLUMNS:
+            return pa.float64()
+        if name in _INT_COLUMNS:
+            return pa.int64()
+        return pa.string()
+
+    return pa.schema([(c, kind(c)) for c in columns])
+
+
+def _open_text(path: Path, gz: bool):
+    if gz:
+        return gzip.open(path, "wt", encoding="utf-8", newline="")
+    return open(path, "w", encoding="utf-8", newline="")
+
+
+def convert_table(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    chunksize: int = 10 * DEFAULT_CHUNKSIZE,
+) -> int:
+    """Convert a table between CSV and Parquet, chunk by chunk, without loss.
+
+    Parameters
+    ----------
+    src, dst : str or path-like
+        ``.csv``, ``.csv.gz`` or ``.parquet``; the format is chosen by suffix.
+        ``dst`` is written to a temporary file first and renamed when complete, so
+        a failed conversion leaves no partial output.
+    chunksize : int, optional
+        Rows held in memory at a time.
+
+    Returns
+    -------
+    int
+        The number of rows written.
+
+    Raises
+    ------
+    InputError
+        If ``src`` is unreadable, or a CSV number column holds a value that is not
+        a number (the message names the row and column).
+    ValueError
+        If ``src`` and ``dst`` are the same file, or ``dst``'s suffix is unknown.
+
+    Notes
+    -----
+    In Parquet, ``Dice RCA (Mean)``/``(Max)`` are float64, ``Height``/``Width``
+    int64 (an empty CSV field becomes null), and every other column is a string
+    kept byte for byte. Floats are written back in their shortest round-trip form,
+    as the published CSVs hold them, so CSV -> Parquet -> CSV reproduces a
+    published file's bytes; Parquet -> CSV -> Parquet reproduces the values.
+    CSV is written with ``"\\n"`` line ends and minimal quoting.
+    """
+    src, dst = Path(src), Path(dst)
+    src_kind = _check_file(src)
+    try:
+        dst_kind = _kind(dst)
+    except InputError as err:
+        raise ValueError(str(err)) from None
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise ValueError(f"dst {dst} is the source table; choose another output path")
+    _check_options(chunksize, None)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.partial")
+    rows = 0
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if src_kind == "csv":
+            schema = _csv_schema(table_columns(src))
+        else:
+            schema = pq.ParquetFile(src).schema_arrow.remove_metadata()
+        chunks = iter_chunks(src, chunksize=chunksize)
+        if dst_kind == "parquet":
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for chunk in chunks:
+                    table = (
+                        _arrow_chunk(chunk, schema, str(src))
+                        if src_kind == "csv"
+                        else pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
+                    )
+                    writer.write_table(table)
+                    rows += len(chunk)
+        else:
+            with _open_text(tmp, dst.name.lower().endswith(".gz")) as fh:
+                header = True
+                for chunk in chunks:
+                    chunk.to_csv(fh, index=False, header=header, lineterminator="\n")
+                    header = False
+                    rows += len(chunk)
+                if header:  # an empty table still gets its header
+                    pd.DataFrame(columns=schema.names).to_csv(fh, index=False, lineterminator="\n")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("converted %d rows: %s -> %s", rows, src, dst)
+    return rows
