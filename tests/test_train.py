@@ -60,3 +60,21 @@ def test_training_is_resumable_and_deterministic(jsrt_dir, tmp_path):
     a, b = load_file(str(tmp_path / "full" / "last.ckpt").replace("last.ckpt", "best.safetensors")), load_file(str(resumed))
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_missing_organs_are_masked_out_of_the_loss():
+    """Lungs-only sources (Montgomery, Shenzhen): heart nodes are NaN and carry no gradient."""
+    import torch
+
+    from chexmask.model.hybridgnet import HybridGNet, ModelConfig
+    from chexmask.model.train import _loss
+
+    model = HybridGNet(ModelConfig(input_size=64))
+    out = model(torch.rand(2, 1, 64, 64))
+    target = torch.full((2, 120, 2), 0.3)
+    target[:, 94:] = float("nan")
+    valid = torch.isfinite(target).all(-1).float()
+    loss = _loss(out, torch.nan_to_num(target), valid, kl_weight=0.0)
+    assert torch.isfinite(loss)
+    grad = torch.autograd.grad(loss, out.points)[0]
+    assert grad[:, 94:].abs().max() == 0 and grad[:, :94].abs().max() > 0
