@@ -202,6 +202,81 @@ def import_labelstudio(
     typer.echo(f"{len(df)} corrected images written to {out}")
 
 
+experiment_app = typer.Typer(help="Uncertainty experiments: corruption and out-of-distribution.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@experiment_app.command("corruption")
+def experiment_corruption(
+    images: list[str] = typer.Argument(..., help="Image files, folders or path lists (.txt/.csv)."),
+    out: str = typer.Option(..., "--out", "-o", help="Report folder (CSV tables, correlations.json, summary.md, figures)."),
+    landmarks: str = typer.Option(None, "--landmarks", help="Folder of <image id>.npz reference landmarks (JSRT layout) for the error columns [default with --split: IMAGES/landmarks]."),
+    split: str = typer.Option(None, help="For a JSRT-layout folder in IMAGES: only this split (train, val, test)."),
+    limit: int = typer.Option(None, help="Use the first N images only."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    samples: int = typer.Option(20, help="Latent samples per image for the predictive uncertainty."),
+    noise: str = typer.Option("15,30,60,120", help="Gaussian noise std levels (grey levels), comma-separated."),
+    sizes: str = typer.Option("0.15,0.3,0.45", help="Occluding block sides (fraction of the shorter side), comma-separated."),
+    seed: int = typer.Option(0, help="Seed of the noise and of the latent samples."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+) -> None:
+    """Uncertainty and landmark error under Gaussian noise and occlusion, with Spearman correlations."""
+    from chexmask.quality.corruption import corruption_experiment, default_corruptions
+
+    _set_threads(threads)
+
+    try:
+        levels = [float(v) for v in noise.split(",") if v.strip()], [float(v) for v in sizes.split(",") if v.strip()]
+        result = corruption_experiment(images, out, weights=weights, landmarks_dir=landmarks, split=split, limit=limit, samples=samples,
+                                       corruptions=default_corruptions(*levels), seed=seed, device=device)
+    except (chexmask.ChexmaskError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    rho = result.correlations["per_image"]["all"]["rho"]
+    typer.echo(f"{len(result.per_image)} segmentations; Spearman (per image, uncertainty vs error): {rho}; report: {out}/summary.md")
+
+
+@experiment_app.command("ood")
+def experiment_ood(
+    in_dir: str = typer.Argument(..., help="In-distribution images: folder, file or path list."),
+    out_dir: str = typer.Argument(None, help="Out-of-distribution images (optional with --synthetic/--non-chest)."),
+    out: str = typer.Option(..., "--out", "-o", help="Report folder (scores.csv, auroc.csv, summary.md, figure)."),
+    reference: str = typer.Option(None, help="Training images for the Mahalanobis scores: a JSRT-layout folder (train split) or any folder."),
+    split: str = typer.Option(None, help="For a JSRT-layout IN_DIR: only this split (train, val, test)."),
+    limit: int = typer.Option(None, help="Use the first N in-distribution images only."),
+    synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Add flipped, rotated, cropped and inverted copies of IN images."),
+    non_chest: bool = typer.Option(True, "--non-chest/--no-non-chest", help="Add scikit-image sample images and pydicom's example CT/MR slices."),
+    max_synthetic: int = typer.Option(20, help="IN images each synthetic set is made from."),
+    save_images: bool = typer.Option(False, "--save-images", help="Also write the generated OOD images under OUT/images/."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    samples: int = typer.Option(20, help="Latent samples per image for the predictive uncertainty."),
+    seed: int = typer.Option(0, help="Seed of the crops and of the latent samples."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+) -> None:
+    """AUROC of each uncertainty score for telling out-of-distribution images from IN images."""
+    from chexmask.quality.ood import ood_experiment
+
+    _set_threads(threads)
+
+    try:
+        result = ood_experiment([in_dir], [out_dir] if out_dir else [], out, weights=weights, split=split, limit=limit, synthetic=synthetic,
+                                non_chest=non_chest, max_synthetic=max_synthetic, reference=reference, samples=samples,
+                                seed=seed, device=device, save_images=save_images)
+    except (chexmask.ChexmaskError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(result.aurocs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless --allow-remote)."),

@@ -1,0 +1,466 @@
+"""Corruption experiment: does predictive uncertainty rise with corruption and track error?
+
+Each image is segmented clean and under every :class:`Corruption` (Gaussian noise of
+several strengths, black occluding blocks of several sizes and positions). Per node
+and per image the experiment records the predictive uncertainty (CheXmask-U std over
+latent samples) and, where reference landmarks exist, the landmark error; it then
+summarises per corruption level and reports Spearman correlations between uncertainty
+and error.
+
+Lengths are pixels of a 1024 frame (``* 1024 / max(H, W)``) so images of every size
+pool. A corrupted copy keeps its image id, so its latent samples use the same noise
+as the clean image (paired comparison).
+
+References
+----------
+Gaggion et al., "CheXmask-U": node-level uncertainty for landmark-based segmentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from chexmask._errors import ChexmaskError
+from chexmask.anatomy import ORGANS, organ_slices
+from chexmask.io.read import XrayImage
+
+__all__ = [
+    "NOISE_SIGMAS",
+    "OCCLUSION_SIZES",
+    "OCCLUSION_POSITIONS",
+    "Corruption",
+    "default_corruptions",
+    "CorruptionResult",
+    "run_corruption",
+    "write_corruption_report",
+    "resolve_images",
+    "corruption_experiment",
+]
+
+log = logging.getLogger(__name__)
+
+#: Gaussian noise std, grey levels of the 8-bit image (the model sees it after
+#: downsampling, which averages it down: 1024 -> 256 px divides it by about 4).
+NOISE_SIGMAS: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0)
+#: Side of the square occluding block, as a fraction of the image's shorter side.
+OCCLUSION_SIZES: tuple[float, ...] = (0.15, 0.3, 0.45)
+#: Block centres (x, y) as fractions of the width and height. The patient's right lung
+#: is on the image's left in a PA view.
+OCCLUSION_POSITIONS: dict[str, tuple[float, float]] = {
+    "right_lung": (0.3, 0.4),
+    "left_lung": (0.7, 0.4),
+    "centre": (0.5, 0.55),
+}
+KINDS = ("clean", "noise", "occlusion")
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """One corruption of an 8-bit grayscale image.
+
+    Attributes
+    ----------
+    kind : {"clean", "noise", "occlusion"}
+    level : float
+        Noise std in grey levels, or the occluding block's side as a fraction of the
+        image's shorter side; 0 for ``"clean"``.
+    position : str or None
+        Key of :data:`OCCLUSION_POSITIONS` (occlusion only).
+    """
+
+    kind: str
+    level: float = 0.0
+    position: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown corruption kind {self.kind!r}; expected one of {list(KINDS)}")
+        if self.level < 0 or (self.kind == "occlusion" and not 0 < self.level <= 1):
+            raise ValueError(f"corruption level out of range for {self.kind}: {self.level}")
+        if self.kind == "occlusion" and self.position not in OCCLUSION_POSITIONS:
+            raise ValueError(f"unknown occlusion position {self.position!r}; expected one of {list(OCCLUSION_POSITIONS)}")
+
+    @property
+    def name(self) -> str:
+        """``clean``, ``noise-30`` or ``occlusion-0.3-centre``."""
+        if self.kind == "clean":
+            return "clean"
+        if self.kind == "noise":
+            return f"noise-{self.level:g}"
+        return f"occlusion-{self.level:g}-{self.position}"
+
+    def apply(self, pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Corrupt a ``(H, W)`` uint8 image; returns a new ``(H, W)`` uint8 array.
+
+        Examples
+        --------
+        >>> img = np.full((10, 10), 200, np.uint8)
+        >>> out = Corruption("occlusion", 0.4, "centre").apply(img, np.random.default_rng(0))
+        >>> int((out == 0).sum())
+        16
+        """
+        if self.kind == "clean":
+            return pixels.copy()
+        if self.kind == "noise":
+            noisy = pixels.astype(np.float32) + rng.normal(0.0, self.level, pixels.shape).astype(np.float32)
+            return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        h, w = pixels.shape
+        side = max(1, round(self.level * min(h, w)))
+        fx, fy = OCCLUSION_POSITIONS[self.position]
+        x0 = int(np.clip(round(fx * w - side / 2), 0, w - side))
+        y0 = int(np.clip(round(fy * h - side / 2), 0, h - side))
+        out = pixels.copy()
+        out[y0 : y0 + side, x0 : x0 + side] = 0
+        return out
+
+
+def default_corruptions(
+    noise: Sequence[float] = NOISE_SIGMAS,
+    sizes: Sequence[float] = OCCLUSION_SIZES,
+    positions: Sequence[str] = tuple(OCCLUSION_POSITIONS),
+) -> list[Corruption]:
+    """Clean, then every noise level, then every occlusion size at every position."""
+    out = [Corruption("clean")]
+    out += [Corruption("noise", float(s)) for s in noise]
+    out += [Corruption("occlusion", float(s), p) for s in sizes for p in positions]
+    return out
+
+
+@dataclass
+class CorruptionResult:
+    """Tables of a corruption experiment.
+
+    Attributes
+    ----------
+    per_node : DataFrame
+        One row per image, corruption and node: ``image_id, corruption, kind, level,
+        position, node, organ, uncertainty_px, std_x_px, std_y_px, error_px``.
+    per_image : DataFrame
+        One row per image and corruption: the mean node ``uncertainty_px``, per organ
+        ``uncertainty_<organ>``, ``latent_sigma`` (mean), ``error_px`` (mean Euclidean
+        node error), ``mse_px2`` and per organ ``error_<organ>``.
+    summary : DataFrame
+        Means of ``per_image`` per corruption (in experiment order).
+    correlations : dict
+        Spearman rho and p-values, see :func:`_correlations`.
+    """
+
+    per_node: pd.DataFrame
+    per_image: pd.DataFrame
+    summary: pd.DataFrame
+    correlations: dict
+
+
+def run_corruption(
+    images: Sequence[XrayImage],
+    segmenter,
+    *,
+    landmarks: Mapping[str, np.ndarray] | None = None,
+    corruptions: Sequence[Corruption] | None = None,
+    seed: int = 0,
+) -> CorruptionResult:
+    """Segment every image under every corruption and tabulate uncertainty and error.
+
+    Parameters
+    ----------
+    images : sequence of XrayImage
+        Images with distinct ids.
+    segmenter : chexmask.Segmenter
+        Must sample (``uncertainty >= 2``).
+    landmarks : mapping of str to (120, 2) ndarray, optional
+        Reference landmarks (x, y) in each image's original frame, by image id; error
+        columns are NaN for images without one.
+    corruptions : sequence of Corruption, optional
+        Default: :func:`default_corruptions`.
+    seed : int, optional
+        Seed of the noise (each image and corruption get their own stream).
+
+    Returns
+    -------
+    CorruptionResult
+
+    Raises
+    ------
+    ChexmaskError
+        If there are no images or the segmenter does not sample.
+    """
+    if not images:
+        raise ChexmaskError("the corruption experiment needs at least one image")
+    if getattr(segmenter, "uncertainty", 0) < 2:
+        raise ChexmaskError("the corruption experiment needs uncertainty sampling: use --samples 2 or more")
+    corruptions = list(corruptions or default_corruptions())
+    landmarks = landmarks or {}
+    node_rows, image_rows = [], []
+    slices = organ_slices()
+    for ci, corruption in enumerate(corruptions):
+        batch = [
+            dataclasses.replace(img, pixels=corruption.apply(img.pixels, np.random.default_rng([seed, ci, i])))
+            for i, img in enumerate(images)
+        ]
+        for img, seg in zip(batch, segmenter.segment_images(batch)):
+            to_1024 = 1024.0 / max(img.height, img.width)
+            node_u = seg.node_uncertainty * to_1024
+            ref = landmarks.get(img.image_id)
+            err = (np.full(len(node_u), np.nan) if ref is None
+                   else np.sqrt(((seg.landmarks - ref) ** 2).sum(-1)) * to_1024)
+            tags = {"image_id": img.image_id, "corruption": corruption.name, "kind": corruption.kind,
+                    "level": corruption.level, "position": corruption.position or ""}
+            organ = np.empty(len(node_u), object)
+            for name, part in slices.items():
+                organ[part] = name
+            node_rows.append(pd.DataFrame({
+                **tags, "node": np.arange(len(node_u)), "organ": organ, "uncertainty_px": node_u,
+                "std_x_px": seg.node_std[:, 0] * to_1024, "std_y_px": seg.node_std[:, 1] * to_1024, "error_px": err,
+            }))
+            row = {**tags, "uncertainty_px": float(node_u.mean()), "latent_sigma": float(seg.latent_sigma.mean())}
+            row.update({f"uncertainty_{o}": float(node_u[slices[o]].mean()) for o in ORGANS})
+            row["error_px"] = float(np.nanmean(err)) if ref is not None else np.nan
+            row["mse_px2"] = float(np.nanmean(err**2)) if ref is not None else np.nan
+            row.update({f"error_{o}": float(np.nanmean(err[slices[o]])) if ref is not None else np.nan for o in ORGANS})
+            image_rows.append(row)
+        log.info("corruption %s: %d images", corruption.name, len(batch))
+    per_node = pd.concat(node_rows, ignore_index=True)
+    per_image = pd.DataFrame(image_rows)
+    order = {c.name: i for i, c in enumerate(corruptions)}
+    numeric = per_image.drop(columns=["image_id", "position"]).groupby(["corruption", "kind", "level"], sort=False)
+    summary = numeric.mean().reset_index()
+    summary.insert(3, "n_images", numeric.size().to_numpy())
+    summary = summary.sort_values("corruption", key=lambda s: s.map(order)).reset_index(drop=True)
+    return CorruptionResult(per_node, per_image, summary, _correlations(per_image, per_node))
+
+
+def _spearman(x: pd.Series, y: pd.Series) -> dict:
+    ok = np.isfinite(x.to_numpy(float)) & np.isfinite(y.to_numpy(float))
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return {"rho": None, "p": None, "n": int(ok.sum())}
+    rho, p = spearmanr(x[ok], y[ok])
+    return {"rho": float(rho), "p": float(p), "n": int(ok.sum())}
+
+
+def _correlations(per_image: pd.DataFrame, per_node: pd.DataFrame) -> dict:
+    """Spearman rho of uncertainty vs landmark error.
+
+    ``per_image``: over image x corruption rows (all, and by kind); ``per_node_pooled``:
+    over every node of every row; ``per_node_by_index``: for each of the 120 nodes
+    across rows, summarised by median and quartiles; ``per_node_within_image``: for
+    each row across its 120 nodes (does the model know WHICH nodes are off?), median.
+    """
+    out = {"per_image": {"all": _spearman(per_image["uncertainty_px"], per_image["error_px"])}}
+    for kind in KINDS:
+        sel = per_image[per_image["kind"] == kind]
+        out["per_image"][kind] = _spearman(sel["uncertainty_px"], sel["error_px"])
+    out["per_image_latent_sigma"] = _spearman(per_image["latent_sigma"], per_image["error_px"])
+    out["per_node_pooled"] = _spearman(per_node["uncertainty_px"], per_node["error_px"])
+    for key, by in (("per_node_by_index", "node"), ("per_node_within_image", ["image_id", "corruption"])):
+        rhos = np.array([r for r in (_spearman(g["uncertainty_px"], g["error_px"])["rho"]
+                                     for _, g in per_node.groupby(by, sort=False)) if r is not None])
+        out[key] = ({"median": float(np.median(rhos)), "q25": float(np.quantile(rhos, 0.25)),
+                     "q75": float(np.quantile(rhos, 0.75)), "n": int(rhos.size)} if rhos.size else {"median": None, "n": 0})
+    return out
+
+
+def _figures(result: CorruptionResult, out_dir: Path) -> list[Path]:
+    from matplotlib.figure import Figure
+
+    pi = result.per_image
+    clean = pi[pi["kind"] == "clean"]
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    axes = fig.subplots(2, 2, sharey="row")
+    has_error = pi["error_px"].notna().any()
+    for row, (metric, label) in enumerate((("uncertainty", "mean node std (px, 1024 frame)"),
+                                           ("error", "mean landmark error (px, 1024 frame)"))):
+        ax = axes[row, 0]
+        noise = pd.concat([clean, pi[pi["kind"] == "noise"]])
+        for col in [f"{metric}_px"] + [f"{metric}_{o}" for o in ORGANS]:
+            m = noise.groupby("level")[col].agg(["mean", "sem"])
+            ax.errorbar(m.index, m["mean"], m["sem"], marker="o", capsize=2,
+                        label="all nodes" if col.endswith("_px") else col.split("_", 1)[1])
+        ax.set(xlabel="Gaussian noise std (grey levels)", ylabel=label)
+        ax.legend(fontsize=7)
+        ax = axes[row, 1]
+        occ = pi[pi["kind"] == "occlusion"]
+        for pos in OCCLUSION_POSITIONS:
+            sel = pd.concat([clean, occ[occ["position"] == pos]])
+            m = sel.groupby("level")[f"{metric}_px"].agg(["mean", "sem"])
+            ax.errorbar(m.index, m["mean"], m["sem"], marker="o", capsize=2, label=f"block at {pos}")
+        ax.set(xlabel="occluding block side (fraction of image)")
+        ax.legend(fontsize=7)
+        if not has_error:
+            break
+    paths = [out_dir / "uncertainty_vs_level.png"]
+    fig.savefig(paths[0], dpi=90)
+    if has_error:
+        fig = Figure(figsize=(10, 4.5), layout="constrained")
+        ax1, ax2 = fig.subplots(1, 2)
+        for kind, colour in zip(KINDS, ("black", "tab:blue", "tab:orange")):
+            sel = pi[pi["kind"] == kind]
+            ax1.scatter(sel["error_px"], sel["uncertainty_px"], s=10, alpha=0.6, c=colour, label=kind)
+        rho = result.correlations["per_image"]["all"]["rho"]
+        ax1.set(xscale="log", yscale="log", xlabel="mean landmark error (px)", ylabel="mean node std (px)",
+                title=f"per image and corruption (Spearman {rho:.2f})" if rho is not None else "per image")
+        ax1.legend(fontsize=7)
+        pn = result.per_node
+        ax2.hexbin(pn["error_px"].clip(lower=0.1), pn["uncertainty_px"].clip(lower=0.1), gridsize=40,
+                   xscale="log", yscale="log", bins="log", mincnt=1, cmap="viridis")
+        rho = result.correlations["per_node_pooled"]["rho"]
+        ax2.set(xlabel="node error (px)", ylabel="node std (px)",
+                title=f"per node, pooled (Spearman {rho:.2f})" if rho is not None else "per node")
+        paths.append(out_dir / "uncertainty_vs_error.png")
+        fig.savefig(paths[1], dpi=90)
+    return paths
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_corruption_report(result: CorruptionResult, out_dir: str | os.PathLike[str], meta: dict | None = None) -> Path:
+    """Write ``per_node.csv``, ``per_image.csv``, ``summary.csv``, ``summary.md``,
+    ``correlations.json`` and the figures to `out_dir`; returns the summary.md path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result.per_node.to_csv(out / "per_node.csv", index=False, float_format="%.4f")
+    result.per_image.to_csv(out / "per_image.csv", index=False, float_format="%.4f")
+    result.summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
+    (out / "correlations.json").write_text(json.dumps({**(meta or {}), **result.correlations}, indent=2))
+    figures = _figures(result, out)
+    cols = ["corruption", "n_images", "uncertainty_px"] + [f"uncertainty_{o}" for o in ORGANS] + ["latent_sigma", "error_px", "mse_px2"]
+    c = result.correlations
+    lines = ["# Corruption experiment", ""]
+    lines += [f"- {k}: {v}" for k, v in (meta or {}).items()]
+    lines += ["", "Lengths in pixels of a 1024 frame; means over images.", "", "```",
+              result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"), "```", "",
+              "Spearman rho, uncertainty vs landmark error:", ""]
+    lines += [f"- per image, {k}: {_fmt(v['rho'])} (n={v['n']})" for k, v in c["per_image"].items()]
+    lines += [f"- per image, latent sigma instead: {_fmt(c['per_image_latent_sigma']['rho'])}",
+              f"- per node, pooled: {_fmt(c['per_node_pooled']['rho'])} (n={c['per_node_pooled']['n']})"]
+    for key, text in (("per_node_by_index", "each node across rows"), ("per_node_within_image", "within each row across nodes")):
+        v = c[key]
+        lines.append(f"- per node, {text}: median {_fmt(v['median'])} [IQR {_fmt(v.get('q25'))}, {_fmt(v.get('q75'))}] (n={v['n']})")
+    lines.append("")
+    lines += [f"![{p.stem}]({p.name})" for p in figures]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def resolve_images(
+    inputs: Sequence[str | os.PathLike[str]],
+    split: str | None = None,
+    limit: int | None = None,
+) -> list[Path]:
+    """Image paths from files, folders and path lists; a JSRT-layout folder gives one split.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+        See :func:`chexmask.io.discover.find_images`. A folder holding
+        ``splits/<split>.txt`` and ``images/`` stands for ``images/<id>.png`` of the
+        ids listed in that split when `split` is given.
+    split : str, optional
+        ``train``, ``val`` or ``test``.
+    limit : int, optional
+        Keep the first `limit` paths.
+
+    Raises
+    ------
+    ChexmaskError
+        If a split file is missing or nothing is found.
+    """
+    from chexmask.io.discover import find_images
+    from chexmask.model.data import read_split
+
+    paths: list[Path] = []
+    for item in inputs:
+        folder = Path(item)
+        if split is not None and folder.is_dir() and (folder / "splits").is_dir():
+            if not (folder / "splits" / f"{split}.txt").is_file():
+                raise ChexmaskError(f"--split {split!r}: {folder / 'splits' / (split + '.txt')} does not exist")
+            paths += [folder / "images" / f"{i}.png" for i in read_split(folder, split)]
+        else:
+            paths += find_images(item)
+    if not paths:
+        raise ChexmaskError(f"no images found in {[str(i) for i in inputs]}")
+    return paths[:limit] if limit else paths
+
+
+def corruption_experiment(
+    images: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    weights: str = "hybridgnet-jsrt-256",
+    landmarks_dir: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    samples: int = 20,
+    corruptions: Sequence[Corruption] | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 8,
+) -> CorruptionResult:
+    """The ``chexmask experiment corruption`` command: read, run, write the report.
+
+    Parameters
+    ----------
+    images : sequence of path
+        Image files, folders or path lists, or JSRT-layout folders with `split` (see
+        :func:`resolve_images`).
+    out_dir : path
+        Report folder.
+    weights : str, optional
+        Shipped model name or ``.safetensors`` file.
+    landmarks_dir : path, optional
+        Folder of ``<image id>.npz`` reference landmarks in the JSRT layout
+        (``RL``, ``LL``, ``H`` arrays, original frame). Default with `split`: the
+        JSRT-layout input's ``landmarks/``.
+    split : str, optional
+        Split of JSRT-layout inputs to use.
+    limit : int, optional
+        Use the first `limit` images only.
+    samples : int, optional
+        Latent samples per image.
+    corruptions, seed, device, batch_size
+        See :func:`run_corruption` and :class:`chexmask.Segmenter`.
+
+    Raises
+    ------
+    ChexmaskError
+        On unreadable inputs, a missing landmark folder, or too few samples.
+    """
+    from chexmask.inference.segmenter import Segmenter
+    from chexmask.io.read import read_image
+    from chexmask.model.data import load_landmarks_npz
+
+    if samples < 2:
+        raise ChexmaskError(f"--samples must be >= 2 to estimate a spread, got {samples}")
+    read = [read_image(p) for p in resolve_images(images, split, limit)]
+    if landmarks_dir is None and split is not None:  # a JSRT-layout input brings its landmarks
+        landmarks_dir = next((Path(i) / "landmarks" for i in images if (Path(i) / "landmarks").is_dir()), None)
+    refs: dict[str, np.ndarray] = {}
+    if landmarks_dir is not None:
+        folder = Path(landmarks_dir)
+        if not folder.is_dir():
+            raise ChexmaskError(f"--landmarks {folder}: not a folder")
+        for img in read:
+            npz = folder / f"{img.image_id}.npz"
+            if npz.is_file():
+                refs[img.image_id] = load_landmarks_npz(npz)
+            else:
+                log.warning("no reference landmarks %s: error is NaN for this image", npz)
+    segmenter = Segmenter(weights, device=device, uncertainty=samples, seed=seed, batch_size=batch_size)
+    result = run_corruption(read, segmenter, landmarks=refs, corruptions=corruptions, seed=seed)
+    info = getattr(segmenter, "info", {}) or {}
+    meta = {"weights": str(weights), "weights_sha256": info.get("sha256", ""), "samples": samples,
+            "images": len(read), "with_landmarks": len(refs), "seed": seed}
+    write_corruption_report(result, out_dir, meta)
+    return result

@@ -1,0 +1,100 @@
+"""Overlay images: geometry of the output, fixed colour scale, errors, and the Segmenter round trip."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from chexmask._errors import InputError
+from chexmask.anatomy import organ_slices
+from chexmask.inference.segmenter import Segmentation
+from chexmask.quality.flags import quality_flag
+from chexmask.reports.overlay import draw_overlay, render_overlay
+
+H, W = 200, 160
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a loaded 2-core machine a thread pool mostly waits (10x slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _segmentation(std: float | None) -> Segmentation:
+    """Three organ rings on a 200 x 160 image; every node has the same std (px)."""
+    rng = np.random.default_rng(0)
+    landmarks = np.empty((120, 2))
+    centres = {"right_lung": (45, 90), "left_lung": (115, 90), "heart": (85, 140)}
+    for organ, part in organ_slices().items():
+        n = part.stop - part.start
+        t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+        landmarks[part] = np.c_[centres[organ][0] + 25 * np.cos(t), centres[organ][1] + 40 * np.sin(t)]
+    node_std = None if std is None else np.full((120, 2), std / np.sqrt(2))
+    return Segmentation("toy", None, H, W, landmarks, rng.normal(size=64), np.ones(64), landmarks, node_std)
+
+
+def _image() -> np.ndarray:
+    return np.full((H, W), 128, np.uint8)
+
+
+def test_render_shape_and_drawn_contours():
+    out = render_overlay(_image(), _segmentation(2.0))
+    assert out.shape == (H + 28, W + 90, 3) and out.dtype == np.uint8
+    body = out[28:, :W]
+    assert (np.abs(body.astype(int) - 128).sum(-1) > 30).mean() > 0.02  # contours and nodes were drawn
+    assert np.array_equal(body[2, 2], [128, 128, 128])  # far from every node: untouched
+
+
+def test_large_images_are_scaled_down():
+    seg = _segmentation(2.0)
+    seg.height, seg.width = 2 * H, 2 * W
+    seg.landmarks = seg.landmarks * 2
+    out = render_overlay(np.full((2 * H, 2 * W), 128, np.uint8), seg, max_side=H)
+    assert out.shape == (H + 28, W + 90, 3)
+
+
+def test_node_colour_uses_a_fixed_scale():
+    # same image, low vs high std: the node centre turns from the cold to the hot end of the map
+    seg_lo, seg_hi = _segmentation(0.5), _segmentation(100.0)
+    x, y = np.rint(seg_lo.landmarks[0]).astype(int)
+    lo = render_overlay(_image(), seg_lo, vmax_px=20, ellipses=False)[28 + y, x].astype(int)
+    hi = render_overlay(_image(), seg_hi, vmax_px=20, ellipses=False)[28 + y, x].astype(int)
+    assert hi[2] > lo[2] + 50  # red channel (BGR)
+    assert lo[0] > hi[0]  # blue channel
+
+
+def test_without_sampling_draws_white_nodes():
+    out = render_overlay(_image(), _segmentation(None))
+    x, y = np.rint(_segmentation(None).landmarks[0]).astype(int)
+    assert np.array_equal(out[28 + y, x], [255, 255, 255])
+
+
+def test_draw_overlay_writes_png(tmp_path):
+    seg = _segmentation(3.0)
+    path = draw_overlay(_image(), seg, tmp_path / "sub" / "toy.png", flag=quality_flag(seg))
+    assert path.is_file()
+    assert cv2.imread(str(path)).shape == (H + 28, W + 90, 3)
+
+
+def test_errors():
+    with pytest.raises(InputError, match="200x160"):
+        render_overlay(np.zeros((100, 100), np.uint8), _segmentation(1.0))
+    with pytest.raises(InputError, match="2-D uint8"):
+        render_overlay(np.zeros((H, W), np.float32), _segmentation(1.0))
+    with pytest.raises(ValueError, match="vmax_px"):
+        render_overlay(_image(), _segmentation(1.0), vmax_px=0)
+
+
+def test_overlay_of_a_segmenter_result(tiny_weights, tmp_path):
+    from chexmask.inference.segmenter import Segmenter
+
+    image = np.random.default_rng(1).integers(0, 255, (90, 70), dtype=np.uint8)
+    seg = Segmenter(tiny_weights, uncertainty=4).segment(image, image_id="noise")
+    path = draw_overlay(image, seg, tmp_path / "noise.png", flag=quality_flag(seg))
+    assert cv2.imread(str(path)).shape == (90 + 28, 70 + 90, 3)
