@@ -12,6 +12,14 @@ SHARED = Path(os.environ.get("CHEXMASK_SHARED", REPO.parent / "shared"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_configure(config):
+    # One torch thread: on a loaded 2-core machine, OpenMP threads spin-waiting for a
+    # busy core made small models 20-50x slower; tests need no intra-op parallelism.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not found at {path} (set CHEXMASK_SHARED to the shared/ folder)")
