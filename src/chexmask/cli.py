@@ -63,6 +63,35 @@ def train(
 
 
 @app.command()
+def rca(
+    images: list[str] = typer.Argument(..., help="Image files, folders or path lists (.txt/.csv)."),
+    masks: str = typer.Option(..., "--masks", "-m", help="CheXmask table (.csv, .csv.gz or .parquet) holding the masks to score."),
+    atlas: str = typer.Option(..., "--atlas", help="JSRT folder (images/, scr_masks/, splits/train.txt) or an atlas .npz."),
+    out: str = typer.Option(..., "--out", "-o", help="Scores table (.csv, .csv.gz or .parquet)."),
+    errors: str = typer.Option(None, "--errors", help="Per-row errors CSV [default: OUT's name + .errors.csv]."),
+    id_column: str = typer.Option(None, "--id-column", help="Image id column of the table [default: detected]."),
+    k: int = typer.Option(5, "--k", help="References per image."),
+    embedding: str = typer.Option("latent", help="How references are chosen: latent (model) or image (thumbnail)."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Model for --embedding latent: shipped name or .safetensors."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    save_atlas: str = typer.Option(None, "--save-atlas", help="Also save the atlas to this .npz for later runs."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Estimate the Dice of a table's masks without ground truth (reverse classification accuracy)."""
+    from chexmask.quality.rca_table import run_rca
+
+    try:
+        run = run_rca(images, masks, atlas, out, errors=errors, id_column=id_column, k=k, embedding=embedding,
+                      weights=weights, device=device, save_atlas=save_atlas, progress=progress)
+    except (chexmask.ChexmaskError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"scored {run.scored} rows -> {run.out}; {run.failed} errors -> {run.errors}")
+    if run.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def validate(
     jsrt_dir: str = typer.Argument(..., help="JSRT-layout folder with images/, landmarks/, scr_masks/, splits/."),
     weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),

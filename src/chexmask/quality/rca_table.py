@@ -1,0 +1,202 @@
+"""Score the masks of a CheXmask table by RCA, row by row (the ``chexmask rca`` command).
+
+A bad row (no image for its id, an unreadable image, masks of the wrong size, malformed
+RLE, an empty mask) becomes a record in the errors table and the other rows are scored;
+images given without a table row are recorded too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from chexmask._errors import InputError
+from chexmask.io.read import XrayImage
+from chexmask.quality.rca import RCAResult, RCAScorer, open_atlas
+
+__all__ = ["score_table", "run_rca", "RCARun"]
+
+log = logging.getLogger(__name__)
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+
+
+def _stem(name: str) -> str:
+    base = PurePosixPath(name.replace("\\", "/")).name
+    return base.rsplit(".", 1)[0] if base.lower().endswith(_IMAGE_SUFFIXES) else base
+
+
+def _match(row_id: str, index: dict[str, list[Path]]) -> list[Path]:
+    candidates = index.get(_stem(row_id), [])
+    if "/" in row_id:  # a relative path (CheXpert): match the whole of it
+        tail = "/" + row_id.lstrip("/")
+        candidates = [p for p in candidates if p.as_posix().endswith(tail) or p.with_suffix("").as_posix().endswith(tail)]
+    return candidates
+
+
+def _row_masks(row: dict, image: XrayImage, source: str) -> dict[str, np.ndarray]:
+    from chexmask.formats.tables import MASK_COLUMNS
+    from chexmask.masks.rle import decode_rle
+
+    h, w = int(row.get("Height", image.height)), int(row.get("Width", image.width))
+    if (h, w) != (image.height, image.width):
+        raise InputError(source, f"masks are {h}x{w} (Height x Width) but the image {image.path} is {image.height}x{image.width}")
+    return {o: decode_rle(row[c], h, w, source=f"{source}, column {c}") for o, c in MASK_COLUMNS.items()}
+
+
+def score_table(
+    images: Sequence[str | os.PathLike[str]],
+    table: str | os.PathLike[str],
+    scorer: RCAScorer,
+    id_column: str | None = None,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """RCA scores of the masks of a CheXmask table, one row at a time.
+
+    Parameters
+    ----------
+    images : sequence of str or path-like
+        Image files, folders or path lists (see :func:`chexmask.io.discover.find_images`).
+    table : str or path-like
+        CheXmask CSV or Parquet with the ``Right Lung``, ``Left Lung`` and ``Heart`` RLE
+        columns (and ``Height``/``Width`` when present).
+    scorer : chexmask.quality.rca.RCAScorer
+    id_column : str, optional
+        The table's image id column (default: found by
+        :func:`chexmask.formats.tables.id_column`). A row matches the image whose file
+        name without extension is the id; an id holding ``/`` must match the end of the
+        image's path.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    scores : pandas.DataFrame
+        One row per scored table row: the id column, the columns of
+        :meth:`RCAResult.columns` and ``RCA References``.
+    errors : pandas.DataFrame
+        Columns ``id``, ``path``, ``error``, ``message``: table rows that could not be
+        scored (no or ambiguous image, unreadable image, masks of the wrong size,
+        malformed RLE, empty mask) and images with no table row.
+
+    Raises
+    ------
+    InputError
+        If the table cannot be read or has no such id column, or an input does not exist.
+    """
+    from tqdm import tqdm
+
+    from chexmask.formats.tables import id_column as find_id_column
+    from chexmask.formats.tables import read_table
+    from chexmask.io.discover import find_images
+    from chexmask.io.read import read_image
+
+    df = read_table(table)
+    column = id_column or find_id_column(df, source=str(table))
+    if column not in df.columns:
+        raise InputError(table, f"no id column {column!r}; columns are {[str(c) for c in df.columns]}")
+    index: dict[str, list[Path]] = {}
+    for path in find_images(images):
+        index.setdefault(_stem(path.name), []).append(path)
+    scores, errors, used = [], [], set()
+    for i, row in enumerate(tqdm(df.to_dict("records"), disable=not progress, unit="row")):
+        row_id, source = str(row[column]), f"{table} row {i + 1}"
+        found = _match(row_id, index)
+        used.update(found)
+        try:
+            if len(found) != 1:
+                names = ", ".join(str(p) for p in found[:3])
+                raise InputError(source, f"no image given for id {row_id!r}" if not found else f"id {row_id!r} matches {len(found)} images ({names})")
+            image = read_image(found[0])
+            result = scorer.score(image, _row_masks(row, image, source))
+        except InputError as exc:
+            log.warning("%s", exc)
+            reason = exc.reason if exc.source.startswith(str(table)) else str(exc)
+            errors.append({"id": row_id, "path": str(found[0]) if len(found) == 1 else "", "error": type(exc).__name__, "message": f"row {i + 1}: {reason}"})
+            continue
+        scores.append({column: row_id, **result.columns(), "RCA References": " ".join(result.references)})
+    for paths in index.values():
+        errors += [{"id": _stem(p.name), "path": str(p), "error": "InputError", "message": "no row in the table for this image"} for p in paths if p not in used]
+    columns = [column, *RCAResult.column_names(), "RCA References"]
+    return pd.DataFrame(scores, columns=columns), pd.DataFrame(errors, columns=["id", "path", "error", "message"])
+
+
+@dataclass(frozen=True)
+class RCARun:
+    """What :func:`run_rca` wrote: how many rows were scored and how many failed."""
+
+    scored: int
+    failed: int
+    out: Path
+    errors: Path
+
+
+def run_rca(
+    images: Sequence[str | os.PathLike[str]],
+    table: str | os.PathLike[str],
+    atlas: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    errors: str | os.PathLike[str] | None = None,
+    id_column: str | None = None,
+    k: int = 5,
+    embedding: str = "latent",
+    method: str = "affine+dis",
+    weights: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    save_atlas: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> RCARun:
+    """Score a table's masks by RCA and write the scores and the errors (``chexmask rca``).
+
+    Parameters
+    ----------
+    images, table, id_column, progress
+        As for :func:`score_table`.
+    atlas : str or path-like
+        A JSRT-layout folder (the atlas is built from its train split) or an atlas
+        ``.npz`` written by :meth:`chexmask.quality.rca.Atlas.save`.
+    out : str or path-like
+        Scores table, ``.csv``, ``.csv.gz`` or ``.parquet``.
+    errors : str or path-like, optional
+        Errors CSV; default ``OUT`` with its suffix replaced by ``.errors.csv``.
+    k, embedding, method
+        As for :class:`~chexmask.quality.rca.RCAScorer`.
+    weights : str or path-like, optional
+        Model for ``embedding="latent"`` (default: the shipped model).
+    device : str
+        Torch device of the model.
+    save_atlas : str or path-like, optional
+        Also write the atlas (with its latents) here, for later runs.
+
+    Returns
+    -------
+    RCARun
+
+    Raises
+    ------
+    InputError, ChexmaskError
+        The table, the atlas or the weights cannot be used (nothing is written).
+    """
+    from chexmask.formats.tables import write_table
+
+    segmenter = None
+    if embedding == "latent":
+        from chexmask.inference.segmenter import Segmenter
+
+        segmenter = Segmenter(weights, device=device) if weights is not None else Segmenter(device=device)
+    scorer = RCAScorer(open_atlas(atlas, segmenter), k=k, segmenter=segmenter, embedding=embedding, method=method)
+    if save_atlas is not None:
+        scorer.atlas.save(save_atlas)
+    scores, failed = score_table(images, table, scorer, id_column=id_column, progress=progress)
+    out = Path(out)
+    errors = Path(errors) if errors is not None else out.with_name(out.name.split(".")[0] + ".errors.csv")
+    write_table(scores, out)
+    failed.to_csv(errors, index=False, lineterminator="\n")
+    return RCARun(len(scores), len(failed), out, errors)
