@@ -60,6 +60,7 @@ def predict_batch(
     n_samples: int = 0,
     seed: int = 0,
     max_decode: int = 1024,
+    micro_batch: int | None = None,
 ) -> BatchPrediction:
     """Predict landmarks (and uncertainty) for a batch of preprocessed images.
 
@@ -75,11 +76,48 @@ def predict_batch(
         Run seed mixed into every image's seed.
     max_decode : int
         Most latent samples decoded at once (bounds memory at 1024 px).
+    micro_batch : int, optional
+        Run the model on chunks of exactly this many images, zero-padding the last
+        one. Matrix kernels pick their blocking from the batch size, so the same
+        image can come out a few ulps apart in batches of different sizes; with a
+        fixed chunk shape every image's result is bitwise the same whatever the
+        batch size, the order of the images, or their neighbours.
     """
     if len(image_ids) != images.shape[0]:
         raise ValueError(f"got {images.shape[0]} images but {len(image_ids)} ids")
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if micro_batch is not None:
+        if micro_batch < 1:
+            raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
+        parts = []
+        for start in range(0, len(image_ids), micro_batch):
+            x, ids = images[start : start + micro_batch], list(image_ids[start : start + micro_batch])
+            k = len(ids)
+            if k < micro_batch:
+                x = torch.cat([x, x.new_zeros((micro_batch - k, *x.shape[1:]))])
+                ids += [""] * (micro_batch - k)
+            parts.append(_head(_predict(model, x, ids, n_samples, seed, max_decode), k))
+        return _concat(parts)
+    return _predict(model, images, image_ids, n_samples, seed, max_decode)
+
+
+def _head(pred: BatchPrediction, k: int) -> BatchPrediction:
+    return BatchPrediction(*(None if v is None else v[:k] for v in _fields(pred)))
+
+
+def _concat(parts: list[BatchPrediction]) -> BatchPrediction:
+    fields = list(zip(*(_fields(p) for p in parts)))
+    return BatchPrediction(*(None if v[0] is None else np.concatenate(v) for v in fields))
+
+
+def _fields(pred: BatchPrediction) -> tuple:
+    return (pred.points, pred.mu, pred.sigma, pred.sample_mean, pred.sample_std)
+
+
+def _predict(
+    model: HybridGNet, images: torch.Tensor, image_ids: list[str], n_samples: int, seed: int, max_decode: int
+) -> BatchPrediction:
     mu, logvar, feats = model.encode(images)
     points, _ = model.decode(mu, feats)
     sigma = torch.exp(0.5 * logvar)

@@ -113,6 +113,13 @@ class Segmenter:
         Run seed of the latent samples (each image's noise is seeded by its id too).
     batch_size : int
         Images per forward pass.
+    micro_batch : int, optional
+        Run the model on fixed-size chunks of this many images (zero-padded), so every
+        image's result is bitwise independent of the batch it came in (see
+        :func:`~chexmask.inference.predictor.predict_batch`). The dataset pipeline
+        sets it; ``None`` (default) runs each batch as it is.
+    amp : bool
+        Mixed precision (float16 autocast) on CUDA; ignored on the CPU.
 
     Examples
     --------
@@ -129,6 +136,8 @@ class Segmenter:
         uncertainty: int = 0,
         seed: int = 0,
         batch_size: int = 8,
+        micro_batch: int | None = None,
+        amp: bool = False,
     ) -> None:
         if uncertainty < 0:
             raise ValueError(f"uncertainty must be >= 0 samples, got {uncertainty}")
@@ -139,6 +148,8 @@ class Segmenter:
         self.uncertainty = uncertainty
         self.seed = seed
         self.batch_size = batch_size
+        self.micro_batch = micro_batch
+        self.amp = bool(amp) and self.device.type == "cuda"
 
     @property
     def input_size(self) -> int:
@@ -151,9 +162,21 @@ class Segmenter:
         return square.astype(np.float32) / 255.0, geometry
 
     def predict(self, inputs: np.ndarray, image_ids: list[str]) -> BatchPrediction:
-        """Run the model on preprocessed ``(B, S, S)`` float32 images."""
-        x = torch.from_numpy(np.ascontiguousarray(inputs))[:, None].to(self.device)
-        return predict_batch(self.model, x, image_ids, self.uncertainty, self.seed)
+        """Run the model on preprocessed ``(B, S, S)`` images.
+
+        ``inputs`` are float32 in [0, 1] (:meth:`preprocess`), or the padded and resized
+        uint8 pixels, which are divided by 255 on the device (the same float32 values,
+        a quarter of the transfer). On CUDA the batch goes through pinned memory.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(inputs))
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        else:
+            x = x.to(self.device)
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            return predict_batch(self.model, x[:, None], image_ids, self.uncertainty, self.seed, micro_batch=self.micro_batch)
 
     def postprocess(self, pred: BatchPrediction, index: int, image: XrayImage, geometry: Geometry) -> Segmentation:
         """Map one image's prediction back to its original frame."""

@@ -1,0 +1,225 @@
+"""One segmentation -> one CheXmask table row, and the columns of the CSV and Parquet outputs.
+
+A row holds the image id (column name chosen by the caller), then the published
+CheXmask columns (:data:`~chexmask.formats.tables.CHEXMASK_COLUMNS`: RCA scores,
+``Landmarks``, the three run-length masks, ``Height``, ``Width``), then the
+uncertainty summary (:data:`SUMMARY_COLUMNS`). The Parquet output adds the per-node
+and latent arrays (:data:`ARRAY_COLUMNS`) and the model that made the row
+(:data:`MODEL_COLUMNS`).
+
+Everything is in the ORIGINAL image frame: landmarks are (x, y) = (col, row) rounded
+to whole pixels, the masks are filled from those rounded landmarks at ``Height`` x
+``Width``, and uncertainties are in original pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import numpy as np
+
+from chexmask.formats.landmarks import format_landmarks
+from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
+from chexmask.masks.rle import encode_rle
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "ARRAY_COLUMNS",
+    "MODEL_COLUMNS",
+    "SUMMARY_DECIMALS",
+    "PRIVATE_COLUMNS",
+    "ERROR_COLUMNS",
+    "csv_columns",
+    "parquet_columns",
+    "segmentation_record",
+    "part_schema",
+    "TableWriter",
+    "write_errors",
+]
+
+#: Uncertainty summary columns of both outputs (empty without latent sampling, except
+#: ``Latent Sigma``, the mean posterior standard deviation of the latent).
+SUMMARY_COLUMNS: list[str] = [
+    "Uncertainty",
+    "Uncertainty Right Lung",
+    "Uncertainty Left Lung",
+    "Uncertainty Heart",
+    "Latent Sigma",
+]
+#: Per-image arrays of the Parquet output (float32 lists). ``Node Mean``/``Node Std``:
+#: mean and std of the decoded latent samples, flat ``x1, y1, x2, y2, ...`` over the
+#: 120 nodes, original pixels (null without sampling). ``Latent Mu``/``Latent Sigma
+#: Vector``: the encoder's posterior (used by RCA to pick references).
+ARRAY_COLUMNS: list[str] = ["Node Mean", "Node Std", "Latent Mu", "Latent Sigma Vector"]
+#: Provenance columns of the Parquet output: weights name and SHA256.
+MODEL_COLUMNS: list[str] = ["Model", "Model SHA256"]
+#: Summary values are rounded to this many decimals (1e-4 px), which keeps the CSV
+#: readable; the results are deterministic, so rounding never makes runs differ.
+SUMMARY_DECIMALS = 4
+#: Bookkeeping columns of the pipeline's part files: input position, file, and for a
+#: failed input the error type and reason (null for segmented images).
+PRIVATE_COLUMNS: list[str] = ["_index", "_path", "_error", "_reason"]
+#: Columns of the errors file.
+ERROR_COLUMNS: list[str] = ["path", "error", "reason"]
+
+_ORGAN_UNCERTAINTY = {
+    "right_lung": "Uncertainty Right Lung",
+    "left_lung": "Uncertainty Left Lung",
+    "heart": "Uncertainty Heart",
+}
+
+
+def csv_columns(id_column: str) -> list[str]:
+    """Columns of the CSV output, in order: id, CheXmask columns, uncertainty summary."""
+    return [id_column, *CHEXMASK_COLUMNS, *SUMMARY_COLUMNS]
+
+
+def parquet_columns(id_column: str) -> list[str]:
+    """Columns of the Parquet output: the CSV columns, then the arrays and the model."""
+    return [*csv_columns(id_column), *ARRAY_COLUMNS, *MODEL_COLUMNS]
+
+
+def segmentation_record(segmentation, id_column: str = "Image ID") -> dict[str, object]:
+    """The table row of one segmentation (all Parquet columns except the model's).
+
+    Parameters
+    ----------
+    segmentation : chexmask.inference.segmenter.Segmentation
+        A result in the original frame.
+    id_column : str
+        Name of the id column; its value is ``segmentation.image_id``.
+
+    Returns
+    -------
+    dict
+        Column -> value. Text columns are ``str``; ``Height``/``Width`` ``int``;
+        the summary columns ``float`` rounded to :data:`SUMMARY_DECIMALS` decimals or
+        ``None``; ``Dice RCA (Mean)``/``(Max)`` ``None`` (filled by ``--rca``); the
+        array columns float32 ndarrays or ``None``.
+
+    Notes
+    -----
+    The masks are ``landmarks_to_masks`` fills of :attr:`Segmentation.landmarks_int`
+    (the rounded ``Landmarks`` written in the row), so decoding a row's masks and
+    re-filling its landmarks agree exactly. Filling and run-length encoding the three
+    masks is the costly part: the pipeline does it in worker processes.
+    """
+    masks = segmentation.masks()
+    row: dict[str, object] = {
+        id_column: segmentation.image_id,
+        "Dice RCA (Mean)": None,
+        "Dice RCA (Max)": None,
+        "Landmarks": format_landmarks(segmentation.landmarks_int),
+    }
+    for organ in ("left_lung", "right_lung", "heart"):  # published column order
+        row[MASK_COLUMNS[organ]] = encode_rle(masks[organ])
+    row["Height"] = int(segmentation.height)
+    row["Width"] = int(segmentation.width)
+    row["Uncertainty"] = _round(segmentation.uncertainty)
+    organs = segmentation.organ_uncertainty() or {}
+    for organ, column in _ORGAN_UNCERTAINTY.items():
+        row[column] = _round(organs.get(organ))
+    row["Latent Sigma"] = _round(float(np.mean(segmentation.latent_sigma)))
+    row["Node Mean"] = _flat(segmentation.node_mean)
+    row["Node Std"] = _flat(segmentation.node_std)
+    row["Latent Mu"] = _flat(segmentation.latent_mu)
+    row["Latent Sigma Vector"] = _flat(segmentation.latent_sigma)
+    return row
+
+
+def _round(value: float | None) -> float | None:
+    if value is None or math.isnan(value):
+        return None
+    return round(float(value), SUMMARY_DECIMALS)
+
+
+def _flat(values: np.ndarray | None) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float32).reshape(-1)
+
+
+def part_schema(id_column: str):
+    """Arrow schema of the pipeline's part files: every output column plus :data:`PRIVATE_COLUMNS`."""
+    import pyarrow as pa
+
+    types = {c: pa.string() for c in ("Landmarks", "Left Lung", "Right Lung", "Heart")}
+    types.update({"Dice RCA (Mean)": pa.float64(), "Dice RCA (Max)": pa.float64(), "Height": pa.int64(), "Width": pa.int64()})
+    types.update({c: pa.float64() for c in SUMMARY_COLUMNS})
+    types.update({c: pa.list_(pa.float32()) for c in ARRAY_COLUMNS})
+    fields = [(id_column, pa.string())] + [(c, types[c]) for c in parquet_columns(id_column)[1:-2]]
+    fields += [("_index", pa.int64()), ("_path", pa.string()), ("_error", pa.string()), ("_reason", pa.string())]
+    return pa.schema(fields)
+
+
+def _csv_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip form, as pandas writes it
+    return str(value)
+
+
+class TableWriter:
+    """Stream segmented rows into a CheXmask CSV or Parquet file.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write (the caller renames it into place).
+    kind : {"csv", "parquet"}
+    id_column : str
+    model : (str, str)
+        Weights name and SHA256, the Parquet ``Model``/``Model SHA256`` columns.
+
+    Notes
+    -----
+    The CSV has ``"\\n"`` line ends, minimal quoting and empty fields for missing
+    values, as :func:`chexmask.formats.tables.write_table` writes (so reading it with
+    ``read_table`` and writing it back gives the same bytes). The Parquet file gets one
+    row group per :meth:`write`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], kind: str, id_column: str, model: tuple[str, str]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if kind not in ("csv", "parquet"):
+            raise ValueError(f"kind must be 'csv' or 'parquet', got {kind!r}")
+        self.kind, self.model = kind, model
+        if kind == "csv":
+            self.columns = csv_columns(id_column)
+            self._fh = open(path, "w", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._fh, lineterminator="\n")
+            self._csv.writerow(self.columns)
+        else:
+            self.columns = parquet_columns(id_column)[:-2]
+            schema = part_schema(id_column)
+            fields = [schema.field(c) for c in self.columns] + [pa.field(c, pa.string()) for c in MODEL_COLUMNS]
+            self._pq = pq.ParquetWriter(path, pa.schema(fields))
+
+    def write(self, table) -> int:
+        """Append the rows of an Arrow table with the :func:`part_schema` columns; return their count."""
+        import pyarrow as pa
+
+        table = table.select(self.columns)
+        if self.kind == "csv":
+            self._csv.writerows([_csv_text(v) for v in row.values()] for row in table.to_pylist())
+        else:
+            n = table.num_rows
+            for column, value in zip(MODEL_COLUMNS, self.model):
+                table = table.append_column(column, pa.array([value] * n, pa.string()))
+            self._pq.write_table(table)
+        return table.num_rows
+
+    def close(self) -> None:
+        """Finish the file."""
+        (self._fh if self.kind == "csv" else self._pq).close()
+
+
+def write_errors(path: str | os.PathLike[str], rows: list[list[str]]) -> None:
+    """Write the errors file: :data:`ERROR_COLUMNS` = path, error type, reason."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(ERROR_COLUMNS)
+        writer.writerows(rows)
