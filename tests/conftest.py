@@ -68,3 +68,20 @@ def tiny_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_weights(model, path, {"note": "random weights for tests"})
     return path
+
+
+@pytest.fixture(scope="session")
+def xray_folder(tmp_path_factory, jsrt_dir: Path) -> Path:
+    """Seven inputs for dataset-pipeline tests: four JSRT PNGs, one cropped to a
+    non-square 1024x800 PNG, a text file named ``.png`` and an empty ``.jpg``."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("xrays")
+    names = sorted(p.name for p in (jsrt_dir / "images").glob("*.png"))[:5]
+    for name in names[:4]:
+        (folder / name).write_bytes((jsrt_dir / "images" / name).read_bytes())
+    image = cv2.imread(str(jsrt_dir / "images" / names[4]), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(folder / "cropped.png"), image[:, 100:900])
+    (folder / "notes.png").write_text("not an image\n")
+    (folder / "empty.jpg").write_bytes(b"")
+    return folder

@@ -1,0 +1,96 @@
+"""`chexmask segment`: the command line, its exit codes, and resuming after kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from chexmask.cli import app
+
+runner = CliRunner()
+
+
+def segment(*args: str):
+    return runner.invoke(app, ["segment", *map(str, args), "--no-progress", "--device", "cpu"])
+
+
+def base(weights, out):
+    return ["-o", out, "--weights", weights, "--uncertainty", "2", "-j", "0", "-b", "4"]
+
+
+def test_segment_writes_the_table_and_reports(tiny_weights, xray_folder, tmp_path):
+    out = tmp_path / "cxr.csv"
+    result = segment(xray_folder, *base(tiny_weights, out), "--id-column", "Image Index")
+    assert result.exit_code == 0, result.output
+    assert "segmented 5 of 7 images" in result.output and "2 inputs failed" in result.output
+    df = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert df.columns[0] == "Image Index" and len(df) == 5
+    assert (tmp_path / "cxr.errors.csv").exists() and (tmp_path / "cxr.run.json").exists()
+    assert "Traceback" not in result.output
+
+
+def test_every_input_failing_exits_1(tiny_weights, xray_folder, tmp_path):
+    result = segment(xray_folder / "notes.png", *base(tiny_weights, tmp_path / "o.csv"))
+    assert result.exit_code == 1
+    assert "segmented 0 of 1" in result.output and "1 inputs failed" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["nowhere"], 2, "error: nowhere: no such file or folder"),
+        (["{folder}", "--shard", "2/2"], 2, "error: --shard 2/2: need N >= 1 and 0 <= I < N"),
+        (["{folder}", "--uncertainty", "-1"], 2, "error: --uncertainty must be >= 0"),
+        (["{folder}", "--engine", "dask"], 2, "error: --engine 'dask': expected one of"),
+    ],
+)
+def test_bad_command_lines_exit_2_with_a_message(tiny_weights, xray_folder, tmp_path, args, code, message):
+    args = [a.replace("{folder}", str(xray_folder)) for a in args]
+    result = segment(args[0], *base(tiny_weights, tmp_path / "o.csv"), *args[1:])
+    assert result.exit_code == code and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_output_suffix_and_unknown_weights(xray_folder, tmp_path):
+    result = segment(xray_folder, "-o", tmp_path / "o.xlsx")
+    assert result.exit_code == 2 and "must end in .csv (CheXmask CSV) or .parquet" in result.output
+    result = segment(xray_folder, "-o", tmp_path / "o.csv", "--weights", "hybridgnet-jsrt-265")
+    assert result.exit_code == 3 and "error: weights 'hybridgnet-jsrt-265'" in result.output
+
+
+def test_help_shows_defaults():
+    result = runner.invoke(app, ["segment", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for text in ("hybridgnet-jsrt-256", "Image ID", "--uncertainty", "50", "--shard", "Exit codes"):
+        assert text in result.output
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_gives_the_bytes_of_an_uninterrupted_run(tiny_weights, xray_folder, tmp_path):
+    """A real crash: SIGKILL the command once a part is on disk, run it again, compare bytes."""
+    def cmd(out):
+        return [sys.executable, "-c", "from chexmask.cli import app; app()", "segment", str(xray_folder),
+                *map(str, base(tiny_weights, out)), "--chunk-size", "1", "-b", "1", "--no-progress",
+                "--device", "cpu", "--threads", "1"]
+
+    parts = tmp_path / "out.csv.parts"
+    proc = subprocess.Popen(cmd(tmp_path / "out.csv"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(parts.glob("part-*.parquet")))
+    assert 1 <= done < 7, "the run finished before it could be killed"
+    assert subprocess.run(cmd(tmp_path / "out.csv"), capture_output=True).returncode == 0
+    ref = tmp_path / "ref.csv"
+    subprocess.run(cmd(ref), check=True, capture_output=True)
+    assert (tmp_path / "out.csv").read_bytes() == ref.read_bytes()
+    assert not parts.exists()
