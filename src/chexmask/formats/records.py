@@ -10,16 +10,24 @@ and latent arrays (:data:`ARRAY_COLUMNS`) and the model that made the row
 Everything is in the ORIGINAL image frame: landmarks are (x, y) = (col, row) rounded
 to whole pixels, the masks are filled from those rounded landmarks at ``Height`` x
 ``Width``, and uncertainties are in original pixels.
+
+The segment pipeline keeps finished rows in Parquet part files (:class:`PartStore`, with
+:data:`PRIVATE_COLUMNS` for input order and failures) and streams them into the final
+CSV or Parquet table (:func:`assemble`, :class:`TableWriter`).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from chexmask._errors import ChexmaskError
 from chexmask.formats.landmarks import format_landmarks
 from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
 from chexmask.masks.rle import encode_rle
@@ -37,6 +45,9 @@ __all__ = [
     "part_schema",
     "TableWriter",
     "write_errors",
+    "atomic_write",
+    "PartStore",
+    "assemble",
 ]
 
 #: Uncertainty summary columns of both outputs (empty without latent sampling, except
@@ -223,3 +234,86 @@ def write_errors(path: str | os.PathLike[str], rows: list[list[str]]) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(ERROR_COLUMNS)
         writer.writerows(rows)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through ``write(tmp)``, fsync, then rename: readers see all of it or nothing."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as fh:  # on disk before it is named done (a power cut, not just a kill)
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class PartStore:
+    """The pipeline's ``<OUT>.parts/`` folder: a manifest and one Parquet file per finished chunk.
+
+    ``fingerprint`` identifies the run; a folder holding another run's manifest is refused.
+    """
+
+    def __init__(self, folder: Path, fingerprint: dict, id_column: str) -> None:
+        self.dir, self.fingerprint, self.id_column = folder, fingerprint, id_column
+        self.schema = part_schema(id_column)
+
+    def open(self) -> set[int]:
+        """Create or check the folder; return the chunks already written."""
+        manifest = self.dir / "manifest.json"
+        if manifest.exists():
+            stored = json.loads(manifest.read_text())
+            if stored != self.fingerprint:
+                changed = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
+                raise ChexmaskError(
+                    f"{self.dir} holds a partial run with other settings (differs in: {', '.join(changed)}); "
+                    "rerun with the same inputs and options to resume it, or delete the folder to start over"
+                )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.glob(".*.tmp"):
+            stale.unlink()
+        atomic_write(manifest, lambda p: p.write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True)))
+        return {int(p.name[5:-8]) for p in self.dir.glob("part-*.parquet")}
+
+    def path(self, chunk: int) -> Path:
+        """The part file of a chunk."""
+        return self.dir / f"part-{chunk:06d}.parquet"
+
+    def write(self, chunk: int, records: list[dict]) -> None:
+        """Write a chunk's rows (success and failure records), sorted by input position, atomically."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist(sorted(records, key=lambda r: r["_index"]), schema=self.schema)
+        atomic_write(self.path(chunk), lambda p: pq.write_table(table, p))
+
+    def read(self, chunk: int):
+        """A chunk's rows as an Arrow table with :func:`part_schema`."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.path(chunk), schema=self.schema)
+
+
+def assemble(parts: PartStore, n_chunks: int, output: Path, model: tuple[str, str]) -> tuple[int, list[list[str]]]:
+    """Concatenate parts ``0 .. n_chunks - 1`` into the output (CSV or Parquet by suffix), atomically.
+
+    Returns the number of rows written and the failures ``[path, error, reason]``, in
+    input order.
+    """
+    import pyarrow.compute as pc
+
+    failures: list[list[str]] = []
+    n_ok = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal n_ok
+        writer = TableWriter(tmp, output.suffix.lower()[1:], parts.id_column, model)
+        try:
+            for chunk in range(n_chunks):
+                table = parts.read(chunk)
+                failed = pc.invert(pc.is_null(table["_error"]))
+                bad = table.filter(failed).select(["_path", "_error", "_reason"])
+                failures.extend(list(r.values()) for r in bad.to_pylist())
+                n_ok += writer.write(table.filter(pc.invert(failed)))
+        finally:
+            writer.close()
+
+    atomic_write(output, write)
+    return n_ok, failures

@@ -38,7 +38,7 @@ import numpy as np
 
 import chexmask
 from chexmask._errors import ChexmaskError, InputError
-from chexmask.formats.records import TableWriter, part_schema, segmentation_record, write_errors
+from chexmask.formats.records import PartStore, assemble, atomic_write, segmentation_record, write_errors
 
 __all__ = ["WorkItem", "RunSummary", "ENGINES", "MICRO_BATCH", "plan_items", "parse_shard", "build_dataset", "segment_dataset"]
 
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
 #: Fixed model batch shape per device type (see the module docstring).
 MICRO_BATCH = {"cpu": 8, "cuda": 32}
-_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 
 
 class WorkItem(NamedTuple):
@@ -112,15 +111,13 @@ def plan_items(inputs: Sequence[str | os.PathLike[str]], shard: tuple[int, int] 
     Raises
     ------
     InputError
-        An input does not exist or a list file is unreadable.
-    ChexmaskError
-        No image was found.
+        An input does not exist, a list file is unreadable, or no image was found.
     """
     from chexmask.io.discover import DEFAULT_EXTENSIONS, find_images
 
     paths = find_images(list(inputs))
     if not paths:
-        raise ChexmaskError(f"no images found in {[str(p) for p in inputs]} (looked for {', '.join(DEFAULT_EXTENSIONS)} files)")
+        raise InputError(", ".join(map(str, inputs)), f"no images found (looked for {', '.join(DEFAULT_EXTENSIONS)} files)")
     root = Path(os.path.commonpath([p.parent for p in paths]))
     items = [WorkItem(i, p.relative_to(root).as_posix(), str(p)) for i, p in enumerate(paths)]
     if shard is not None:
@@ -128,54 +125,7 @@ def plan_items(inputs: Sequence[str | os.PathLike[str]], shard: tuple[int, int] 
     return items
 
 
-# ----------------------------------------------------------------------------- parts
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as fh:  # on disk before it is named done (a power cut, not just a kill)
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-class _Parts:
-    """The ``<OUT>.parts/`` folder: a manifest and one Parquet file per finished chunk."""
-
-    def __init__(self, folder: Path, fingerprint: dict, id_column: str) -> None:
-        self.dir, self.fingerprint, self.schema = folder, fingerprint, part_schema(id_column)
-
-    def open(self) -> set[int]:
-        """Create or check the folder; return the chunks already written."""
-        manifest = self.dir / "manifest.json"
-        if manifest.exists():
-            stored = json.loads(manifest.read_text())
-            if stored != self.fingerprint:
-                changed = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
-                raise ChexmaskError(
-                    f"{self.dir} holds a partial run with other settings (differs in: {', '.join(changed)}); "
-                    "rerun with the same inputs and options to resume it, or delete the folder to start over"
-                )
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.dir.glob(".*.tmp"):
-            stale.unlink()
-        _atomic_write(manifest, lambda p: p.write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True)))
-        return {int(p.name[5:-8]) for p in self.dir.glob("part-*.parquet")}
-
-    def path(self, chunk: int) -> Path:
-        return self.dir / f"part-{chunk:06d}.parquet"
-
-    def write(self, chunk: int, records: list[dict]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pylist(sorted(records, key=lambda r: r["_index"]), schema=self.schema)
-        _atomic_write(self.path(chunk), lambda p: pq.write_table(table, p))
-
-    def read(self, chunk: int):
-        import pyarrow.parquet as pq
-
-        return pq.read_table(self.path(chunk), schema=self.schema)
+# ----------------------------------------------------------------------------- rows
 
 
 def failure_record(item: WorkItem, error: str, reason: str) -> dict:
@@ -195,33 +145,6 @@ def success_records(segmentations: list, items: list[WorkItem], id_column: str) 
         rec.update(_index=item.index, _path=item.path, _error=None, _reason=None)
         out.append(rec)
     return out
-
-
-# ----------------------------------------------------------------------------- output
-
-
-def _assemble(parts: _Parts, n_chunks: int, output: Path, id_column: str, info: dict) -> tuple[int, list[list[str]]]:
-    """Concatenate the parts into the output (atomically); return (rows written, failures)."""
-    import pyarrow.compute as pc
-
-    failures: list[list[str]] = []
-    n_ok = 0
-
-    def write(tmp: Path) -> None:
-        nonlocal n_ok
-        writer = TableWriter(tmp, _FORMATS[output.suffix.lower()], id_column, (info["name"], info["sha256"]))
-        try:
-            for chunk in range(n_chunks):
-                table = parts.read(chunk)
-                failed = pc.invert(pc.is_null(table["_error"]))
-                bad = table.filter(failed).select(["_path", "_error", "_reason"])
-                failures.extend(list(r.values()) for r in bad.to_pylist())
-                n_ok += writer.write(table.filter(pc.invert(failed)))
-        finally:
-            writer.close()
-
-    _atomic_write(output, write)
-    return n_ok, failures
 
 
 # ----------------------------------------------------------------------------- local engine
@@ -294,7 +217,7 @@ def _ordered(submit: Callable, fn: Callable, arg_tuples: Iterable[tuple], lookah
         yield pending.popleft().result()
 
 
-def _run_local(segmenter, todo, parts: _Parts, id_column: str, workers: int, bar, stop_after: int | None) -> int:
+def _run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, bar, stop_after: int | None) -> int:
     """Process the chunks of ``todo``; return how many inputs failed."""
     pool = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker) if workers > 0 else None
     submit = pool.submit if pool else _run_now
@@ -377,7 +300,7 @@ def _fingerprint(segmenter, items: list[WorkItem], id_column: str, chunk_size: i
 def check_output(output: str | os.PathLike[str]) -> Path:
     """The output path, checked: ``.csv`` or ``.parquet`` in an existing folder."""
     path = Path(output)
-    if path.suffix.lower() not in _FORMATS:
+    if path.suffix.lower() not in (".csv", ".parquet"):
         raise ValueError(f"-o {output}: the output must end in .csv (CheXmask CSV) or .parquet, got {path.suffix or 'no suffix'!r}")
     if not path.parent.is_dir():
         raise ValueError(f"-o {output}: folder {path.parent} does not exist")
@@ -466,7 +389,7 @@ def build_dataset(
             c = previous["counts"]
             return RunSummary(output, errors_path, run_json, c["images"], c["segmented"], c["failed"], c["images"], 0.0)
 
-    parts = _Parts(parts_dir, fingerprint, id_column)
+    parts = PartStore(parts_dir, fingerprint, id_column)
     done = parts.open()
     chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     todo = [(c, chunk) for c, chunk in enumerate(chunks) if c not in done]
@@ -486,8 +409,8 @@ def build_dataset(
     if _stop_after_chunks is not None and _stop_after_chunks < len(todo):
         return RunSummary(output, errors_path, run_json, len(items), 0, 0, resumed, time.perf_counter() - t0, complete=False)
 
-    n_ok, failures = _assemble(parts, len(chunks), output, id_column, segmenter.info)
-    _atomic_write(errors_path, lambda p: write_errors(p, failures))
+    n_ok, failures = assemble(parts, len(chunks), output, (segmenter.info["name"], segmenter.info["sha256"]))
+    atomic_write(errors_path, lambda p: write_errors(p, failures))
     seconds = time.perf_counter() - t0
     summary = RunSummary(output, errors_path, run_json, len(items), n_ok, len(failures), resumed, seconds)
     record = {
@@ -505,7 +428,7 @@ def build_dataset(
         "fingerprint": fingerprint,
         "output_sha256": _sha256(output),
     }
-    _atomic_write(run_json, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+    atomic_write(run_json, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
     shutil.rmtree(parts_dir)
     return summary
 
