@@ -363,7 +363,10 @@ def serve(
 @app.command("segment", epilog="Exit codes: 0 done (some inputs may have failed, see the errors file); 1 every input failed; "
              "2 bad options or inputs; 3 the run could not proceed; 130 interrupted (rerun to resume).")
 def segment_cmd(
-    inputs: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or path lists (.txt/.csv)."),
+    inputs: list[str] = typer.Argument(None, help="Image files, folders (searched recursively) or path lists (.txt/.csv)."),
+    sample: bool = typer.Option(False, "--sample", help="Add the chest X-ray bundled with chexmask (CC BY 3.0, see its ATTRIBUTION.csv) to the inputs."),
+    rca: str = typer.Option(None, "--rca", help="Fill the Dice RCA columns, using this atlas: a JSRT folder or an atlas .npz (see docs/rca.md)."),
+    overlays: str = typer.Option(None, "--overlays", help="Write an overlay PNG per image (contours + node uncertainty) into this folder."),
     out: str = typer.Option(..., "--out", "-o", help="Output table: .csv (CheXmask CSV) or .parquet (+ per-node arrays)."),
     id_column: str = typer.Option("Image ID", "--id-column", help="Name of the image id column (ids are paths relative to the inputs' common folder)."),
     weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
@@ -385,15 +388,23 @@ def segment_cmd(
     from chexmask.inference.pipeline import segment_dataset
 
     _set_threads(threads)
+    inputs = list(inputs or [])
+    if sample:
+        from importlib import resources
+
+        inputs.append(str(resources.files("chexmask") / "samples" / "00cfd1c1.jpg"))
+    if not inputs:
+        typer.echo("error: give image files or folders, or --sample", err=True)
+        raise typer.Exit(2)
     if workers is None:
         workers = max(1, min(8, (os.cpu_count() or 2) - 1))
     args = {"inputs": inputs, "out": out, "id_column": id_column, "weights": weights, "uncertainty": uncertainty,
             "seed": seed, "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "shard": shard,
-            "chunk_size": chunk_size, "engine": engine, "threads": threads}
+            "chunk_size": chunk_size, "engine": engine, "threads": threads, "rca": rca, "overlays": overlays}
     try:
         run = segment_dataset(inputs, out, weights=weights, device=device, uncertainty=uncertainty, seed=seed,
                               batch_size=batch_size, amp=amp, workers=workers, id_column=id_column, shard=shard,
-                              chunk_size=chunk_size, engine=engine, progress=progress, args=args)
+                              chunk_size=chunk_size, engine=engine, progress=progress, args=args, rca=rca, overlays=overlays)
     except (ValueError, chexmask.InputError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -406,6 +417,45 @@ def segment_cmd(
     resumed = f", {run.resumed} resumed" if run.resumed else ""
     typer.echo(f"segmented {run.segmented} of {run.images} images{resumed} in {run.seconds:.1f} s "
                f"({run.images_per_second:.1f} images/s) -> {run.output}")
+    if run.failed:
+        typer.echo(f"{run.failed} inputs failed -> {run.errors}", err=True)
+    if run.images and not run.segmented:
+        raise typer.Exit(1)
+
+
+@app.command("build", epilog="Exit codes as for segment.")
+def build_cmd(
+    source: str = typer.Argument(..., help="chestxray8, chexpert, mimic-cxr-jpg, padchest or vindr-cxr."),
+    root: str = typer.Argument(..., help="The dataset's folder as downloaded (metadata files and images anywhere below)."),
+    out: str = typer.Option(..., "--out", "-o", help="Output table: .csv or .parquet, keyed by the source's id column."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty (0 = off)."),
+    rca: str = typer.Option(None, "--rca", help="Fill the Dice RCA columns with this atlas (JSRT folder or atlas .npz)."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks [default: CPUs - 1, at most 8]."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Build a public dataset's CheXmask table: frontal images, the source's ids, resumable."""
+    import os
+
+    from chexmask.sources.build import build_source
+
+    if workers is None:
+        workers = max(1, min(8, (os.cpu_count() or 2) - 1))
+    try:
+        run = build_source(source, root, out, weights=weights, uncertainty=uncertainty, rca=rca, batch_size=batch_size,
+                           workers=workers, device=device, shard=shard, progress=progress,
+                           args={"source": source, "root": root, "out": out, "weights": weights, "uncertainty": uncertainty,
+                                 "rca": rca, "shard": shard})
+    except (ValueError, chexmask.InputError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except chexmask.ChexmaskError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    typer.echo(f"segmented {run.segmented} of {run.images} {source} images in {run.seconds:.1f} s -> {run.output}")
     if run.failed:
         typer.echo(f"{run.failed} inputs failed -> {run.errors}", err=True)
     if run.images and not run.segmented:

@@ -31,9 +31,12 @@ from chexmask._errors import ChexmaskError
 from chexmask.formats.landmarks import format_landmarks
 from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
 from chexmask.masks.rle import encode_rle
+from chexmask.quality.flags import quality_flag
 
 __all__ = [
     "SUMMARY_COLUMNS",
+    "FLAG_COLUMNS",
+    "RCA_ORGAN_COLUMNS",
     "ARRAY_COLUMNS",
     "MODEL_COLUMNS",
     "SUMMARY_DECIMALS",
@@ -59,6 +62,12 @@ SUMMARY_COLUMNS: list[str] = [
     "Uncertainty Heart",
     "Latent Sigma",
 ]
+#: Review flag of both outputs: "good", "review" or "unknown" (see
+#: :func:`chexmask.quality.flags.quality_flag`: mean node uncertainty and, with
+#: ``--rca``, ``Dice RCA (Mean)`` against their thresholds).
+FLAG_COLUMNS: list[str] = ["Quality Flag"]
+#: Per-organ RCA scores of the Parquet output (filled by ``--rca``).
+RCA_ORGAN_COLUMNS: list[str] = ["Dice RCA Lungs (Mean)", "Dice RCA Lungs (Max)", "Dice RCA Heart (Mean)", "Dice RCA Heart (Max)"]
 #: Per-image arrays of the Parquet output (float32 lists). ``Node Mean``/``Node Std``:
 #: mean and std of the decoded latent samples, flat ``x1, y1, x2, y2, ...`` over the
 #: 120 nodes, original pixels (null without sampling). ``Latent Mu``/``Latent Sigma
@@ -84,15 +93,15 @@ _ORGAN_UNCERTAINTY = {
 
 def csv_columns(id_column: str) -> list[str]:
     """Columns of the CSV output, in order: id, CheXmask columns, uncertainty summary."""
-    return [id_column, *CHEXMASK_COLUMNS, *SUMMARY_COLUMNS]
+    return [id_column, *CHEXMASK_COLUMNS, *SUMMARY_COLUMNS, *FLAG_COLUMNS]
 
 
 def parquet_columns(id_column: str) -> list[str]:
-    """Columns of the Parquet output: the CSV columns, then the arrays and the model."""
-    return [*csv_columns(id_column), *ARRAY_COLUMNS, *MODEL_COLUMNS]
+    """Columns of the Parquet output: the CSV columns, then per-organ RCA, the arrays and the model."""
+    return [*csv_columns(id_column), *RCA_ORGAN_COLUMNS, *ARRAY_COLUMNS, *MODEL_COLUMNS]
 
 
-def segmentation_record(segmentation, id_column: str = "Image ID") -> dict[str, object]:
+def segmentation_record(segmentation, id_column: str = "Image ID", rca: dict[str, float] | None = None) -> dict[str, object]:
     """The table row of one segmentation (all Parquet columns except the model's).
 
     Parameters
@@ -101,14 +110,16 @@ def segmentation_record(segmentation, id_column: str = "Image ID") -> dict[str, 
         A result in the original frame.
     id_column : str
         Name of the id column; its value is ``segmentation.image_id``.
+    rca : dict, optional
+        RCA columns of the image (:func:`chexmask.quality.rca.score_segmentation`).
 
     Returns
     -------
     dict
         Column -> value. Text columns are ``str``; ``Height``/``Width`` ``int``;
         the summary columns ``float`` rounded to :data:`SUMMARY_DECIMALS` decimals or
-        ``None``; ``Dice RCA (Mean)``/``(Max)`` ``None`` (filled by ``--rca``); the
-        array columns float32 ndarrays or ``None``.
+        ``None``; the RCA columns ``None`` unless ``rca`` is given; ``Quality Flag``
+        a ``str``; the array columns float32 ndarrays or ``None``.
 
     Notes
     -----
@@ -120,8 +131,8 @@ def segmentation_record(segmentation, id_column: str = "Image ID") -> dict[str, 
     masks = segmentation.masks()
     row: dict[str, object] = {
         id_column: segmentation.image_id,
-        "Dice RCA (Mean)": None,
-        "Dice RCA (Max)": None,
+        "Dice RCA (Mean)": _round_rca(rca, "Dice RCA (Mean)"),
+        "Dice RCA (Max)": _round_rca(rca, "Dice RCA (Max)"),
         "Landmarks": format_landmarks(segmentation.landmarks_int),
     }
     for organ in ("left_lung", "right_lung", "heart"):  # published column order
@@ -133,6 +144,9 @@ def segmentation_record(segmentation, id_column: str = "Image ID") -> dict[str, 
     for organ, column in _ORGAN_UNCERTAINTY.items():
         row[column] = _round(organs.get(organ))
     row["Latent Sigma"] = _round(float(np.mean(segmentation.latent_sigma)))
+    row["Quality Flag"] = quality_flag(segmentation, row["Dice RCA (Mean)"]).flag
+    for column in RCA_ORGAN_COLUMNS:
+        row[column] = _round_rca(rca, column)
     row["Node Mean"] = _flat(segmentation.node_mean)
     row["Node Std"] = _flat(segmentation.node_std)
     row["Latent Mu"] = _flat(segmentation.latent_mu)
@@ -146,6 +160,13 @@ def _round(value: float | None) -> float | None:
     return round(float(value), SUMMARY_DECIMALS)
 
 
+def _round_rca(rca: dict[str, float] | None, column: str) -> float | None:
+    # full precision, as the published tables hold it
+    if rca is None or rca.get(column) is None or math.isnan(rca[column]):
+        return None
+    return float(rca[column])
+
+
 def _flat(values: np.ndarray | None) -> np.ndarray | None:
     return None if values is None else np.asarray(values, dtype=np.float32).reshape(-1)
 
@@ -156,7 +177,8 @@ def part_schema(id_column: str):
 
     types = {c: pa.string() for c in ("Landmarks", "Left Lung", "Right Lung", "Heart")}
     types.update({"Dice RCA (Mean)": pa.float64(), "Dice RCA (Max)": pa.float64(), "Height": pa.int64(), "Width": pa.int64()})
-    types.update({c: pa.float64() for c in SUMMARY_COLUMNS})
+    types.update({c: pa.float64() for c in SUMMARY_COLUMNS + RCA_ORGAN_COLUMNS})
+    types.update({c: pa.string() for c in FLAG_COLUMNS})
     types.update({c: pa.list_(pa.float32()) for c in ARRAY_COLUMNS})
     fields = [(id_column, pa.string())] + [(c, types[c]) for c in parquet_columns(id_column)[1:-2]]
     fields += [("_index", pa.int64()), ("_path", pa.string()), ("_error", pa.string()), ("_reason", pa.string())]

@@ -120,9 +120,30 @@ def plan_items(inputs: Sequence[str | os.PathLike[str]], shard: tuple[int, int] 
         raise InputError(", ".join(map(str, inputs)), f"no images found (looked for {', '.join(DEFAULT_EXTENSIONS)} files)")
     root = Path(os.path.commonpath([p.parent for p in paths]))
     items = [WorkItem(i, p.relative_to(root).as_posix(), str(p)) for i, p in enumerate(paths)]
-    if shard is not None:
-        items = [it for it in items if _shard_of(it.image_id, shard[1]) == shard[0]]
-    return items
+    return _keep_shard(items, shard)
+
+
+def _keep_shard(items: list[WorkItem], shard: tuple[int, int] | None) -> list[WorkItem]:
+    if shard is None:
+        return items
+    return [it for it in items if _shard_of(it.image_id, shard[1]) == shard[0]]
+
+
+def items_from_pairs(pairs: Sequence[tuple[str, str]], shard: tuple[int, int] | None = None) -> list[WorkItem]:
+    """Work items from explicit ``(image_id, path)`` pairs (a dataset builder's index), in order.
+
+    Raises
+    ------
+    InputError
+        No pairs, or an id that repeats (rows would be ambiguous).
+    """
+    if not pairs:
+        raise InputError("image index", "no images to segment")
+    ids = [str(i) for i, _ in pairs]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError("image index", f"image id {dup!r} appears more than once")
+    return _keep_shard([WorkItem(k, i, str(p)) for k, (i, p) in enumerate(pairs)], shard)
 
 
 # ----------------------------------------------------------------------------- rows
@@ -133,12 +154,12 @@ def failure_record(item: WorkItem, error: str, reason: str) -> dict:
     return {"_index": item.index, "_path": item.path, "_error": error, "_reason": reason}
 
 
-def success_records(segmentations: list, items: list[WorkItem], id_column: str) -> list[dict]:
+def success_records(segmentations: list, items: list[WorkItem], id_column: str, rca: list | None = None) -> list[dict]:
     """Part rows of segmented images (mask filling and RLE: run in worker processes)."""
     out = []
-    for seg, item in zip(segmentations, items):
+    for seg, item, scores in zip(segmentations, items, rca or [None] * len(items)):
         try:
-            rec = segmentation_record(seg, id_column)
+            rec = segmentation_record(seg, id_column, scores)
         except InputError as exc:  # e.g. a non-finite prediction for one odd image
             out.append(failure_record(item, type(exc).__name__, f"prediction unusable: {exc.reason}"))
             continue
@@ -217,7 +238,7 @@ def _ordered(submit: Callable, fn: Callable, arg_tuples: Iterable[tuple], lookah
         yield pending.popleft().result()
 
 
-def _run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, bar, stop_after: int | None) -> int:
+def _run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, bar, stop_after: int | None, annotate=None) -> int:
     """Process the chunks of ``todo``; return how many inputs failed."""
     pool = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker) if workers > 0 else None
     submit = pool.submit if pool else _run_now
@@ -248,7 +269,8 @@ def _run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, 
                     batch.append((item, *payload))
                 if batch and (len(batch) == batch_size or k == len(chunk) - 1):
                     segs = predict_segmentations(segmenter, batch)
-                    futures.append(submit(success_records, segs, [b[0] for b in batch], id_column))
+                    rca = [annotate(seg) for seg in segs] if annotate is not None else None
+                    futures.append(submit(success_records, segs, [b[0] for b in batch], id_column, rca))
                     bar.update(len(batch))
                     batch = []
             if pending is not None:  # finish the previous chunk while this one's rows are built
@@ -319,6 +341,8 @@ def build_dataset(
     engine: str = "local",
     progress: bool = True,
     args: dict | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    annotate=None,
     _stop_after_chunks: int | None = None,
 ) -> RunSummary:
     """Segment every image named by ``inputs`` into a CheXmask table, resumably.
@@ -348,6 +372,10 @@ def build_dataset(
         Show a progress bar (images/s, ETA, failures) on stderr.
     args : dict, optional
         The command-line arguments to record in ``run.json``.
+    pairs : sequence of (image_id, path), optional
+        Explicit ids and files (a dataset builder's index) instead of ``inputs``.
+    annotate : chexmask.inference.annotate.Annotator, optional
+        Adds RCA scores and writes overlays (local engine only).
 
     Returns
     -------
@@ -374,8 +402,12 @@ def build_dataset(
         raise ValueError(f"--engine {engine!r}: expected one of {list(ENGINES)}")
     if not id_column.strip() or id_column.startswith("_"):
         raise ValueError(f"--id-column must be a non-empty name not starting with '_', got {id_column!r}")
-    items = plan_items(inputs, shard)
+    if annotate is not None and engine != "local":
+        raise ValueError("--rca and --overlays run with --engine local only (not yet with ray)")
+    items = items_from_pairs(pairs, shard) if pairs is not None else plan_items(inputs, shard)
     fingerprint = _fingerprint(segmenter, items, id_column, chunk_size, shard)
+    if annotate is not None:
+        fingerprint["annotate"] = annotate.fingerprint()
     parts_dir, errors_path, run_json = _paths(output)
 
     if output.exists() and run_json.exists():
@@ -401,7 +433,7 @@ def build_dataset(
 
     with tqdm(total=len(items), initial=resumed, unit="img", disable=not progress, desc="segment", smoothing=0.1) as bar:
         if engine == "local":
-            _run_local(segmenter, todo, parts, id_column, workers, bar, _stop_after_chunks)
+            _run_local(segmenter, todo, parts, id_column, workers, bar, _stop_after_chunks, annotate)
         else:
             from chexmask.inference.ray_engine import run_ray
 
@@ -449,6 +481,9 @@ def segment_dataset(
     seed: int = 0,
     batch_size: int = 32,
     amp: bool = True,
+    rca: str | os.PathLike[str] | None = None,
+    rca_k: int = 5,
+    overlays: str | os.PathLike[str] | None = None,
     **options,
 ) -> RunSummary:
     """Load a model and run :func:`build_dataset` (the ``chexmask segment`` command).
@@ -456,8 +491,9 @@ def segment_dataset(
     ``weights``, ``device``, ``uncertainty``, ``seed`` and ``batch_size`` are those of
     :class:`~chexmask.Segmenter`; ``amp`` enables float16 autocast on CUDA. The model
     runs micro-batches of :data:`MICRO_BATCH` images (8 on the CPU, 32 on CUDA), so
-    rows do not depend on ``batch_size``; use a multiple of it. ``options`` go to
-    :func:`build_dataset`.
+    rows do not depend on ``batch_size``; use a multiple of it. ``rca`` (a JSRT folder
+    or atlas ``.npz``) fills the RCA columns with ``rca_k`` references; ``overlays``
+    is a folder for overlay PNGs. ``options`` go to :func:`build_dataset`.
     """
     from chexmask.inference.segmenter import Segmenter
 
@@ -473,4 +509,13 @@ def segment_dataset(
             raise InputError(item, "no such file or folder")
     segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, seed=seed, batch_size=batch_size, amp=amp)
     segmenter.micro_batch = MICRO_BATCH.get(segmenter.device.type, 8)
+    if rca is not None or overlays is not None:
+        from chexmask.inference.annotate import Annotator
+
+        scorer = None
+        if rca is not None:
+            from chexmask.quality.rca import RCAScorer, open_atlas
+
+            scorer = RCAScorer(open_atlas(rca, segmenter), k=rca_k, segmenter=segmenter)
+        options["annotate"] = Annotator(scorer, overlays)
     return build_dataset(segmenter, inputs, output, **options)
