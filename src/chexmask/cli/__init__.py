@@ -1,0 +1,55 @@
+"""The ``chexmask`` command line: a thin Typer shell over the library.
+
+Each command parses its options, makes one library call and maps the outcome to an
+exit code (:mod:`chexmask.cli._errors`). Logging is configured here and nowhere else.
+The commands live by job in :mod:`~chexmask.cli.datasets`, :mod:`~chexmask.cli.quality`,
+:mod:`~chexmask.cli.review` and :mod:`~chexmask.cli.training`; this module registers them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+import chexmask
+from chexmask.cli import datasets, quality, review, training
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="chexmask",
+    help="Lung and heart segmentation of chest X-rays (HybridGNet), with quality and uncertainty.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"show_default": True},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"chexmask {chexmask.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """chexmask: segment chest X-rays into lungs and heart, with quality and uncertainty."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+app.command("train")(training.train)
+app.command("rca")(quality.rca)
+app.command("validate")(quality.validate)
+app.command("masks")(datasets.masks_cmd)
+app.command("convert")(datasets.convert_cmd)
+app.command("evaluate")(quality.evaluate_cmd)
+app.add_typer(review.export_app, name="export")
+app.add_typer(review.import_app, name="import")
+app.add_typer(quality.experiment_app, name="experiment")
+app.command("serve")(review.serve)
+app.command("segment", epilog=datasets.SEGMENT_EPILOG)(datasets.segment_cmd)
+app.command("build", epilog=datasets.BUILD_EPILOG)(datasets.build_cmd)

@@ -1,0 +1,133 @@
+"""Commands that make or reshape CheXmask tables: ``segment``, ``build``, ``masks`` and ``convert``."""
+
+from __future__ import annotations
+
+import typer
+
+import chexmask
+from chexmask.cli._errors import dataset_run_errors, exit_on, finish_run
+from chexmask.cli._threads import set_threads
+
+SEGMENT_EPILOG = ("Exit codes: 0 done (some inputs may have failed, see the errors file); 1 every input failed; "
+                  "2 bad options or inputs; 3 the run could not proceed; 130 interrupted (rerun to resume).")
+BUILD_EPILOG = "Exit codes as for segment."
+
+
+def _default_workers() -> int:
+    import os
+
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def segment_cmd(
+    inputs: list[str] = typer.Argument(None, help="Image files, folders (searched recursively) or path lists (.txt/.csv)."),
+    sample: bool = typer.Option(False, "--sample", help="Add the chest X-ray bundled with chexmask (CC BY 3.0, see its ATTRIBUTION.csv) to the inputs."),
+    rca: str = typer.Option(None, "--rca", help="Fill the Dice RCA columns, using this atlas: a JSRT folder or an atlas .npz (see docs/rca.md)."),
+    overlays: str = typer.Option(None, "--overlays", help="Write an overlay PNG per image (contours + node uncertainty) into this folder."),
+    out: str = typer.Option(..., "--out", "-o", help="Output table: .csv (CheXmask CSV) or .parquet (+ per-node arrays)."),
+    id_column: str = typer.Option("Image ID", "--id-column", help="Name of the image id column (ids are paths relative to the inputs' common folder)."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty (0 = off)."),
+    seed: int = typer.Option(0, help="Seed of the latent samples (each image's noise is also seeded by its id)."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call (a multiple of 8 on CPU, 32 on CUDA wastes nothing)."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks (0 = none) [default: CPUs - 1, at most 8]."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="float16 autocast on CUDA (ignored on CPU)."),
+    shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
+    chunk_size: int = typer.Option(1000, "--chunk-size", help="Images per part file (what a kill can lose)."),
+    engine: str = typer.Option("local", help="local (this machine) or ray (Ray Data; pip install 'chexmask[ray]')."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Segment images into a CheXmask table; resumable: rerun the same command after a crash."""
+    from chexmask.inference.pipeline import segment_dataset
+
+    set_threads(threads)
+    inputs = list(inputs or [])
+    if sample:
+        from importlib import resources
+
+        inputs.append(str(resources.files("chexmask") / "samples" / "00cfd1c1.jpg"))
+    if not inputs:
+        typer.echo("error: give image files or folders, or --sample", err=True)
+        raise typer.Exit(2)
+    if workers is None:
+        workers = _default_workers()
+    args = {"inputs": inputs, "out": out, "id_column": id_column, "weights": weights, "uncertainty": uncertainty,
+            "seed": seed, "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "shard": shard,
+            "chunk_size": chunk_size, "engine": engine, "threads": threads, "rca": rca, "overlays": overlays}
+    with dataset_run_errors(resume_out=out):
+        run = segment_dataset(inputs, out, weights=weights, device=device, uncertainty=uncertainty, seed=seed,
+                              batch_size=batch_size, amp=amp, workers=workers, id_column=id_column, shard=shard,
+                              chunk_size=chunk_size, engine=engine, progress=progress, args=args, rca=rca, overlays=overlays)
+    resumed = f", {run.resumed} resumed" if run.resumed else ""
+    finish_run(run, f"segmented {run.segmented} of {run.images} images{resumed} in {run.seconds:.1f} s "
+                    f"({run.images_per_second:.1f} images/s) -> {run.output}")
+
+
+def build_cmd(
+    source: str = typer.Argument(..., help="chestxray8, chexpert, mimic-cxr-jpg, padchest or vindr-cxr."),
+    root: str = typer.Argument(..., help="The dataset's folder as downloaded (metadata files and images anywhere below)."),
+    out: str = typer.Option(..., "--out", "-o", help="Output table: .csv or .parquet, keyed by the source's id column."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty (0 = off)."),
+    rca: str = typer.Option(None, "--rca", help="Fill the Dice RCA columns with this atlas (JSRT folder or atlas .npz)."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks [default: CPUs - 1, at most 8]."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Build a public dataset's CheXmask table: frontal images, the source's ids, resumable."""
+    from chexmask.sources.build import build_source
+
+    if workers is None:
+        workers = _default_workers()
+    with dataset_run_errors():
+        run = build_source(source, root, out, weights=weights, uncertainty=uncertainty, rca=rca, batch_size=batch_size,
+                           workers=workers, device=device, shard=shard, progress=progress,
+                           args={"source": source, "root": root, "out": out, "weights": weights, "uncertainty": uncertainty,
+                                 "rca": rca, "shard": shard})
+    finish_run(run, f"segmented {run.segmented} of {run.images} {source} images in {run.seconds:.1f} s -> {run.output}")
+
+
+def masks_cmd(
+    table: str = typer.Argument(..., help="CheXmask or physician table (.csv, .csv.gz or .parquet)."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Output folder (also gets errors.csv and export.json)."),
+    fmt: str = typer.Option("png", "--format", "-f", help="png (ORGAN/ID.png), npz (ID.npz), nifti (ORGAN/ID.nii.gz) or coco (annotations.json)."),
+    organs: list[str] = typer.Option(["right_lung", "left_lung", "heart"], "--organ", help="Organ to write; repeat for several."),
+    min_rca: float = typer.Option(None, "--min-rca", help="Only rows with Dice RCA (Mean) >= this (0.7 is the reference's threshold)."),
+    ids: str = typer.Option(None, "--ids", help="Only the image ids listed in this file (one per line)."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (default: all CPUs)."),
+    chunksize: int = typer.Option(1000, help="Table rows read at a time (memory is proportional to it)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Decode the masks of a CheXmask table at the original resolution and write them as files."""
+    import os
+
+    from chexmask.formats.masks_export import export_masks
+    from chexmask.formats.stream import read_ids
+
+    with exit_on(chexmask.ChexmaskError, ValueError, ImportError):
+        summary = export_masks(
+            table, out_dir, fmt=fmt, organs=organs, min_rca=min_rca,
+            ids=None if ids is None else read_ids(ids), workers=workers or os.cpu_count() or 1,
+            chunksize=chunksize, progress=progress,
+        )
+    typer.echo(f"wrote the masks of {summary.written} images to {summary.out_dir} ({fmt})")
+    if summary.failed:
+        typer.echo(f"error: {summary.failed} rows skipped; see {summary.errors_path}", err=True)
+        raise typer.Exit(1)
+
+
+def convert_cmd(
+    table: str = typer.Argument(..., help="Table to convert (.csv, .csv.gz or .parquet)."),
+    out: str = typer.Option(..., "--out", "-o", help="Output table; its suffix (.csv, .csv.gz, .parquet) picks the format."),
+    chunksize: int = typer.Option(10000, help="Rows held in memory at a time."),
+) -> None:
+    """Convert a CheXmask table between CSV and Parquet without loss (text columns byte for byte)."""
+    from chexmask.formats.stream import convert_table
+
+    with exit_on(chexmask.ChexmaskError, ValueError):
+        rows = convert_table(table, out, chunksize=chunksize)
+    typer.echo(f"converted {rows} rows: {table} -> {out}")

@@ -1,0 +1,132 @@
+"""Commands that score segmentations: ``rca``, ``evaluate``, ``validate`` and ``experiment``."""
+
+from __future__ import annotations
+
+import typer
+
+import chexmask
+from chexmask.cli._errors import exit_on
+from chexmask.cli._threads import set_threads
+
+experiment_app = typer.Typer(help="Uncertainty experiments: corruption and out-of-distribution.", no_args_is_help=True)
+
+
+def rca(
+    images: list[str] = typer.Argument(..., help="Image files, folders or path lists (.txt/.csv)."),
+    masks: str = typer.Option(..., "--masks", "-m", help="CheXmask table (.csv, .csv.gz or .parquet) holding the masks to score."),
+    atlas: str = typer.Option(..., "--atlas", help="JSRT folder (images/, scr_masks/, splits/train.txt) or an atlas .npz."),
+    out: str = typer.Option(..., "--out", "-o", help="Scores table (.csv, .csv.gz or .parquet)."),
+    errors: str = typer.Option(None, "--errors", help="Per-row errors CSV [default: OUT's name + .errors.csv]."),
+    id_column: str = typer.Option(None, "--id-column", help="Image id column of the table [default: detected]."),
+    k: int = typer.Option(5, "--k", help="References per image."),
+    embedding: str = typer.Option("latent", help="How references are chosen: latent (model) or image (thumbnail)."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Model for --embedding latent: shipped name or .safetensors."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    save_atlas: str = typer.Option(None, "--save-atlas", help="Also save the atlas to this .npz for later runs."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Estimate the Dice of a table's masks without ground truth (reverse classification accuracy)."""
+    from chexmask.quality.rca_table import run_rca
+
+    with exit_on(chexmask.ChexmaskError, ValueError):
+        run = run_rca(images, masks, atlas, out, errors=errors, id_column=id_column, k=k, embedding=embedding,
+                      weights=weights, device=device, save_atlas=save_atlas, progress=progress)
+    typer.echo(f"scored {run.scored} rows -> {run.out}; {run.failed} errors -> {run.errors}")
+    if run.failed:
+        raise typer.Exit(1)
+
+
+def validate(
+    jsrt_dir: str = typer.Argument(..., help="JSRT-layout folder with images/, landmarks/, scr_masks/, splits/."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    split: str = typer.Option("test", help="Split to score: train, val or test."),
+    out: str = typer.Option(None, "--out", "-o", help="Write per-image scores to this CSV."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+) -> None:
+    """Score a model against the JSRT expert masks and landmarks (Dice, HD, HD95, landmark MSE)."""
+    from chexmask.inference.segmenter import Segmenter
+    from chexmask.model.report import score_split, summarise
+
+    with exit_on(chexmask.ChexmaskError, FileNotFoundError):
+        per_image = score_split(Segmenter(weights, device=device, batch_size=8), jsrt_dir, split)
+    if out:
+        per_image.to_csv(out, index=False)
+    typer.echo(summarise(per_image).to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+def evaluate_cmd(
+    pred: str = typer.Argument(..., help="Table under test: CheXmask CSV/Parquet or physician CSV."),
+    refs: list[str] = typer.Argument(..., help="One or more reference tables; several give every pairwise comparison."),
+    out: str = typer.Option(..., "--out", "-o", help="Report folder (summary.csv/.md, per_image.csv, errors.csv, figures/)."),
+    group_by: str = typer.Option(None, "--group-by", help="Metadata column to split images into groups (needs --metadata)."),
+    metadata: str = typer.Option(None, "--metadata", help="CSV/Parquet with an image id column and the --group-by column."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% confidence intervals (0: none)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures (PNG and PDF)."),
+) -> None:
+    """Agreement of masks and landmarks: Dice, HD, HD95 and landmark MSE per image, organ and comparison."""
+    from chexmask.quality.evaluate import evaluate
+
+    with exit_on(chexmask.ChexmaskError):
+        report = evaluate(pred, refs, out, group_by=group_by, metadata=metadata, n_boot=bootstrap, seed=seed, figures=figures)
+    typer.echo((report.out_dir / "summary.md").read_text(encoding="utf-8"))
+    if len(report.errors):
+        typer.echo(f"{len(report.errors)} problems recorded in {report.out_dir / 'errors.csv'}", err=True)
+
+
+@experiment_app.command("corruption")
+def experiment_corruption(
+    images: list[str] = typer.Argument(..., help="Image files, folders or path lists (.txt/.csv)."),
+    out: str = typer.Option(..., "--out", "-o", help="Report folder (CSV tables, correlations.json, summary.md, figures)."),
+    landmarks: str = typer.Option(None, "--landmarks", help="Folder of <image id>.npz reference landmarks (JSRT layout) for the error columns [default with --split: IMAGES/landmarks]."),
+    split: str = typer.Option(None, help="For a JSRT-layout folder in IMAGES: only this split (train, val, test)."),
+    limit: int = typer.Option(None, help="Use the first N images only."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    samples: int = typer.Option(20, help="Latent samples per image for the predictive uncertainty."),
+    noise: str = typer.Option("15,30,60,120", help="Gaussian noise std levels (grey levels), comma-separated."),
+    sizes: str = typer.Option("0.15,0.3,0.45", help="Occluding block sides (fraction of the shorter side), comma-separated."),
+    seed: int = typer.Option(0, help="Seed of the noise and of the latent samples."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+) -> None:
+    """Uncertainty and landmark error under Gaussian noise and occlusion, with Spearman correlations."""
+    from chexmask.quality.corruption import corruption_experiment, default_corruptions
+
+    set_threads(threads)
+
+    with exit_on(chexmask.ChexmaskError, ValueError):
+        levels = [float(v) for v in noise.split(",") if v.strip()], [float(v) for v in sizes.split(",") if v.strip()]
+        result = corruption_experiment(images, out, weights=weights, landmarks_dir=landmarks, split=split, limit=limit, samples=samples,
+                                       corruptions=default_corruptions(*levels), seed=seed, device=device)
+    rho = result.correlations["per_image"]["all"]["rho"]
+    typer.echo(f"{len(result.per_image)} segmentations; Spearman (per image, uncertainty vs error): {rho}; report: {out}/summary.md")
+
+
+@experiment_app.command("ood")
+def experiment_ood(
+    in_dir: str = typer.Argument(..., help="In-distribution images: folder, file or path list."),
+    out_dir: str = typer.Argument(None, help="Out-of-distribution images (optional with --synthetic/--non-chest)."),
+    out: str = typer.Option(..., "--out", "-o", help="Report folder (scores.csv, auroc.csv, summary.md, figure)."),
+    reference: str = typer.Option(None, help="Training images for the Mahalanobis scores: a JSRT-layout folder (train split) or any folder."),
+    split: str = typer.Option(None, help="For a JSRT-layout IN_DIR: only this split (train, val, test)."),
+    limit: int = typer.Option(None, help="Use the first N in-distribution images only."),
+    synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Add flipped, rotated, cropped and inverted copies of IN images."),
+    non_chest: bool = typer.Option(True, "--non-chest/--no-non-chest", help="Add scikit-image sample images and pydicom's example CT/MR slices."),
+    max_synthetic: int = typer.Option(20, help="IN images each synthetic set is made from."),
+    save_images: bool = typer.Option(False, "--save-images", help="Also write the generated OOD images under OUT/images/."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    samples: int = typer.Option(20, help="Latent samples per image for the predictive uncertainty."),
+    seed: int = typer.Option(0, help="Seed of the crops and of the latent samples."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+) -> None:
+    """AUROC of each uncertainty score for telling out-of-distribution images from IN images."""
+    from chexmask.quality.ood import ood_experiment
+
+    set_threads(threads)
+
+    with exit_on(chexmask.ChexmaskError, ValueError):
+        result = ood_experiment([in_dir], [out_dir] if out_dir else [], out, weights=weights, split=split, limit=limit, synthetic=synthetic,
+                                non_chest=non_chest, max_synthetic=max_synthetic, reference=reference, samples=samples,
+                                seed=seed, device=device, save_images=save_images)
+    typer.echo(result.aurocs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

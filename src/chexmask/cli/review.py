@@ -1,0 +1,91 @@
+"""Commands for human review: ``export``/``import labelstudio`` and the ``serve`` web demo."""
+
+from __future__ import annotations
+
+import typer
+
+import chexmask
+from chexmask.cli._errors import exit_on
+
+export_app = typer.Typer(help="Export predictions for review in other tools.", no_args_is_help=True)
+import_app = typer.Typer(help="Import reviewed annotations as CheXmask tables.", no_args_is_help=True)
+
+
+@export_app.command("labelstudio")
+def export_labelstudio(
+    table: str = typer.Argument(..., help="CheXmask table (CSV or Parquet) with Landmarks, Height, Width."),
+    images_dir: str = typer.Argument(..., help="Folder the table's image ids are relative to."),
+    out: str = typer.Option("tasks.json", "--out", "-o", help="Tasks JSON; the labeling config goes to <stem>.xml."),
+    url_prefix: str = typer.Option("/data/local-files/?d=", help="Prefix of each image URL (path relative to IMAGES_DIR)."),
+    dataset: str = typer.Option(None, help="Dataset name for every task (default: the table's Dataset column)."),
+    model_version: str = typer.Option("chexmask", help="model_version of the predictions."),
+) -> None:
+    """Write Label Studio tasks with the predicted contours, scored so the worst sort first."""
+    from chexmask.formats.labelstudio import export_tasks
+
+    with exit_on(chexmask.ChexmaskError):
+        config = export_tasks(table, images_dir, out, url_prefix=url_prefix, dataset=dataset, model_version=model_version)
+    typer.echo(f"tasks: {out}\nlabeling config: {config}")
+
+
+@import_app.command("labelstudio")
+def import_labelstudio(
+    export: str = typer.Argument(..., help="Label Studio project export in JSON format."),
+    out: str = typer.Option("corrected.csv", "--out", "-o", help="Physician-style CheXmask table (CSV or Parquet)."),
+    annotator: str = typer.Option(None, help="Only this reviewer's annotations (user id or email)."),
+    dataset: str = typer.Option(None, help="Dataset column for every row (default: from the tasks)."),
+) -> None:
+    """Turn reviewed Label Studio tasks into a CheXmask table in the original image frame."""
+    from chexmask.formats.labelstudio import import_corrections
+
+    with exit_on(chexmask.ChexmaskError):
+        df = import_corrections(export, out, annotator=annotator, dataset=dataset)
+    typer.echo(f"{len(df)} corrected images written to {out}")
+
+
+def _missing_app_extra(exc: ImportError) -> str:
+    return f"{exc.name} is missing; install the demo with: pip install 'chexmask[app]'"
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless --allow-remote)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    uncertainty: int = typer.Option(20, help="Latent samples per image for node uncertainty (0 = off)."),
+    max_mb: float = typer.Option(32.0, help="Largest upload, in MiB."),
+    max_megapixels: float = typer.Option(40.0, help="Largest image, in megapixels."),
+    flag_threshold: float = typer.Option(10.0, help="Without --atlas: mean node uncertainty (px, 1024 frame) above which a result is flagged (provisional, uncalibrated)."),
+    atlas: str = typer.Option(None, help="RCA atlas (.npz or JSRT folder): flag results by estimated Dice instead of uncertainty."),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host (the demo has no authentication)."),
+) -> None:
+    """Start the web demo: upload an X-ray, see lungs and heart with uncertainty, download the result."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow_remote:
+        typer.echo(f"error: --host {host!r} is not a loopback address; the demo has no authentication,"
+                   " pass --allow-remote to expose it anyway", err=True)
+        raise typer.Exit(1)
+    with exit_on(ImportError, message=_missing_app_extra):
+        import uvicorn
+
+        from chexmask.app.server import create_app
+        from chexmask.app.upload import Limits
+    from chexmask.inference.segmenter import Segmenter
+
+    with exit_on(chexmask.ChexmaskError):
+        segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, batch_size=1)
+    scorer = None
+    if atlas:
+        with exit_on(chexmask.ChexmaskError, ImportError, OSError, message=lambda exc: f"--atlas {atlas}: {exc}"):
+            from chexmask.quality.rca import RCAScorer, open_atlas
+
+            scorer = RCAScorer(open_atlas(atlas, segmenter), segmenter=segmenter)
+    limits = Limits(max_bytes=int(max_mb * 2**20), max_pixels=int(max_megapixels * 1e6))
+    web = create_app(segmenter, limits, flag_threshold_px=flag_threshold, rca=scorer)
+    typer.echo(f"chexmask demo on http://{host}:{port}/ (Ctrl+C to stop)")
+    uvicorn.run(web, host=host, port=port, log_level="info", ws="none")

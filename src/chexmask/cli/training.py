@@ -1,0 +1,30 @@
+"""``chexmask train``: fit HybridGNet on a JSRT-layout folder."""
+
+from __future__ import annotations
+
+import typer
+
+import chexmask
+from chexmask.cli._errors import exit_on
+
+
+def train(
+    data_dir: str = typer.Argument(..., help="JSRT-layout folder: images/, landmarks/, splits/{train,val}.txt."),
+    out_dir: str = typer.Option("runs/hybridgnet", "--out", "-o", help="Checkpoints, history and best.safetensors go here."),
+    size: int = typer.Option(256, help="Input resolution (256, 512 or 1024)."),
+    epochs: int = typer.Option(300, help="Total epochs (cosine learning-rate schedule over them)."),
+    batch_size: int = typer.Option(4, help="Images per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (Adam)."),
+    seed: int = typer.Option(0, help="Seed of augmentation, latent noise and initialisation."),
+    init: str = typer.Option(None, help="Warm start from a shipped model name or .safetensors file."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train HybridGNet on the train split, selecting on val; resumes from OUT/last.ckpt if present."""
+    from chexmask.model.train import TrainConfig
+    from chexmask.model.train import train as run_training
+
+    cfg = TrainConfig(data_dir, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads)
+    with exit_on(chexmask.ChexmaskError):
+        best = run_training(cfg, progress=progress)
+    typer.echo(f"best model: {best}")
