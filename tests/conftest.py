@@ -44,6 +44,20 @@ def chexmask_csv_dir(shared_data: Path) -> Path:
     return _need(shared_data / "chexmask-format")
 
 
+@pytest.fixture(scope="module")
+def cxr8(chexmask_csv_dir: Path) -> Path:
+    """The published ChestX-Ray8 CheXmask rows (CSV)."""
+    return chexmask_csv_dir / "ChestX-Ray8.csv"
+
+
+@pytest.fixture(scope="module")
+def table(cxr8: Path):
+    """The ChestX-Ray8 rows read with :func:`chexmask.formats.tables.read_table` (one copy per module)."""
+    from chexmask.formats.tables import read_table
+
+    return read_table(cxr8)
+
+
 @pytest.fixture(scope="session")
 def example_dir(shared_data: Path) -> Path:
     """The reference system's revert-to-original example (786x899 image)."""
@@ -85,3 +99,15 @@ def xray_folder(tmp_path_factory, jsrt_dir: Path) -> Path:
     (folder / "notes.png").write_text("not an image\n")
     (folder / "empty.jpg").write_bytes(b"")
     return folder
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test, restored after it: on a loaded 2-core machine a thread
+    pool mostly waits (10x slower). Use with ``pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -89,25 +89,38 @@ def make_padchest(root: Path, jsrt_dir: Path) -> list[str]:
     return [names[0], names[2]]
 
 
-def make_vindr(root: Path, jsrt_dir: Path) -> list[str]:
+def make_dicom(stored: np.ndarray, photometric: str = "MONOCHROME2", **elements):
+    """A single-frame DX DICOM dataset (16 bits allocated, 12 stored) holding ``stored``.
+
+    ``stored`` is the ``(H, W)`` array of stored values (< 4096); ``elements`` are extra
+    data elements by keyword (``Modality="DX"``). Save it with ``ds.save_as(target,
+    enforce_file_format=True)``.
+    """
+    from pydicom import Dataset
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-    from pydicom import Dataset
 
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = stored.astype(np.uint16).tobytes()
+    return ds
+
+
+def make_vindr(root: Path, jsrt_dir: Path) -> list[str]:
     imgs = _jsrt(jsrt_dir, 2)
     ids = ["000434271f63a053c4128a0ba6352c7f", "00053190460d56c53cc3e57321387478"]
     for split, image_id, img in zip(("train", "test"), ids, imgs):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-        ds.Rows, ds.Columns = img.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = ((255 - img).astype(np.uint16) * 16).tobytes()
+        ds = make_dicom((255 - img).astype(np.uint16) * 16, "MONOCHROME1")
         (root / split).mkdir(parents=True, exist_ok=True)
         ds.save_as(root / split / f"{image_id}.dicom", enforce_file_format=True)
     (root / "annotations").mkdir(exist_ok=True)

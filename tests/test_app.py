@@ -24,6 +24,7 @@ from chexmask.cli import app as cli  # noqa: E402
 from chexmask.formats.landmarks import parse_landmarks  # noqa: E402
 from chexmask.inference.segmenter import Segmenter  # noqa: E402
 from chexmask.masks.fill import landmarks_to_masks  # noqa: E402
+from sources_fixtures import make_dicom  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +49,7 @@ def _encode(ext: str, pixels: np.ndarray) -> bytes:
 
 
 def _dicom(pixels: np.ndarray) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (pixels.astype(np.uint16) * 16).tobytes()
+    ds = make_dicom(pixels.astype(np.uint16) * 16, Modality="DX")
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()

@@ -14,18 +14,7 @@ from chexmask import InputError, RLEError, UnreadableImageError
 from chexmask.dataset import MaskDataset, iter_records
 from chexmask.formats.landmarks import parse_landmarks
 from chexmask.formats.stream import convert_table
-from chexmask.formats.tables import read_table
 from chexmask.masks.rle import decode_rle
-
-
-@pytest.fixture(scope="module")
-def cxr8(chexmask_csv_dir):
-    return chexmask_csv_dir / "ChestX-Ray8.csv"
-
-
-@pytest.fixture(scope="module")
-def table(cxr8):
-    return read_table(cxr8)
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,9 @@ from typer.testing import CliRunner
 
 from chexmask.cli import app
 from chexmask.formats.masks_export import WRITERS, coco_rle, export_masks, get_writer
-from chexmask.formats.tables import read_table
 from chexmask.masks.rle import decode_rle
 
 COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
-
-
-@pytest.fixture(scope="module")
-def cxr8(chexmask_csv_dir):
-    return chexmask_csv_dir / "ChestX-Ray8.csv"
-
-
-@pytest.fixture(scope="module")
-def table(cxr8):
-    return read_table(cxr8)
 
 
 @pytest.fixture(scope="module")

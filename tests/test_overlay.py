@@ -15,15 +15,7 @@ from chexmask.reports.overlay import draw_overlay, render_overlay
 H, W = 200, 160
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a loaded 2-core machine a thread pool mostly waits (10x slower)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _segmentation(std: float | None) -> Segmentation:

@@ -28,15 +28,7 @@ from chexmask.quality.ood import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a loaded 2-core machine a thread pool mostly waits (10x slower)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _xray(image_id: str, seed: int, shape=(80, 64)) -> XrayImage:
