@@ -176,7 +176,7 @@ def test_quality_flag_scales_to_a_1024_frame(segmenter):
     seg = segmenter.segment(_image())
     flag = quality_flag(seg, threshold_px=1e9)
     assert flag["flag"] == "good" and flag["score"] == pytest.approx(seg.uncertainty * 1024 / 150)
-    assert quality_flag(seg, threshold_px=0.0)["flag"] == "review"
+    assert quality_flag(seg, threshold_px=1e-9)["flag"] == "review"
     seg.node_std = None
     assert quality_flag(seg, 5.0)["flag"] == "unknown"
 
@@ -192,7 +192,7 @@ def test_rca_scorer_drives_the_flag(segmenter):
 
     for mean, flag in [(0.9, "good"), (0.5, "review")]:
         fake = FakeRCA(mean)
-        client = TestClient(create_app(segmenter, rca=fake))
+        client = TestClient(create_app(segmenter, rca=fake, flag_threshold_px=1e9))  # the flag follows RCA alone
         r = _post(client, "x.png", _encode(".png", _image())).json()
         assert r["quality"]["flag"] == flag and r["quality"]["basis"] == "rca"
         assert r["rca"] == {"mean": mean, "max": pytest.approx(mean + 0.05)}

@@ -26,6 +26,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from chexmask._errors import InputError
+from chexmask.quality import flags
+from chexmask.quality.flags import DEFAULT_THRESHOLD_PX
 from chexmask.app.render import bundle, overlay
 from chexmask.app.upload import Limits, UploadRejected, check_upload, safe_name
 
@@ -38,34 +40,24 @@ log = logging.getLogger(__name__)
 _MULTIPART_SLACK = 64 * 1024
 
 
-def quality_flag(seg, threshold_px: float, rca=None, rca_threshold: float = 0.7) -> dict:
-    """Flag a result for review, from RCA when available, else from its uncertainty.
-
-    With an RCA estimate, the flag is "good" when the estimated Dice (mean over the
-    references) reaches `rca_threshold` (0.7, the CheXmask recommendation). Without one,
-    the mean node uncertainty is rescaled to a 1024-pixel frame (``* 1024 / max(H, W)``)
-    so one threshold serves every image size; that flag is provisional, not a
-    calibrated estimate of Dice.
+def quality_flag(seg, threshold_px: float = DEFAULT_THRESHOLD_PX, rca=None) -> dict:
+    """The shared quality flag (:func:`chexmask.quality.flags.quality_flag`) as the page's JSON.
 
     Returns
     -------
     dict
         ``{"flag": "good" | "review" | "unknown", "basis": "rca" | "uncertainty" | None,
-        "score": float | None, "reason": str}``.
+        "score": float | None, "reason": str}``; ``basis`` and ``score`` name the RCA
+        estimate when there is one, else the mean node uncertainty (1024 frame).
     """
-    if rca is not None:
-        ok = rca.mean >= rca_threshold
-        return {"flag": "good" if ok else "review", "basis": "rca", "score": float(rca.mean),
-                "reason": f"RCA Dice {rca.mean:.3f} (max {rca.max:.3f}) {'>=' if ok else '<'} {rca_threshold:g}"}
-    if seg.uncertainty is None:
-        return {"flag": "unknown", "basis": None, "score": None,
-                "reason": "no RCA atlas and uncertainty sampling is off (--uncertainty 0)"}
-    score = seg.uncertainty * 1024 / max(seg.height, seg.width)
-    if score <= threshold_px:
-        return {"flag": "good", "basis": "uncertainty", "score": score,
-                "reason": f"mean node uncertainty {score:.2f} px (1024 frame) <= {threshold_px:g}"}
-    return {"flag": "review", "basis": "uncertainty", "score": score,
-            "reason": f"mean node uncertainty {score:.2f} px (1024 frame) > {threshold_px:g}: check the contours"}
+    q = flags.quality_flag(seg, None if rca is None else float(rca.mean), threshold_px=threshold_px)
+    if q.rca is not None:
+        basis, score = "rca", q.rca
+    elif q.uncertainty_px is not None:
+        basis, score = "uncertainty", q.uncertainty_px
+    else:
+        basis, score = None, None
+    return {"flag": q.flag, "basis": basis, "score": score, "reason": q.reason}
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -76,7 +68,7 @@ def create_app(
     segmenter,
     limits: Limits | None = None,
     *,
-    flag_threshold_px: float = 10.0,
+    flag_threshold_px: float = DEFAULT_THRESHOLD_PX,
     keep: int = 32,
     rca=None,
 ) -> FastAPI:

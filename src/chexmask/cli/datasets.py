@@ -83,7 +83,7 @@ def build_cmd(
 
     if workers is None:
         workers = _default_workers()
-    with dataset_run_errors():
+    with dataset_run_errors(resume_out=out):
         run = build_source(source, root, out, weights=weights, uncertainty=uncertainty, rca=rca, batch_size=batch_size,
                            workers=workers, device=device, shard=shard, progress=progress,
                            args={"source": source, "root": root, "out": out, "weights": weights, "uncertainty": uncertainty,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from chexmask.quality.flags import DEFAULT_THRESHOLD_PX
+
 import chexmask
 from chexmask.cli._errors import exit_on
 
@@ -55,7 +57,7 @@ def serve(
     uncertainty: int = typer.Option(20, help="Latent samples per image for node uncertainty (0 = off)."),
     max_mb: float = typer.Option(32.0, help="Largest upload, in MiB."),
     max_megapixels: float = typer.Option(40.0, help="Largest image, in megapixels."),
-    flag_threshold: float = typer.Option(10.0, help="Without --atlas: mean node uncertainty (px, 1024 frame) above which a result is flagged (provisional, uncalibrated)."),
+    flag_threshold: float = typer.Option(DEFAULT_THRESHOLD_PX, help="Mean node uncertainty (px, 1024 frame) above which a result is flagged for review (with --atlas, also RCA < 0.7)."),
     atlas: str = typer.Option(None, help="RCA atlas (.npz or JSRT folder): flag results by estimated Dice instead of uncertainty."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host (the demo has no authentication)."),
 ) -> None:
