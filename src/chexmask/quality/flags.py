@@ -38,11 +38,12 @@ __all__ = [
 ]
 
 #: Mean node uncertainty (pixels of a 1024 frame) above which an image is flagged:
-#: the 95th percentile of the 51 clean JSRT test images with 20 latent samples,
-#: rounded up to 0.5 px, i.e. a 5 % false-alarm rate on in-distribution images. It
-#: depends on the weights; ``chexmask experiment ood`` prints the value for the
-#: weights it runs (docs/uncertainty.md, "Quality flag").
-DEFAULT_THRESHOLD_PX = 16.5
+#: the 95th percentile of the 51 clean JSRT test images with 20 latent samples
+#: (2.22 px with the shipped ``hybridgnet-jsrt-256``), rounded up to 0.5 px, i.e. at
+#: most a 5 % false-alarm rate on in-distribution images. It depends on the weights;
+#: ``chexmask experiment ood`` prints the value for the weights it runs
+#: (docs/uncertainty.md, "Quality flag").
+DEFAULT_THRESHOLD_PX = 2.5
 
 #: ``Dice RCA (Mean)`` below which an image is flagged (the reference's threshold).
 DEFAULT_MIN_RCA = 0.7
