@@ -110,7 +110,12 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="first N test images only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("."))
+    p.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads (1: as production runs one process per core)")
     args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
     configs = args.config or ["latent:affine+dis"]
     rng = np.random.default_rng(args.seed)
     seg = Segmenter(args.weights, batch_size=1)
@@ -147,7 +152,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "rca_validation.csv", index=False, float_format="%.4f")
 
-    summary = {"n_images": int(df.image_id.nunique()), "n_masks": len(df), "k": args.k, "weights": seg.info["sha256"][:12],
+    summary = {"n_images": int(df.image_id.nunique()), "n_masks": len(df), "k": args.k, "weights": seg.info["sha256"][:12], "threads": args.threads,
                "true_dice_range": [float(df.true.min()), float(df.true.max())], "configs": {}}
     for c in configs:
         s = {"seconds_per_image_all_masks": seconds[c] / df.image_id.nunique()}
