@@ -74,15 +74,14 @@ def index_files(root: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
     """Map each image file's name to its path, for every file under ``root``.
 
     The sources split their images over many folders (``images_001/images``,
-    ``0``..``54``...); metadata tables name files, not folders.
+    ``0``..``54``...); metadata tables name files, not folders. Where a name repeats,
+    the first path in sorted order wins.
     """
+    from chexmask.io.discover import find_images
+
     found: dict[str, Path] = {}
-    ext = tuple(e.lower() for e in extensions)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in filenames:
-            if f.lower().endswith(ext):
-                found.setdefault(f, Path(dirpath) / f)
+    for path in find_images([root], extensions):
+        found.setdefault(path.name, path)
     return found
 
 
