@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch.utils.data
 
-from chexmask._errors import InputError, UnreadableImageError
+from chexmask._errors import InputError
 from chexmask.anatomy import ORGANS
 from chexmask.formats.landmarks import parse_landmarks
 from chexmask.formats.stream import (
@@ -44,6 +44,7 @@ from chexmask.formats.stream import (
     table_columns,
 )
 from chexmask.formats.tables import MASK_COLUMNS, id_column
+from chexmask.io.lookup import ImageLookup
 
 __all__ = ["Record", "row_to_record", "iter_records", "MaskDataset"]
 
@@ -347,38 +348,6 @@ def _open_rows(table: TableSource, min_rca, ids, chunksize: int) -> tuple[Any, n
     return _FrameRows(frame), frame.index.to_numpy(np.int64)
 
 
-class _ImageFinder:
-    """Image file of an id under a root: ROOT/ID, ROOT/ID.ext, else found by name."""
-
-    _EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
-
-    def __init__(self, root: Path) -> None:
-        if not root.is_dir():
-            raise InputError(root, "image_root is not a folder")
-        self.root = root
-        self._by_name: dict[str, Path | None] | None = None
-
-    def find(self, image_id: str) -> Path:
-        for name in (image_id, *(image_id + ext for ext in self._EXTENSIONS)):
-            if (self.root / name).is_file():
-                return self.root / name
-        if self._by_name is None:  # one recursive walk, on the first miss only
-            from chexmask.io.discover import find_images
-
-            self._by_name = {}
-            for path in find_images(self.root):
-                for key in {path.name, path.stem}:
-                    # an ambiguous name maps to None: never guess between two files
-                    self._by_name[key] = None if key in self._by_name else path
-        name = Path(image_id).name
-        found = self._by_name.get(name)
-        if found is None and name.lower().endswith(self._EXTENSIONS):  # x.png stored as x.jpg
-            found = self._by_name.get(name[: name.rfind(".")])
-        if found is None:
-            raise UnreadableImageError(self.root / image_id, f"no unique image for id {image_id!r}")
-        return found
-
-
 class MaskDataset(torch.utils.data.Dataset):
     """A CheXmask table as a map-style PyTorch dataset of masks (and images).
 
@@ -458,7 +427,9 @@ class MaskDataset(torch.utils.data.Dataset):
         self._source = "table" if isinstance(table, pd.DataFrame) else str(table)
         self._ident = id_column(pd.DataFrame(columns=table_columns(table)), source=self._source)
         self._rows, self.row_numbers = _open_rows(table, min_rca, ids, chunksize)
-        self._images = None if image_root is None else _ImageFinder(Path(image_root))
+        if image_root is not None and not Path(image_root).is_dir():
+            raise InputError(image_root, "image_root is not a folder")
+        self._images = None if image_root is None else ImageLookup(image_root, anywhere=True)
         self.transform = transform
         self.landmarks = landmarks
 

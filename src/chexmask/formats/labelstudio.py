@@ -57,7 +57,6 @@ FROM_NAME, TO_NAME = "anatomy", "image"
 #: Default image URL prefix: Label Studio's local-files serving, paths relative to
 #: ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``.
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
 
 def labeling_config() -> str:
@@ -154,17 +153,6 @@ def make_task(
     return {"data": data, "predictions": [prediction]}
 
 
-def _find_image(images_dir: Path, image_id: str) -> Path | None:
-    direct = images_dir / image_id
-    if direct.is_file():
-        return direct
-    for suffix in _IMAGE_SUFFIXES:
-        for candidate in (images_dir / f"{image_id}{suffix}", images_dir / f"{image_id}{suffix.upper()}"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def _row_score(row: pd.Series, height: int, width: int) -> float | None:
     # Label Studio accepts scores in [0, 1] only (its SDK rejects others).
     rca = row.get("Dice RCA (Mean)")
@@ -216,6 +204,7 @@ def export_tasks(
     InputError
         If the table is unreadable, or a row's image is missing or its landmarks bad.
     """
+    from chexmask.io.lookup import ImageLookup
     from chexmask.io.read import read_image
 
     table, images_dir, out = Path(table), Path(images_dir), Path(out)
@@ -223,11 +212,12 @@ def export_tasks(
         raise InputError(images_dir, "images folder not found")
     df = read_table(table)
     ident = id_column(df, source=str(table))
+    lookup = ImageLookup(images_dir)
     tasks = []
     for i, row in df.iterrows():
         source = f"{table} row {i + 1}"
         image_id = row[ident]
-        path = _find_image(images_dir, image_id)
+        path = lookup.direct(image_id)
         if path is None:
             raise InputError(source, f"image {image_id!r} not found in {images_dir}")
         if "Height" in df.columns and "Width" in df.columns:

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,22 +23,6 @@ from chexmask.quality.rca import RCAResult, RCAScorer, open_atlas
 __all__ = ["score_table", "run_rca", "RCARun"]
 
 log = logging.getLogger(__name__)
-
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
-
-
-def _stem(name: str) -> str:
-    base = PurePosixPath(name.replace("\\", "/")).name
-    return base.rsplit(".", 1)[0] if base.lower().endswith(_IMAGE_SUFFIXES) else base
-
-
-def _match(row_id: str, index: dict[str, list[Path]]) -> list[Path]:
-    candidates = index.get(_stem(row_id), [])
-    if "/" in row_id:  # a relative path (CheXpert): match the whole of it
-        tail = "/" + row_id.lstrip("/")
-        candidates = [p for p in candidates if p.as_posix().endswith(tail) or p.with_suffix("").as_posix().endswith(tail)]
-    return candidates
-
 
 def _row_masks(row: dict, image: XrayImage, source: str) -> dict[str, np.ndarray]:
     from chexmask.formats.tables import MASK_COLUMNS
@@ -95,19 +79,18 @@ def score_table(
     from chexmask.formats.tables import id_column as find_id_column
     from chexmask.formats.tables import read_table
     from chexmask.io.discover import find_images
+    from chexmask.io.lookup import ImageLookup, image_stem
     from chexmask.io.read import read_image
 
     df = read_table(table)
     column = id_column or find_id_column(df, source=str(table))
     if column not in df.columns:
         raise InputError(table, f"no id column {column!r}; columns are {[str(c) for c in df.columns]}")
-    index: dict[str, list[Path]] = {}
-    for path in find_images(images):
-        index.setdefault(_stem(path.name), []).append(path)
+    lookup = ImageLookup(paths=find_images(images))
     scores, errors, used = [], [], set()
     for i, row in enumerate(tqdm(df.to_dict("records"), disable=not progress, unit="row")):
         row_id, source = str(row[column]), f"{table} row {i + 1}"
-        found = _match(row_id, index)
+        found = lookup.candidates(row_id)
         used.update(found)
         try:
             if len(found) != 1:
@@ -121,8 +104,7 @@ def score_table(
             errors.append({"id": row_id, "path": str(found[0]) if len(found) == 1 else "", "error": type(exc).__name__, "message": f"row {i + 1}: {reason}"})
             continue
         scores.append({column: row_id, **result.columns(), "RCA References": " ".join(result.references)})
-    for paths in index.values():
-        errors += [{"id": _stem(p.name), "path": str(p), "error": "InputError", "message": "no row in the table for this image"} for p in paths if p not in used]
+    errors += [{"id": image_stem(p.name), "path": str(p), "error": "InputError", "message": "no row in the table for this image"} for p in lookup.paths if p not in used]
     columns = [column, *RCAResult.column_names(), "RCA References"]
     return pd.DataFrame(scores, columns=columns), pd.DataFrame(errors, columns=["id", "path", "error", "message"])
 
