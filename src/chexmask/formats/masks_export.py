@@ -41,6 +41,7 @@ from chexmask.formats.stream import (
     table_columns,
 )
 from chexmask.formats.tables import MASK_COLUMNS, id_column
+from chexmask.io.discover import DEFAULT_EXTENSIONS
 
 __all__ = [
     "WRITERS",
@@ -53,14 +54,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 _ROWS_PER_TASK = 8
 
 
 def output_stem(image_id: str) -> str:
     """Relative output path (no suffix) for an image id; rejects unsafe ids."""
     text = image_id.replace("\\", "/").strip()
-    if text.lower().endswith(_IMAGE_SUFFIXES):
+    if text.lower().endswith(DEFAULT_EXTENSIONS):
         text = text[: text.rfind(".")]
     path = PurePosixPath(text)
     if not text or path.is_absolute() or any(p in ("..", ".", "") for p in text.split("/")):

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from chexmask._errors import UnreadableImageError
+from chexmask.io.discover import DEFAULT_EXTENSIONS
 
 __all__ = ["XrayImage", "read_image"]
 
@@ -28,9 +29,6 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _JPEG_END = b"\xff\xd9"
 _TAIL_BYTES = 4096
 _DICOM_SUFFIXES = (".dcm", ".dicom")
-# Only these suffixes are dropped to form the image id: DICOM files are often named
-# by their UID ("1.2.840.113619.2.55"), whose last dotted part is not an extension.
-_KNOWN_SUFFIXES = (".png", ".jpg", ".jpeg", *_DICOM_SUFFIXES)
 
 Scale16 = Literal["minmax", "shift"]
 
@@ -164,7 +162,9 @@ def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> 
 
 
 def _image_id(path: Path) -> str:
-    return path.stem if path.suffix.lower() in _KNOWN_SUFFIXES else path.name
+    # Only image suffixes are dropped to form the id: DICOM files are often named by
+    # their UID ("1.2.840.113619.2.55"), whose last dotted part is not an extension.
+    return path.stem if path.suffix.lower() in DEFAULT_EXTENSIONS else path.name
 
 
 def _to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
