@@ -77,3 +77,16 @@ def test_image_seed_is_stable():
     assert image_seed("JPCLN001", 0) == image_seed("JPCLN001", 0)
     assert image_seed("JPCLN001", 0) != image_seed("JPCLN002", 0)
     assert 0 <= image_seed("x") < 2**63
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 8])
+def test_segment_files_reports_bad_files_and_keeps_order(batch_size, tiny_weights, jsrt_dir, tmp_path):
+    from chexmask.inference.segmenter import Failure, Segmenter, Segmentation
+
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image\n")
+    good = [jsrt_dir / "images" / "JPCLN001.png", jsrt_dir / "images" / "JPCLN002.png"]
+    results = list(Segmenter(tiny_weights, batch_size=batch_size).segment_files([good[0], bad, good[1]]))
+    assert isinstance(results[1], Failure) and results[1].path == str(bad)
+    assert results[1].message == "not a PNG, JPEG or DICOM image"
+    assert [r.image_id for r in results if isinstance(r, Segmentation)] == ["JPCLN001", "JPCLN002"]

@@ -226,19 +226,26 @@ class Segmenter:
 
         The order of the results is the order of ``paths``.
         """
-        batch: list[XrayImage] = []
+        pending: list[XrayImage | Failure] = []  # in input order; failures wait for their batch
+
+        def flush() -> Iterator[Segmentation | Failure]:
+            segs = iter(self.segment_images([p for p in pending if isinstance(p, XrayImage)]))
+            for p in pending:
+                yield p if isinstance(p, Failure) else next(segs)
+            pending.clear()
+
+        n_images = 0
         for path in paths:
             try:
-                batch.append(read_image(path))
+                pending.append(read_image(path))
+                n_images += 1
             except InputError as exc:
                 log.warning("%s", exc)
-                yield Failure(str(path), type(exc).__name__, exc.reason)
-                continue
-            if len(batch) == self.batch_size:
-                yield from self.segment_images(batch)
-                batch = []
-        if batch:
-            yield from self.segment_images(batch)
+                pending.append(Failure(str(path), type(exc).__name__, exc.reason))
+            if n_images == self.batch_size:
+                yield from flush()
+                n_images = 0
+        yield from flush()
 
 
 def _array_image(pixels: np.ndarray, image_id: str) -> XrayImage:
