@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from chexmask.model.data import LandmarkDataset, augment, load_jsrt
 from chexmask.model.hybridgnet import HybridGNet, ModelConfig, kl_divergence
 from chexmask.model.weights import load_model, save_weights
+from chexmask.quality.metrics import landmark_sq_errors
 
 __all__ = ["TrainConfig", "train", "landmark_mse"]
 
@@ -52,9 +53,8 @@ def landmark_mse(pred: np.ndarray, target: np.ndarray) -> float:
 
     Both arrays are normalised to [0, 1]; NaN targets are ignored.
     """
-    d = (np.asarray(pred, np.float64) - np.asarray(target, np.float64)) * 1024.0
-    sq = (d**2).sum(-1)
-    return float(np.nanmean(sq))
+    pred, target = (np.asarray(a, np.float64).reshape(-1, 2) * 1024.0 for a in (pred, target))
+    return float(np.nanmean(landmark_sq_errors(pred, target)))
 
 
 def _loss(out, target: torch.Tensor, valid: torch.Tensor, kl_weight: float) -> torch.Tensor:
