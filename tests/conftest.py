@@ -39,6 +39,18 @@ def jsrt_dir(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def montgomery_dir(shared_data: Path) -> Path:
+    """The shared Montgomery folder (lungs only; images in their own frame)."""
+    return _need(shared_data / "montgomery")
+
+
+@pytest.fixture(scope="session")
+def shenzhen_dir(shared_data: Path) -> Path:
+    """The shared Shenzhen folder (lungs only; images in their own frame)."""
+    return _need(shared_data / "shenzhen")
+
+
+@pytest.fixture(scope="session")
 def chexmask_csv_dir(shared_data: Path) -> Path:
     """Published CheXmask rows (CANDID-PTX, ChestX-Ray8, physician annotations)."""
     return _need(shared_data / "chexmask-format")

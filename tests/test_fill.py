@@ -121,8 +121,8 @@ def test_fractional_landmarks_are_truncated():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda p: p[:119], r"^landmarks: expected shape \(120, 2\), got \(119, 2\)"),
-        (lambda p: p.T, r"expected shape \(120, 2\), got \(2, 120\)"),
+        (lambda p: p[:119], r"^landmarks: expected shape \(120, 2\), or \(166, 2\) with the clavicles, got \(119, 2\)"),
+        (lambda p: p.T, r"expected shape \(120, 2\), or \(166, 2\) with the clavicles, got \(2, 120\)"),
         (lambda p: _set(p, 94, np.nan), r"heart has non-finite values at nodes \[94\]"),
         (lambda p: _set(p, 3, np.inf), r"right_lung has non-finite values at nodes \[3\]"),
         (lambda p: _set(p, 50, 1e9), r"left_lung has coordinates beyond"),

@@ -35,7 +35,7 @@ def test_load_jsrt_maps_landmarks(jsrt_dir):
 
 
 def test_training_is_resumable_and_deterministic(jsrt_dir, tmp_path):
-    base = dict(data_dir=str(jsrt_dir), size=64, epochs=2, batch_size=2, subset=4, threads=1)
+    base = dict(sources=[str(jsrt_dir)], size=64, epochs=2, batch_size=2, subset=4, threads=1)
     full = train(TrainConfig(out_dir=str(tmp_path / "full"), **base), progress=False)
     # a run stopped after epoch 1, then resumed from its checkpoint
     half = TrainConfig(out_dir=str(tmp_path / "half"), **{**base, "epochs": 2})
@@ -78,3 +78,111 @@ def test_missing_organs_are_masked_out_of_the_loss():
     assert torch.isfinite(loss)
     grad = torch.autograd.grad(loss, out.points)[0]
     assert grad[:, 94:].abs().max() == 0 and grad[:, :94].abs().max() > 0
+
+
+def test_lungs_only_sources_load_in_their_own_frame(montgomery_dir, shenzhen_dir):
+    """Montgomery/Shenzhen landmarks sit in each stored image's frame: after padding and
+    resizing they must still lie on the filled expert lung mask shipped with the source."""
+    from chexmask.io.read import read_image
+    from chexmask.model.data import load_source
+    from chexmask.preprocess import pad_resize
+
+    for folder in (montgomery_dir, shenzhen_dir):
+        d = load_source(folder, "val", 128, limit=2)
+        assert d.sources == [folder.name] * 2 and d.targets.shape == (2, 120, 2)
+        assert np.isfinite(d.targets[:, :94]).all() and np.isnan(d.targets[:, 94:]).all()
+        mask = read_image(folder / "masks" / f"{d.ids[0]}.png").pixels
+        small, _ = pad_resize(mask, 128)
+        xy = np.clip((d.targets[0, :94] * 128).round().astype(int), 0, 127)
+        # contour nodes lie on the mask boundary: most are within a pixel of the mask
+        near = [small[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].max() > 0 for x, y in xy]
+        assert np.mean(near) > 0.9
+
+
+def test_multi_source_dataset_with_clavicles(jsrt_dir, montgomery_dir):
+    from chexmask.anatomy import ALL_ORGANS
+    from chexmask.model.data import load_sources
+
+    d = load_sources([jsrt_dir, montgomery_dir], "val", 64, limit=2, organs=ALL_ORGANS)
+    assert d.targets.shape == (4, 166, 2) and d.source_names() == ["jsrt", "montgomery"]
+    jsrt, mont = d.subset("jsrt"), d.subset("montgomery")
+    assert np.isfinite(jsrt.targets).all()  # JSRT annotates heart and clavicles
+    assert np.isnan(mont.targets[:, 94:]).all() and np.isfinite(mont.targets[:, :94]).all()
+
+
+def test_balanced_order_draws_every_source_equally():
+    from chexmask.model.train import balanced_order
+
+    sources = ["a"] * 10 + ["b"] * 2 + ["c"] * 30
+    order = balanced_order(sources, np.random.default_rng(0))
+    assert len(order) == 42
+    drawn = np.asarray(sources)[order]
+    assert [(drawn == s).sum() for s in "abc"] == [14, 14, 14]
+    # the small source repeats every image evenly; the large one draws distinct images
+    assert sorted(np.bincount(order[drawn == "b"], minlength=12)[10:12]) == [7, 7]
+    assert len(set(order[drawn == "c"])) == 14
+
+
+def test_clavicle_nodes_missing_from_a_source_carry_no_loss():
+    import torch
+
+    from chexmask.anatomy import ALL_ORGANS
+    from chexmask.model.hybridgnet import HybridGNet, ModelConfig
+    from chexmask.model.train import _loss
+
+    model = HybridGNet(ModelConfig(input_size=64, organs=ALL_ORGANS))
+    out = model(torch.rand(2, 1, 64, 64))
+    target = torch.full((2, 166, 2), 0.3)
+    target[1, 94:] = float("nan")  # a lungs-only image next to a fully annotated one
+    valid = torch.isfinite(target).all(-1).float()
+    grad = torch.autograd.grad(_loss(out, torch.nan_to_num(target), valid, 0.0), out.points)[0]
+    assert grad[1, 94:].abs().max() == 0 and grad[0, 94:].abs().min() > 0 and grad[1, :94].abs().min() > 0
+
+
+def test_validation_is_scored_per_source():
+    from chexmask.model.data import LandmarkDataset
+    from chexmask.model.train import selection_score, validation_scores
+
+    rng = np.random.default_rng(0)
+
+    def ring(n, cx, r):
+        t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+        return np.stack([cx + r * np.cos(t), 0.5 + r * np.sin(t)], 1)
+
+    target = np.concatenate([ring(44, 0.3, 0.15), ring(50, 0.7, 0.15), ring(26, 0.5, 0.08)]).astype(np.float32)
+    lungs_only = target.copy()
+    lungs_only[94:] = np.nan
+    data = LandmarkDataset(["a", "b"], np.zeros((2, 8, 8), np.uint8), np.stack([target, lungs_only]), ["jsrt", "mont"])
+    scores = validation_scores(np.stack([target, target]) + rng.normal(0, 1e-4, (2, 120, 2)), data, ("right_lung", "left_lung", "heart"))
+    assert scores["jsrt"]["lungs_dice"] > 0.98 and scores["jsrt"]["heart_dice"] > 0.95
+    assert "heart_dice" not in scores["mont"] and scores["mont"]["score"] == scores["mont"]["lungs_dice"]
+    assert selection_score(scores) == pytest.approx((scores["jsrt"]["score"] + scores["mont"]["score"]) / 2)
+
+
+def test_warm_start_from_a_model_without_clavicles():
+    import torch
+
+    from chexmask.anatomy import ALL_ORGANS
+    from chexmask.model.hybridgnet import HybridGNet, ModelConfig
+    from chexmask.model.train import warm_start
+
+    small = HybridGNet(ModelConfig(input_size=64))
+    big = HybridGNet(ModelConfig(input_size=64, organs=ALL_ORGANS))
+    warm_start(big, small)
+    torch.testing.assert_close(big.encoder.blocks[0].conv1.weight, small.encoder.blocks[0].conv1.weight)
+    torch.testing.assert_close(big.dec_lin.weight[: small.dec_lin.weight.shape[0]], small.dec_lin.weight)
+    torch.testing.assert_close(big.mean_shape[:120], small.mean_shape)
+
+
+def test_size_mismatch_is_a_clear_error(jsrt_dir, tmp_path):
+    """--init of another resolution and a checkpoint of another resolution name both sizes."""
+    from chexmask._errors import ChexmaskError
+    from chexmask.model.hybridgnet import HybridGNet, ModelConfig
+    from chexmask.model.train import warm_start
+
+    with pytest.raises(ChexmaskError, match="256 px but training is at 64 px"):
+        warm_start(HybridGNet(ModelConfig(input_size=64)), HybridGNet(ModelConfig(input_size=256)))
+    base = dict(sources=[str(jsrt_dir)], epochs=1, batch_size=2, subset=2, threads=1, out_dir=str(tmp_path))
+    train(TrainConfig(size=32, **base), progress=False)
+    with pytest.raises(ChexmaskError, match="size = 32.*size = 64"):
+        train(TrainConfig(size=64, **base), progress=False)

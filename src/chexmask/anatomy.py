@@ -29,6 +29,11 @@ __all__ = [
     "GraphLevels",
     "graph_levels",
     "split_organs",
+    "CLAVICLES",
+    "ALL_ORGANS",
+    "ALL_NODE_COUNTS",
+    "N_NODES_ALL",
+    "n_nodes",
 ]
 
 #: Organ keys in node order, as used in mask dictionaries.
@@ -37,19 +42,38 @@ ORGANS: tuple[str, ...] = ("right_lung", "left_lung", "heart")
 NODE_COUNTS: dict[str, int] = {"right_lung": 44, "left_lung": 50, "heart": 26}
 #: Total node count (120).
 N_NODES: int = sum(NODE_COUNTS.values())
+#: Clavicles (23 nodes each in the training landmarks); predicted only by models built with them.
+CLAVICLES: tuple[str, ...] = ("right_clavicle", "left_clavicle")
+#: The CheXmask organs followed by the clavicles: the node order of a model that predicts them.
+ALL_ORGANS: tuple[str, ...] = ORGANS + CLAVICLES
+#: Nodes per organ, clavicles included.
+ALL_NODE_COUNTS: dict[str, int] = {**NODE_COUNTS, "right_clavicle": 23, "left_clavicle": 23}
+#: Node count with the clavicles (166).
+N_NODES_ALL: int = sum(ALL_NODE_COUNTS.values())
 
 
-def organ_slices(counts: dict[str, int] | None = None) -> dict[str, slice]:
+def n_nodes(organs: tuple[str, ...] = ORGANS) -> int:
+    """Total node count of ``organs`` (in :data:`ALL_ORGANS` order).
+
+    >>> n_nodes(), n_nodes(ALL_ORGANS)
+    (120, 166)
+    """
+    return sum(ALL_NODE_COUNTS[o] for o in organs)
+
+
+def organ_slices(counts: dict[str, int] | None = None, organs: tuple[str, ...] = ORGANS) -> dict[str, slice]:
     """Slices of each organ's nodes in the concatenated node array.
 
     Examples
     --------
     >>> organ_slices()["heart"]
     slice(94, 120, None)
+    >>> organ_slices(organs=ALL_ORGANS)["left_clavicle"]
+    slice(143, 166, None)
     """
-    counts = NODE_COUNTS if counts is None else counts
+    counts = ALL_NODE_COUNTS if counts is None else counts
     out, start = {}, 0
-    for organ in ORGANS:
+    for organ in organs:
         out[organ] = slice(start, start + counts[organ])
         start += counts[organ]
     return out
@@ -149,9 +173,9 @@ class GraphLevels:
 
 
 @cache
-def graph_levels() -> GraphLevels:
-    """The decoder's graph matrices for the right lung, left lung and heart."""
-    counts = tuple(NODE_COUNTS[o] for o in ORGANS)
+def graph_levels(organs: tuple[str, ...] = ORGANS) -> GraphLevels:
+    """The decoder's graph matrices for ``organs`` (default: right lung, left lung, heart)."""
+    counts = tuple(ALL_NODE_COUNTS[o] for o in organs)
     coarse = _pooled_counts(counts)
     return GraphLevels(
         adjacency=(ring_adjacency(counts), ring_adjacency(coarse)),

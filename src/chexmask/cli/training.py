@@ -1,4 +1,4 @@
-"""``chexmask train``: fit HybridGNet on a JSRT-layout folder."""
+"""``chexmask train``: fit HybridGNet on one or more JSRT-layout folders."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from chexmask.cli._errors import exit_on
 
 
 def train(
-    data_dir: str = typer.Argument(..., help="JSRT-layout folder: images/, landmarks/, splits/{train,val}.txt."),
+    sources: list[str] = typer.Argument(..., help="One or more JSRT-layout folders (images/, landmarks/, splits/{train,val}.txt); sources are sampled equally."),
     out_dir: str = typer.Option("runs/hybridgnet", "--out", "-o", help="Checkpoints, history and best.safetensors go here."),
     size: int = typer.Option(256, help="Input resolution (256, 512 or 1024)."),
     epochs: int = typer.Option(300, help="Total epochs (cosine learning-rate schedule over them)."),
@@ -18,13 +18,16 @@ def train(
     seed: int = typer.Option(0, help="Seed of augmentation, latent noise and initialisation."),
     init: str = typer.Option(None, help="Warm start from a shipped model name or .safetensors file."),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    clavicles: bool = typer.Option(False, "--clavicles", help="Also predict the clavicles (RCLA/LCLA landmarks; sources without them carry no clavicle loss)."),
+    robust: bool = typer.Option(True, "--robust-augment/--basic-augment", help="Wide augmentation for other hospitals (default) or the JSRT-only recipe."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Train HybridGNet on the train split, selecting on val; resumes from OUT/last.ckpt if present."""
+    """Train HybridGNet on the sources' train splits, selecting on their val splits; resumes from OUT/last.ckpt if present."""
     from chexmask.model.train import TrainConfig
     from chexmask.model.train import train as run_training
 
-    cfg = TrainConfig(data_dir, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads)
+    cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
+                      clavicles=clavicles, robust=robust)
     with exit_on(chexmask.ChexmaskError):
         best = run_training(cfg, progress=progress)
     typer.echo(f"best model: {best}")

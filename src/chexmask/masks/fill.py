@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from chexmask._errors import InputError
-from chexmask.anatomy import N_NODES, ORGANS, organ_slices
+from chexmask.anatomy import ALL_ORGANS, N_NODES, N_NODES_ALL, ORGANS, organ_slices
 
 __all__ = ["fill_polygon", "landmarks_to_masks"]
 
@@ -251,10 +251,11 @@ def landmarks_to_masks(
 
     Parameters
     ----------
-    points_xy : (120, 2) array_like of float
-        The 120 nodes (right lung 44, left lung 50, heart 26) as (x, y) = (col, row)
-        in the frame of the ``(height, width)`` image. An organ whose nodes are all NaN
-        (not annotated) gives an empty mask.
+    points_xy : (120, 2) or (166, 2) array_like of float
+        The 120 nodes (right lung 44, left lung 50, heart 26), optionally followed by the
+        clavicles (right 23, left 23), as (x, y) = (col, row) in the frame of the
+        ``(height, width)`` image. An organ whose nodes are all NaN (not annotated)
+        gives an empty mask.
     height, width : int
         The image size; the masks have shape ``(height, width)``.
     rule : {"inside", "round"}, optional
@@ -264,7 +265,8 @@ def landmarks_to_masks(
     Returns
     -------
     dict of str to (height, width) uint8 ndarray
-        ``{"right_lung": ..., "left_lung": ..., "heart": ...}`` with values {0, 255}.
+        ``{"right_lung": ..., "left_lung": ..., "heart": ...}`` (and ``right_clavicle``,
+        ``left_clavicle`` for 166 nodes) with values {0, 255}.
 
     Raises
     ------
@@ -288,13 +290,14 @@ def landmarks_to_masks(
     (np.uint8(255), 0)
     """
     pts = np.asarray(points_xy, dtype=np.float64)
-    if pts.shape != (N_NODES, 2):
-        raise InputError("landmarks", f"expected shape ({N_NODES}, 2), got {pts.shape}")
+    organs = {N_NODES: ORGANS, N_NODES_ALL: ALL_ORGANS}.get(pts.shape[0]) if pts.ndim == 2 and pts.shape[1] == 2 else None
+    if organs is None:
+        raise InputError("landmarks", f"expected shape ({N_NODES}, 2), or ({N_NODES_ALL}, 2) with the clavicles, got {pts.shape}")
     for name, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise InputError("landmarks", f"{name} must be a positive integer, got {value!r}")
     out: dict[str, np.ndarray] = {}
-    for organ, part in organ_slices().items():
+    for organ, part in organ_slices(organs=organs).items():
         nodes = pts[part]
         nan = np.isnan(nodes)
         if nan.all():
@@ -311,4 +314,4 @@ def landmarks_to_masks(
             raise InputError("landmarks", f"{organ} has coordinates beyond +-{_MAX_COORD}")
         filled = fill_polygon(np.trunc(nodes).astype(np.int64), height, width, rule=rule)
         out[organ] = filled.astype(np.uint8) * np.uint8(255)
-    return {organ: out[organ] for organ in ORGANS}
+    return {organ: out[organ] for organ in organs}

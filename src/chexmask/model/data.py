@@ -2,24 +2,25 @@
 
 Images are decoded once and cached at the training resolution (decoding 1024-px
 PNGs every step would cost more than the network on a 2-core CPU). Targets are
-``(120, 2)`` node positions normalised to [0, 1] of the square model frame, with NaN
+``(n_nodes, 2)`` node positions normalised to [0, 1] of the square model frame, with NaN
 where an organ is not annotated; the loss masks those nodes out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from chexmask.anatomy import ORGANS
+from chexmask._errors import ChexmaskError
+from chexmask.anatomy import ALL_NODE_COUNTS, ORGANS, n_nodes
 from chexmask.preprocess import pad_resize, to_model_frame
 
-__all__ = ["LandmarkDataset", "load_jsrt", "augment"]
+__all__ = ["LandmarkDataset", "load_source", "load_sources", "load_jsrt", "load_landmarks_npz", "read_split", "augment"]
 
-_NPZ_KEYS = {"right_lung": "RL", "left_lung": "LL", "heart": "H"}
+_NPZ_KEYS = {"right_lung": "RL", "left_lung": "LL", "heart": "H", "right_clavicle": "RCLA", "left_clavicle": "LCLA"}
 
 
 @dataclass
@@ -30,68 +31,157 @@ class LandmarkDataset:
     ----------
     ids : list of str
     images : (N, S, S) uint8 ndarray
-    targets : (N, 120, 2) float32 ndarray, normalised to [0, 1]; NaN for missing organs.
+    targets : (N, n_nodes, 2) float32 ndarray, normalised to [0, 1]; NaN for organs
+        the source does not annotate.
+    sources : list of str
+        The source folder's name of every image (``jsrt``, ``montgomery``, ...).
     """
 
     ids: list[str]
     images: np.ndarray
     targets: np.ndarray
+    sources: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def source_names(self) -> list[str]:
+        """The distinct sources, in order of first appearance."""
+        return list(dict.fromkeys(self.sources))
+
+    def subset(self, source: str) -> "LandmarkDataset":
+        """The images of one source."""
+        idx = [i for i, s in enumerate(self.sources) if s == source]
+        return LandmarkDataset([self.ids[i] for i in idx], self.images[idx], self.targets[idx], [source] * len(idx))
+
 
 def read_split(jsrt_dir: Path, split: str) -> list[str]:
-    """Image ids of a JSRT split (``train``, ``val`` or ``test``)."""
+    """Image ids of a split (``train``, ``val`` or ``test``) of a JSRT-layout folder."""
     path = Path(jsrt_dir) / "splits" / f"{split}.txt"
+    if not path.exists():
+        raise ChexmaskError(f"{path}: no such split file (a JSRT-layout folder has splits/{{train,val,test}}.txt)")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def load_landmarks_npz(path: Path) -> np.ndarray:
-    """Read a JSRT landmark file into a ``(120, 2)`` array (NaN for missing organs)."""
+def load_landmarks_npz(path: Path, organs: tuple[str, ...] = ORGANS) -> np.ndarray:
+    """Read a landmark file into an ``(n_nodes, 2)`` array, NaN for organs it lacks.
+
+    Keys are those of the Chest X-ray Landmark dataset: ``RL``, ``LL``, ``H``, ``RCLA``, ``LCLA``.
+    """
     with np.load(path) as d:
-        parts = [d[_NPZ_KEYS[o]] if _NPZ_KEYS[o] in d.files else np.full((n, 2), np.nan) for o, n in zip(ORGANS, (44, 50, 26))]
+        parts = [d[_NPZ_KEYS[o]] if _NPZ_KEYS[o] in d.files else np.full((ALL_NODE_COUNTS[o], 2), np.nan) for o in organs]
     return np.concatenate(parts).astype(np.float64)
 
 
-def load_jsrt(jsrt_dir: Path, split: str, size: int, limit: int | None = None) -> LandmarkDataset:
-    """Load a JSRT split at ``size`` px (its first ``limit`` images), landmarks mapped through the same preprocessing."""
+def _find_image(folder: Path, image_id: str) -> Path:
+    for suffix in (".png", ".jpg", ".jpeg"):
+        if (path := folder / "images" / f"{image_id}{suffix}").exists():
+            return path
+    raise ChexmaskError(f"{folder / 'images'}: no image for id {image_id!r} listed in the split")
+
+
+def load_source(folder: Path, split: str, size: int, limit: int | None = None, organs: tuple[str, ...] = ORGANS) -> LandmarkDataset:
+    """Load a split of one JSRT-layout source at ``size`` px (its first ``limit`` images).
+
+    Landmarks (in each stored image's own frame) are mapped through the same padding
+    and resizing as the image; organs the source does not annotate are NaN.
+    """
     from chexmask.io.read import read_image
 
-    jsrt_dir = Path(jsrt_dir)
-    ids = read_split(jsrt_dir, split)[:limit]
+    folder = Path(folder)
+    ids = read_split(folder, split)[:limit]
     images = np.empty((len(ids), size, size), np.uint8)
-    targets = np.empty((len(ids), 120, 2), np.float32)
+    targets = np.empty((len(ids), n_nodes(organs), 2), np.float32)
     for i, image_id in enumerate(ids):
-        img = read_image(jsrt_dir / "images" / f"{image_id}.png")
+        img = read_image(_find_image(folder, image_id))
         images[i], geom = pad_resize(img.pixels, size)
-        targets[i] = to_model_frame(load_landmarks_npz(jsrt_dir / "landmarks" / f"{image_id}.npz"), geom) / size
-    return LandmarkDataset(ids, images, targets)
+        targets[i] = to_model_frame(load_landmarks_npz(folder / "landmarks" / f"{image_id}.npz", organs), geom) / size
+    return LandmarkDataset(ids, images, targets, [folder.resolve().name] * len(ids))
 
 
-def augment(image: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random small affine (rotation, scale, shift) and intensity/gamma change.
+def load_sources(folders, split: str, size: int, limit: int | None = None, organs: tuple[str, ...] = ORGANS) -> LandmarkDataset:
+    """Load one split of several sources into one dataset (``sources`` tells them apart)."""
+    parts = [load_source(Path(f), split, size, limit, organs) for f in folders]
+    names = [p.sources[0] if p.sources else Path(f).name for p, f in zip(parts, folders)]
+    if len(set(names)) != len(names):
+        raise ChexmaskError(f"two training sources share a folder name: {names}; give each source its own name")
+    return LandmarkDataset(
+        [i for p in parts for i in p.ids],
+        np.concatenate([p.images for p in parts]),
+        np.concatenate([p.targets for p in parts]),
+        [s for p in parts for s in p.sources],
+    )
+
+
+def load_jsrt(jsrt_dir: Path, split: str, size: int, limit: int | None = None) -> LandmarkDataset:
+    """Load a JSRT split (lungs and heart) at ``size`` px."""
+    return load_source(jsrt_dir, split, size, limit)
+
+
+def augment(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, robust: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Random geometry and appearance change, landmarks moved with the image.
+
+    ``robust=False`` is the JSRT-only recipe of ``hybridgnet-jsrt-256``: rotation +-8 deg,
+    scale 0.92-1.08, shift +-4 %, brightness/contrast, gamma 0.7-1.4. ``robust=True``
+    (the default) widens it towards the target datasets (portable AP films, other
+    scanners): rotation +-15 deg, zoom 0.75-1.15 (zoom-out leaves black borders), shift
+    +-8 %, contrast 0.6-1.5, brightness +-0.12, gamma 0.55-1.8, and each with its own probability a cut
+    frame below the lung bases (costophrenic angles cropped), Gaussian noise, blur, burnt-in
+    text and wire-like curves.
 
     Parameters
     ----------
     image : (S, S) uint8 ndarray
-    target : (120, 2) ndarray, normalised (x, y)
+    target : (n, 2) ndarray, normalised (x, y); NaN rows stay NaN.
     rng : numpy Generator
 
     Returns
     -------
     image : (S, S) float32 ndarray in [0, 1]
-    target : (120, 2) float32 ndarray, transformed the same way.
+    target : (n, 2) float32 ndarray, transformed the same way.
     """
     s = image.shape[0]
-    angle = rng.uniform(-8, 8)
-    scale = rng.uniform(0.92, 1.08)
-    shift = rng.uniform(-0.04, 0.04, size=2) * s
-    m = cv2.getRotationMatrix2D((s / 2, s / 2), angle, scale)
-    m[:, 2] += shift
-    out = cv2.warpAffine(image, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    pts = target * s
-    pts = pts @ m[:, :2].T + m[:, 2]
-    x = out.astype(np.float32) / 255.0
-    x = np.clip(x * rng.uniform(0.85, 1.15) + rng.uniform(-0.08, 0.08), 0.0, 1.0) ** rng.uniform(0.7, 1.4)
+    rot, zoom, move = (15, (0.75, 1.15), 0.08) if robust else (8, (0.92, 1.08), 0.04)
+    m = cv2.getRotationMatrix2D((s / 2, s / 2), rng.uniform(-rot, rot), rng.uniform(*zoom))
+    m[:, 2] += rng.uniform(-move, move, size=2) * s
+    x = cv2.warpAffine(image, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    pts = (target * s) @ m[:, :2].T + m[:, 2]
+    if robust:
+        x = _appearance(_overlays(x, pts, rng), rng)
+        gain, offset, gamma = rng.uniform(0.6, 1.5), rng.uniform(-0.12, 0.12), np.exp(rng.uniform(np.log(0.55), np.log(1.8)))
+    else:
+        x = x.astype(np.float32) / 255.0
+        gain, offset, gamma = rng.uniform(0.85, 1.15), rng.uniform(-0.08, 0.08), rng.uniform(0.7, 1.4)
+    x = np.clip(x * gain + offset, 0.0, 1.0) ** gamma
     return x.astype(np.float32), (pts / s).astype(np.float32)
+
+
+def _overlays(x: np.ndarray, pts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A cut frame, burnt-in text and wires on a uint8 image (OpenCV draws text on 8 bit only)."""
+    s = x.shape[0]
+    lung_bottom = np.nanmax(pts[:94, 1]) if np.isfinite(pts[:94, 1]).any() else s
+    if rng.random() < 0.15:  # frame cut at or above the costophrenic angles
+        cut = int(np.clip(lung_bottom - rng.uniform(0.0, 0.12) * s, s * 0.5, s))
+        x[cut:] = 0
+    if rng.random() < 0.3:  # burnt-in text (markers, dates)
+        for _ in range(rng.integers(1, 4)):
+            text = "".join(rng.choice(list("ABCDEFGHLPRT0123456789:/ "), rng.integers(1, 9)))
+            org = (int(rng.uniform(0, 0.8) * s), int(rng.uniform(0.05, 1.0) * s))
+            cv2.putText(x, text, org, cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.2, 0.8) * s / 256, int(rng.integers(180, 256)), 1)
+    if rng.random() < 0.3:  # wires, tubes and lines: smooth random curves
+        for _ in range(rng.integers(1, 4)):
+            t = np.linspace(0, 1, 40)[:, None]
+            a, b, c = rng.uniform(0, s, (3, 2))
+            curve = ((1 - t) ** 2 * a + 2 * (1 - t) * t * b + t**2 * c).astype(np.int32)
+            cv2.polylines(x, [curve], False, int(rng.choice([rng.integers(0, 50), rng.integers(200, 256)])), int(rng.integers(1, 3)))
+    return x
+
+
+def _appearance(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur and noise, each with its own probability; uint8 in, float32 [0, 1] out."""
+    x = image.astype(np.float32) / 255.0
+    if rng.random() < 0.2:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.3:
+        x = x + rng.normal(0.0, rng.uniform(0.01, 0.06), x.shape).astype(np.float32)
+    return np.clip(x, 0.0, 1.0)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chexmask.anatomy import N_NODES, graph_levels
+from chexmask.anatomy import ALL_ORGANS, ORGANS, graph_levels, n_nodes
 from chexmask.model.layers import ChebConv, GraphNorm, ResBlock, sample_roi, scaled_laplacian
 
 __all__ = ["ModelConfig", "HybridGNet", "ModelOutput"]
@@ -46,6 +46,9 @@ class ModelConfig:
         Chebyshev order of the graph convolutions.
     filters : tuple of int
         Decoder widths ``[out, ..., coarse]``, as in the reference ``[2, 32, 32, 32, 16, 16, 16]``.
+    organs : tuple of str
+        Organs the decoder predicts, in node order: the CheXmask three, optionally
+        followed by the clavicles (:data:`chexmask.anatomy.ALL_ORGANS`).
     """
 
     input_size: int = 256
@@ -54,9 +57,12 @@ class ModelConfig:
     cheb_k: int = 6
     filters: tuple[int, ...] = (2, 32, 32, 32, 16, 16, 16)
     window: int = 3
+    organs: tuple[str, ...] = ORGANS
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if tuple(self.organs[:3]) != ORGANS or any(o not in ALL_ORGANS for o in self.organs):
+            raise ValueError(f"organs must start with {ORGANS} and be taken from {ALL_ORGANS}, got {self.organs}")
         if self.input_size % 2 ** (len(self.channels) - 1):
             raise ValueError(f"input_size {self.input_size} must be divisible by {2 ** (len(self.channels) - 1)}")
 
@@ -66,7 +72,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         d = dict(d)
-        for key in ("channels", "filters"):
+        for key in ("channels", "filters", "organs"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -78,10 +84,10 @@ class ModelOutput:
 
     Attributes
     ----------
-    points : (B, 120, 2) tensor
+    points : (B, n_nodes, 2) tensor
         Node positions (x, y) normalised to [0, 1] of the model frame.
     mu, logvar : (B, latent_dim) tensors
-    intermediate : list of (B, 120, 2) tensors
+    intermediate : list of (B, n_nodes, 2) tensors
         The skip connections' positions (supervised during training).
     """
 
@@ -115,7 +121,7 @@ class HybridGNet(nn.Module):
     Parameters
     ----------
     config : ModelConfig
-    mean_shape : (120, 2) array, optional
+    mean_shape : (n_nodes, 2) array, optional
         Training mean node positions normalised to [0, 1]; predictions are offsets
         from it. Defaults to the centre of the image (all 0.5).
     """
@@ -123,13 +129,14 @@ class HybridGNet(nn.Module):
     def __init__(self, config: ModelConfig, mean_shape: np.ndarray | None = None) -> None:
         super().__init__()
         self.config = config
-        g = graph_levels()
+        g = graph_levels(tuple(config.organs))
+        self.n_nodes = n_nodes(tuple(config.organs))
         lap_full = scaled_laplacian(g.adjacency[0])
         lap_coarse = scaled_laplacian(g.adjacency[1])
         self.register_buffer("unpool", torch.from_numpy(g.unpool), persistent=False)
-        shape = np.full((N_NODES, 2), 0.5, np.float32) if mean_shape is None else np.asarray(mean_shape, np.float32)
-        if shape.shape != (N_NODES, 2):
-            raise ValueError(f"mean_shape must be ({N_NODES}, 2), got {shape.shape}")
+        shape = np.full((self.n_nodes, 2), 0.5, np.float32) if mean_shape is None else np.asarray(mean_shape, np.float32)
+        if shape.shape != (self.n_nodes, 2):
+            raise ValueError(f"mean_shape must be ({self.n_nodes}, 2), got {shape.shape}")
         self.register_buffer("mean_shape", torch.from_numpy(shape.copy()))
 
         ch = config.channels

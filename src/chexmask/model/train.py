@@ -1,9 +1,17 @@
-"""Training of HybridGNet on landmark-annotated chest X-rays.
+"""Training of HybridGNet on landmark-annotated chest X-rays from one or more sources.
 
 Deterministic and resumable: augmentation and latent noise of epoch ``e`` are drawn
 from generators seeded with ``(seed, e)``, and a checkpoint is written after every
-epoch, so a killed run continues exactly where it stopped. The model with the
-lowest validation landmark error is exported as safetensors.
+epoch, so a killed run continues exactly where it stopped.
+
+Several sources (JSRT-layout folders) train together: nodes of organs a source does not
+annotate are NaN and carry no loss; every source is drawn equally often (an epoch has as
+many steps as the sources have training images, a source's images cycle in a fresh
+order), so a small hospital weighs as much as a large one. Validation is scored per
+source: landmark MSE and Dice of the filled contours (lungs; heart and clavicles where
+annotated). The model with the best *selection score* is exported: the mean over sources
+of each source's mean CheXmask-organ Dice (lungs, and heart where annotated), so every
+source counts equally whatever its size; clavicles are reported, not selected on.
 """
 
 from __future__ import annotations
@@ -19,12 +27,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from chexmask.model.data import LandmarkDataset, augment, load_jsrt
+from chexmask._errors import ChexmaskError
+from chexmask.anatomy import ALL_ORGANS, ORGANS, organ_slices
+from chexmask.masks.fill import fill_polygon
+from chexmask.model.data import LandmarkDataset, augment, load_sources
 from chexmask.model.hybridgnet import HybridGNet, ModelConfig, kl_divergence
 from chexmask.model.weights import load_model, save_weights
-from chexmask.quality.metrics import landmark_sq_errors
+from chexmask.quality.metrics import dice, landmark_sq_errors
 
-__all__ = ["TrainConfig", "train", "landmark_mse"]
+__all__ = ["TrainConfig", "train", "landmark_mse", "validation_scores", "warm_start"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +44,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Settings of a training run (all recorded next to the checkpoints)."""
 
-    data_dir: str
+    sources: list[str]
     out_dir: str
     size: int = 256
     epochs: int = 300
@@ -46,6 +57,17 @@ class TrainConfig:
     init: str | None = None
     threads: int | None = None
     subset: int | None = None  # first N training images only, for quick experiments
+    clavicles: bool = False  # also predict the clavicles (JSRT annotates them)
+    robust: bool = True  # the wide augmentation of data.augment (False: the JSRT-only recipe)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sources, (str, Path)):
+            self.sources = [str(self.sources)]
+        self.sources = [str(s) for s in self.sources]
+
+    @property
+    def organs(self) -> tuple[str, ...]:
+        return ALL_ORGANS if self.clavicles else ORGANS
 
 
 def landmark_mse(pred: np.ndarray, target: np.ndarray) -> float:
@@ -76,14 +98,109 @@ def predict_points(model: HybridGNet, images: np.ndarray, batch_size: int = 16) 
     return np.concatenate(out)
 
 
+def balanced_order(sources: list[str], rng: np.random.Generator) -> np.ndarray:
+    """One epoch's image indices: ``len(sources)`` draws, each source equally often.
+
+    Each source's images are taken in a fresh random order, cycled when the source is
+    drawn more often than it has images (small sources repeat, large ones are subsampled),
+    and the draws of all sources are shuffled together.
+    """
+    names = list(dict.fromkeys(sources))
+    per_source = len(sources) // max(len(names), 1)
+    picks = []
+    for name in names:
+        idx = np.flatnonzero(np.asarray(sources) == name)
+        reps = -(-per_source // len(idx))
+        picks.append(np.concatenate([rng.permutation(idx) for _ in range(reps)])[:per_source])
+    return rng.permutation(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
+
+
 def _epoch_batches(data: LandmarkDataset, cfg: TrainConfig, epoch: int):
     rng = np.random.default_rng([cfg.seed, epoch])
-    order = rng.permutation(len(data))
+    order = balanced_order(data.sources, rng)
     for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-        pairs = [augment(data.images[j], data.targets[j], rng) for j in order[i : i + cfg.batch_size]]
+        pairs = [augment(data.images[j], data.targets[j], rng, robust=cfg.robust) for j in order[i : i + cfg.batch_size]]
         x = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
         y = torch.from_numpy(np.stack([p[1] for p in pairs]))
         yield x, y
+
+
+_GROUPS = {"lungs": ("right_lung", "left_lung"), "heart": ("heart",), "clavicles": ("right_clavicle", "left_clavicle")}
+_CANVAS = 512  # validation contours are filled at this size (normalised coordinates x 512)
+
+
+def _group_mask(points: np.ndarray, organs: tuple[str, ...], slices: dict[str, slice]) -> np.ndarray | None:
+    present = [o for o in organs if o in slices and np.isfinite(points[slices[o]]).all()]
+    if not present:
+        return None
+    mask = np.zeros((_CANVAS, _CANVAS), bool)
+    for organ in present:
+        mask |= fill_polygon(np.trunc(points[slices[organ]] * _CANVAS).astype(np.int64), _CANVAS, _CANVAS)
+    return mask
+
+
+def validation_scores(pred: np.ndarray, data: LandmarkDataset, organs: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per-source validation: landmark MSE (px^2, 1024 frame) and mean Dice per organ group.
+
+    Dice compares the filled predicted and expert contours (lungs = both lungs; heart;
+    clavicles) on a 512-px canvas of the model frame, over images that annotate the group.
+    Each source also gets ``score``: the mean of its lungs and heart Dice (those annotated).
+    """
+    slices = organ_slices(organs=organs)
+    out = {}
+    for name in data.source_names():
+        idx = [i for i, s in enumerate(data.sources) if s == name]
+        row = {"mse_px2": landmark_mse(pred[idx], data.targets[idx])}
+        for group, members in _GROUPS.items():
+            scores = []
+            for i in idx:
+                ref = _group_mask(data.targets[i], members, slices)
+                if ref is not None:
+                    scores.append(dice(_group_mask(pred[i], members, slices), ref))
+            if scores:
+                row[f"{group}_dice"] = float(np.mean(scores))
+        row["score"] = float(np.mean([row[k] for k in ("lungs_dice", "heart_dice") if k in row]))
+        out[name] = row
+    return out
+
+
+def selection_score(per_source: dict[str, dict[str, float]]) -> float:
+    """The model-selection criterion: the mean of the sources' scores (higher is better)."""
+    return float(np.mean([row["score"] for row in per_source.values()]))
+
+
+def warm_start(model: HybridGNet, init: HybridGNet) -> None:
+    """Copy ``init``'s weights into ``model``, which may predict more organs.
+
+    Tensors of the same shape are copied. A model with the clavicles has the CheXmask
+    organs first, so its node-indexed tensors (the latent-to-graph layer and the mean
+    shape) start with ``init``'s: those prefixes are copied and the clavicle rows keep
+    their fresh values.
+    """
+    if init.config.input_size != model.config.input_size:
+        raise ChexmaskError(f"--init weights are {init.config.input_size} px but training is at {model.config.input_size} px; "
+                            f"use --size {init.config.input_size} or other weights")
+    target, source = model.state_dict(), init.state_dict()
+    with torch.no_grad():
+        for key, value in source.items():
+            dst = target[key]
+            if dst.shape == value.shape:
+                dst.copy_(value)
+            elif dst.shape[1:] == value.shape[1:] and dst.shape[0] > value.shape[0]:
+                dst[: value.shape[0]].copy_(value)
+            else:
+                raise ChexmaskError(f"--init weights: tensor {key} has shape {tuple(value.shape)}, the model needs {tuple(dst.shape)}")
+
+
+def _check_resume(out: Path, cfg: TrainConfig) -> None:
+    saved = out / "train_config.json"
+    if not (out / "last.ckpt").exists() or not saved.exists():
+        return
+    old = json.loads(saved.read_text())
+    for key in ("size", "clavicles"):
+        if old.get(key, False if key == "clavicles" else None) != getattr(cfg, key):
+            raise ChexmaskError(f"{out} holds a checkpoint trained with {key} = {old.get(key)}, this run asks for {key} = "
+                                f"{getattr(cfg, key)}; use another --out folder or the same setting")
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -95,27 +212,25 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    train_set = load_jsrt(Path(cfg.data_dir), "train", cfg.size, limit=cfg.subset)
-    val_set = load_jsrt(Path(cfg.data_dir), "val", cfg.size, limit=cfg.subset)
-    mean_shape = np.nanmean(train_set.targets, axis=0)
-
+    organs = cfg.organs
+    train_set = load_sources(cfg.sources, "train", cfg.size, limit=cfg.subset, organs=organs)
+    val_set = load_sources(cfg.sources, "val", cfg.size, limit=cfg.subset, organs=organs)
+    with np.errstate(all="ignore"):
+        mean_shape = np.nan_to_num(np.nanmean(train_set.targets, axis=0), nan=0.5)
+    model = HybridGNet(ModelConfig(input_size=cfg.size, organs=organs), mean_shape=mean_shape)
     if cfg.init:
-        model, _ = load_model(cfg.init)
-        if model.config.input_size != cfg.size:
-            raise ValueError(f"--init weights are {model.config.input_size} px, training is {cfg.size} px")
-        model.train()
-    else:
-        model = HybridGNet(ModelConfig(input_size=cfg.size), mean_shape=mean_shape)
+        warm_start(model, load_model(cfg.init)[0])
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(train_set) // cfg.batch_size
-    total = cfg.epochs * steps_per_epoch
+    total = max(cfg.epochs * steps_per_epoch, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
 
     ckpt_path = out / "last.ckpt"
-    start, best, history = 0, math.inf, []
+    start, best, history = 0, -math.inf, []
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=True)
         model.load_state_dict(ckpt["model"])
@@ -123,7 +238,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         sched.load_state_dict(ckpt["scheduler"])
         start, best = int(ckpt["epoch"]) + 1, float(ckpt["best"])
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
-        log.info("resuming from epoch %d (best val MSE %.1f)", start, best)
+        log.info("resuming from epoch %d (best selection score %.4f)", start, best)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress, desc="train")
@@ -142,18 +257,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             opt.step()
             sched.step()
             losses.append(loss.item())
-        val_mse = landmark_mse(predict_points(model, val_set.images), val_set.targets)
+        per_source = validation_scores(predict_points(model, val_set.images), val_set, organs)
+        score = selection_score(per_source)
         train_mse = float(np.mean(losses)) * 1024**2 / 3
-        history.append({"epoch": epoch, "train_loss_px2": train_mse, "val_mse_px2": val_mse, "seconds": time.perf_counter() - t0})
-        if val_mse < best:
-            best = val_mse
-            save_weights(model, out / "best.safetensors", {"epoch": epoch, "val_mse_px2": val_mse, "train_config": asdict(cfg)})
+        history.append({"epoch": epoch, "train_loss_px2": train_mse, "val": per_source, "val_score": score,
+                        "seconds": time.perf_counter() - t0})
+        if score > best:
+            best = score
+            save_weights(model, out / "best.safetensors", {"epoch": epoch, "val": per_source, "val_score": score,
+                                                           "train_config": asdict(cfg)})
         torch.save(
             {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best},
             out / "last.ckpt.tmp",
         )
         (out / "last.ckpt.tmp").replace(ckpt_path)
         (out / "history.json").write_text(json.dumps(history))
-        bar.set_postfix(loss=f"{train_mse:.0f}", val=f"{val_mse:.0f}", best=f"{best:.0f}")
-        log.debug("epoch %d train %.1f val %.1f", epoch, train_mse, val_mse)
+        bar.set_postfix(loss=f"{train_mse:.0f}", val=f"{score:.4f}", best=f"{best:.4f}")
+        log.debug("epoch %d train %.1f val %s", epoch, train_mse, per_source)
     return out / "best.safetensors"
