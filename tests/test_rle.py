@@ -29,16 +29,19 @@ TOY = np.array([[0, 255, 255, 0], [0, 0, 0, 255], [255, 0, 0, 0]], dtype=np.uint
 )
 def test_toy_round_trip(mask, rle):
     assert encode_rle(mask) == rle
-    np.testing.assert_array_equal(decode_rle(rle, *mask.shape), mask != 0)
+    np.testing.assert_array_equal(decode_rle(rle, *mask.shape) > 0, mask != 0)
 
 
-def test_decode_returns_bool_and_shape():
+def test_decode_returns_uint8_0_255_and_shape():
     out = decode_rle("2 2 8 2", 3, 4)
-    assert out.dtype == bool and out.shape == (3, 4)
+    assert out.dtype == np.uint8 and out.shape == (3, 4)
+    assert set(np.unique(out)) == {0, 255}
+    np.testing.assert_array_equal(out, (TOY > 0) * np.uint8(255))
+    assert decode_rle("", 3, 4).dtype == np.uint8
 
 
 def test_decode_accepts_any_whitespace_and_touching_runs():
-    np.testing.assert_array_equal(decode_rle(" 2  2\n8\t2 ", 3, 4), TOY > 0)
+    np.testing.assert_array_equal(decode_rle(" 2  2\n8\t2 ", 3, 4), TOY)
     # Touching runs decode; the encoder writes them merged.
     assert encode_rle(decode_rle("1 2 3 2", 3, 4)) == "1 4"
 
@@ -95,7 +98,7 @@ def test_encode_rejects_non_2d():
 @given(arrays(bool, st.tuples(st.integers(1, 12), st.integers(1, 12))))
 def test_fuzz_masks_round_trip(mask):
     rle = encode_rle(mask)
-    np.testing.assert_array_equal(decode_rle(rle, *mask.shape), mask)
+    np.testing.assert_array_equal(decode_rle(rle, *mask.shape), mask * np.uint8(255))
     assert encode_rle(mask.astype(np.uint8) * 255) == rle
 
 

@@ -120,10 +120,7 @@ def row_to_record(
         If a mask column is missing or malformed (:class:`~chexmask.RLEError`), the
         size is missing or bad, or the landmarks do not parse.
     """
-    masks = {
-        organ: mask.view(np.uint8) * np.uint8(255)
-        for organ, mask in decode_masks(row, organs, source=source).items()
-    }
+    masks = decode_masks(row, organs, source=source)
     height, width = mask_size(row, source=source)
     points = None
     if landmarks:

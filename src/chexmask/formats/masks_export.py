@@ -90,7 +90,7 @@ class MaskWriter:
         self.organs = tuple(organs)
 
     def write(self, stem: str, image_id: str, masks: dict[str, np.ndarray]) -> Any:
-        """Write one image's ``(H, W)`` bool masks; return what ``add`` needs."""
+        """Write one image's ``(H, W)`` uint8 {0, 255} masks; return what ``add`` needs."""
         raise NotImplementedError
 
     def add(self, image_id: str, payload: Any) -> None:
@@ -115,7 +115,7 @@ class PngWriter(MaskWriter):
 
         for organ, mask in masks.items():
             path = self._path(organ, stem + ".png")
-            if not cv2.imwrite(str(path), mask.astype(np.uint8) * np.uint8(255)):
+            if not cv2.imwrite(str(path), mask):
                 raise OSError(f"cannot write {path}")
 
 
@@ -125,8 +125,7 @@ class NpzWriter(MaskWriter):
     name = "npz"
 
     def write(self, stem, image_id, masks):
-        arrays = {organ: mask.astype(np.uint8) * np.uint8(255) for organ, mask in masks.items()}
-        np.savez_compressed(self._path(stem + ".npz"), **arrays)
+        np.savez_compressed(self._path(stem + ".npz"), **masks)
 
 
 class NiftiWriter(MaskWriter):
@@ -147,7 +146,7 @@ class NiftiWriter(MaskWriter):
         for organ, mask in masks.items():
             # NIfTI's first axis is x (column): the transpose matches what ITK
             # readers and writers do with a 2-D image.
-            data = np.ascontiguousarray(mask.T, dtype=np.uint8)
+            data = np.ascontiguousarray(mask.T != 0, dtype=np.uint8)
             nib.save(nib.Nifti1Image(data, np.eye(4)), self._path(organ, stem + ".nii.gz"))
 
 
@@ -284,7 +283,7 @@ def coco_rle(mask: np.ndarray) -> dict[str, Any]:
 def _area_bbox(mask: np.ndarray) -> tuple[int, list[float]]:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     x, y = float(cols[0]), float(rows[0])
-    return int(mask.sum()), [x, y, float(cols[-1]) + 1 - x, float(rows[-1]) + 1 - y]
+    return int(np.count_nonzero(mask)), [x, y, float(cols[-1]) + 1 - x, float(rows[-1]) + 1 - y]
 
 
 @dataclass(frozen=True)

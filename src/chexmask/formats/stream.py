@@ -332,8 +332,8 @@ def decode_masks(
 
     Returns
     -------
-    dict of str to (H, W) bool ndarray
-        Organ key (``right_lung``, ``left_lung``, ``heart``) -> mask.
+    dict of str to (H, W) uint8 ndarray
+        Organ key (``right_lung``, ``left_lung``, ``heart``) -> {0, 255} mask.
 
     Raises
     ------

@@ -68,7 +68,7 @@ def encode_rle(mask: np.ndarray) -> str:
 
 
 def decode_rle(rle: str, height: int, width: int, *, source: str = "RLE string") -> np.ndarray:
-    """Decode a CheXmask run-length string into a boolean mask.
+    """Decode a CheXmask run-length string into a uint8 {0, 255} mask.
 
     Parameters
     ----------
@@ -85,7 +85,9 @@ def decode_rle(rle: str, height: int, width: int, *, source: str = "RLE string")
 
     Returns
     -------
-    (height, width) bool ndarray
+    (height, width) uint8 ndarray
+        255 inside the runs, 0 elsewhere (the mask contract of the package; use
+        ``mask > 0`` for a boolean mask and ``np.count_nonzero(mask)`` for the area).
 
     Raises
     ------
@@ -99,10 +101,10 @@ def decode_rle(rle: str, height: int, width: int, *, source: str = "RLE string")
 
     Examples
     --------
-    >>> decode_rle("2 2 8 2", 3, 4).astype(int)
-    array([[0, 1, 1, 0],
-           [0, 0, 0, 1],
-           [1, 0, 0, 0]])
+    >>> decode_rle("2 2 8 2", 3, 4)
+    array([[  0, 255, 255,   0],
+           [  0,   0,   0, 255],
+           [255,   0,   0,   0]], dtype=uint8)
     """
     for name, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -119,7 +121,7 @@ def decode_rle(rle: str, height: int, width: int, *, source: str = "RLE string")
             source, f"odd number of values ({len(tokens)}); expected 'start length' pairs"
         )
     if not tokens:
-        return np.zeros((height, width), dtype=bool)
+        return np.zeros((height, width), dtype=np.uint8)
     too_long = next((t for t in tokens if len(t) > _MAX_DIGITS), None)
     if too_long is not None:
         raise RLEError(source, f"value {too_long[:40]} is beyond any image size")
@@ -156,6 +158,6 @@ def decode_rle(rle: str, height: int, width: int, *, source: str = "RLE string")
     counts[0:-1:2] = gaps
     counts[1::2] = lengths
     counts[-1] = n_pixels - ends[-1]
-    values = np.zeros(len(counts), dtype=bool)
-    values[1::2] = True
+    values = np.zeros(len(counts), dtype=np.uint8)
+    values[1::2] = 255
     return np.repeat(values, counts).reshape(height, width)
