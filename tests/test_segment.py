@@ -72,6 +72,23 @@ def test_help_shows_defaults():
         assert text in result.output
 
 
+def test_help_keeps_square_brackets_and_hides_bool_metavars():
+    """Help text is plain text: "[...]" is not eaten as Rich markup, flags show no ``<bool>``."""
+    result = runner.invoke(app, ["segment", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    output = " ".join(result.output.split())  # undo any wrapping
+    for text in ("[default: CPUs - 1, at most 8]", "pip install 'chexmask[ray]'", "--sample", "--amp / --no-amp"):
+        assert text in output
+    assert "<bool>" not in output
+
+
+@pytest.mark.parametrize("command", ["build", "masks", "convert", "evaluate", "rca", "train", "serve", "export labelstudio", "import labelstudio"])
+def test_every_help_is_plain_text(command):
+    result = runner.invoke(app, [*command.split(), "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output and "╭" not in result.output
+
+
 @pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_bytes_of_an_uninterrupted_run(tiny_weights, xray_folder, tmp_path):
     """A real crash: SIGKILL the command once a part is on disk, run it again, compare bytes."""

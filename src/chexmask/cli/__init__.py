@@ -22,6 +22,9 @@ app = typer.Typer(
     help="Lung and heart segmentation of chest X-rays (HybridGNet), with quality and uncertainty.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: Rich markup would eat every "[...]" in the help texts
+    # ("[default: ...]", "chexmask[ray]") and Rich panels show a <bool> metavar on flags.
+    rich_markup_mode=None,
     context_settings={"show_default": True},
 )
 
