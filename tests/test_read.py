@@ -223,6 +223,28 @@ def test_dicom_dispatch_by_content_not_name(source: np.ndarray, tmp_path: Path):
         np.testing.assert_array_equal(image.pixels, source)
 
 
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"PixelSpacing": [0.2, 0.1]}, (0.2, 0.1)),  # [row spacing, column spacing], kept in that order
+        ({"ImagerPixelSpacing": [0.15, 0.175]}, (0.15, 0.175)),
+        ({"PixelSpacing": [0.2, 0.1], "ImagerPixelSpacing": [0.3, 0.3]}, (0.2, 0.1)),  # PixelSpacing first
+        ({"PixelSpacing": [0.0, 0.1], "ImagerPixelSpacing": [0.3, 0.25]}, (0.3, 0.25)),  # unusable: next one
+        ({"PixelSpacing": [0.2]}, None),
+        ({}, None),
+    ],
+    ids=["pixel", "imager", "pixel_first", "zero_falls_back", "one_value", "none"],
+)
+def test_dicom_pixel_spacing(extra: dict, expected, tmp_path: Path):
+    stored = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48)
+    image = read_image(write_dicom(tmp_path / "s.dcm", stored, bits_stored=12, extra=extra))
+    assert image.pixel_spacing == (pytest.approx(expected) if expected else None)
+
+
+def test_png_has_no_pixel_spacing(jsrt_png: Path):
+    assert read_image(jsrt_png).pixel_spacing is None
+
+
 # ----------------------------------------------------------------- PNG and JPEG
 
 

@@ -56,6 +56,12 @@ class XrayImage:
         DICOM ViewPosition (``"PA"``, ``"AP"``, ...), ``None`` when absent.
     bits : int
         Original bit depth: 8 or 16 for PNG/JPEG, BitsStored for DICOM.
+    pixel_spacing : (float, float) or None
+        ``(row spacing, column spacing)`` in mm, the DICOM order: the distance between
+        the centres of adjacent rows, then of adjacent columns. From DICOM PixelSpacing,
+        else ImagerPixelSpacing (at the detector, not corrected for magnification);
+        ``None`` for PNG/JPEG and for a DICOM with neither, or with a value that is not
+        two positive numbers. Never guessed.
     """
 
     pixels: np.ndarray
@@ -66,6 +72,7 @@ class XrayImage:
     photometric: str
     view_position: str | None
     bits: int
+    pixel_spacing: tuple[float, float] | None = None
 
 
 def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> XrayImage:
@@ -135,8 +142,9 @@ def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> 
     if not head:
         raise UnreadableImageError(path, "empty file")
 
+    spacing = None
     if head[128:132] == b"DICM":
-        pixels, photometric, view, bits = _read_dicom(p)
+        pixels, photometric, view, bits, spacing = _read_dicom(p)
     elif head.startswith(_PNG_MAGIC):
         pixels, photometric, bits = _read_raster(p, "PNG", scale16)
         view = None
@@ -158,6 +166,7 @@ def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> 
         photometric=photometric,
         view_position=view,
         bits=int(bits),
+        pixel_spacing=spacing,
     )
 
 
@@ -265,8 +274,20 @@ def _reject_dicom_without_preamble(path: Path) -> NoReturn:
     raise UnreadableImageError(path, "not a DICOM file: no 'DICM' marker at byte 128")
 
 
-def _read_dicom(path: Path) -> tuple[np.ndarray, str, str | None, int]:
-    """Decode a DICOM file; returns ``(pixels, photometric, view_position, bits)``."""
+def _pixel_spacing(ds) -> tuple[float, float] | None:
+    """``(row, column)`` spacing in mm: PixelSpacing, else ImagerPixelSpacing, else None."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        try:
+            values = [float(v) for v in ds.get(keyword) or []]
+        except (TypeError, ValueError):  # a malformed value is no spacing, not a bad image
+            continue
+        if len(values) == 2 and all(np.isfinite(v) and v > 0 for v in values):
+            return values[0], values[1]
+    return None
+
+
+def _read_dicom(path: Path) -> tuple[np.ndarray, str, str | None, int, tuple[float, float] | None]:
+    """Decode a DICOM file; returns ``(pixels, photometric, view_position, bits, pixel_spacing)``."""
     pydicom = _import_pydicom()
     try:
         ds = pydicom.dcmread(path)
@@ -282,6 +303,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, str, str | None, int]:
         raise UnreadableImageError(path, "DICOM has no PhotometricInterpretation")
     bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 0) or 8)
     view = str(ds.get("ViewPosition", "") or "").strip() or None
+    spacing = _pixel_spacing(ds)
 
     try:
         # Only the first frame is decoded: multi-frame chest X-rays are rare and
@@ -308,7 +330,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, str, str | None, int]:
             raise UnreadableImageError(path, f"invalid DICOM LUT or window: {exc}") from exc
         if photometric == "MONOCHROME1":
             pixels = 255 - pixels
-        return pixels, photometric, view, bits
+        return pixels, photometric, view, bits, spacing
 
     # Colour: pydicom converts YBR to RGB; a palette needs its colour LUT.
     try:
@@ -321,7 +343,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, str, str | None, int]:
     gray, _ = _to_gray(path, arr, "RGB")
     if gray.dtype != np.uint8:
         gray = _to_uint8(gray, float(gray.min()), float(gray.max()))
-    return gray, "RGB", view, bits
+    return gray, "RGB", view, bits, spacing
 
 
 def _decode_reason(ds, exc: Exception) -> str:
