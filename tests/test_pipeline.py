@@ -210,3 +210,47 @@ def test_build_dataset_with_an_existing_segmenter(tiny_weights, xray_folder, tmp
     seg = Segmenter(tiny_weights, uncertainty=0, batch_size=4, micro_batch=8)
     summary = build_dataset(seg, [xray_folder], tmp_path / "o.csv", progress=False, chunk_size=100)
     assert (summary.segmented, summary.failed) == (5, 2)
+
+
+def test_measure_columns_follow_the_chexmask_ones_and_match_the_masks(reference):
+    from chexmask.measures import MEASURE_COLUMNS, measure_record
+
+    df = pd.read_csv(reference[0].output, dtype=str, keep_default_na=False)
+    columns = list(df.columns)
+    assert columns.index("CTR") > columns.index("Width") and columns[-len(MEASURE_COLUMNS):] == MEASURE_COLUMNS
+    for _, row in df.iterrows():
+        h, w = int(row["Height"]), int(row["Width"])
+        masks = {o: decode_rle(row[c], h, w) for o, c in (("right_lung", "Right Lung"), ("left_lung", "Left Lung"), ("heart", "Heart"))}
+        expected = measure_record(masks)
+        assert float(row["CTR"]) == expected["CTR"] and int(row["Heart Area (px)"]) == expected["Heart Area (px)"]
+        assert int(row["Thorax Width (px)"]) == expected["Thorax Width (px)"]
+        assert row["Heart Width (mm)"] == "" and row["Row Spacing (mm)"] == ""  # PNGs have no pixel spacing
+
+
+def test_dicom_pixel_spacing_gives_the_mm_columns(tiny_weights, jsrt_dir, tmp_path):
+    import cv2
+    from sources_fixtures import make_dicom
+
+    pixels = cv2.imread(str(jsrt_dir / "images" / "JPCLN001.png"), cv2.IMREAD_UNCHANGED)
+    ds = make_dicom(pixels.astype(np.uint16) * 16, PixelSpacing=[0.3, 0.2])
+    ds.save_as(tmp_path / "cxr.dcm", enforce_file_format=True)
+    for out in (tmp_path / "o.csv", tmp_path / "o.parquet"):
+        run(tiny_weights, [tmp_path / "cxr.dcm"], out, uncertainty=0)
+        row = read_table(out).iloc[0] if out.suffix == ".csv" else pd.read_parquet(out).iloc[0]
+        assert float(row["Row Spacing (mm)"]) == 0.3 and float(row["Column Spacing (mm)"]) == 0.2
+        assert float(row["Heart Width (mm)"]) == pytest.approx(int(row["Heart Width (px)"]) * 0.2, abs=1e-4)
+        assert float(row["Left Lung Height (mm)"]) == pytest.approx(int(row["Left Lung Height (px)"]) * 0.3, abs=1e-4)
+        assert float(row["Heart Area (mm2)"]) == pytest.approx(int(row["Heart Area (px)"]) * 0.06, abs=1e-4)
+    parquet = pd.read_parquet(tmp_path / "o.parquet")
+    assert str(parquet["Heart Area (px)"].dtype) == "int64" and str(parquet["CTR"].dtype) == "float64"
+
+
+def test_segmentation_measures_are_the_row_measures(tiny_weights, xray_folder):
+    from chexmask.io.read import read_image
+    from chexmask.measures import measure_record
+
+    seg = Segmenter(tiny_weights).segment(read_image(xray_folder / "JPCLN001.png"))
+    m = seg.measures()
+    assert m["Heart Area (px)"] == measure_record(seg.masks())["Heart Area (px)"] and np.isnan(m["Heart Width (mm)"])
+    assert seg.measures((0.5, 0.5))["Heart Width (mm)"] == m["Heart Width (px)"] * 0.5
+    assert segmentation_record(seg, pixel_spacing=(0.5, 0.5))["CTR"] == round(m["CTR"], 4)

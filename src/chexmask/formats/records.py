@@ -3,7 +3,9 @@
 A row holds the image id (column name chosen by the caller), then the published
 CheXmask columns (:data:`~chexmask.formats.tables.CHEXMASK_COLUMNS`: RCA scores,
 ``Landmarks``, the three run-length masks, ``Height``, ``Width``), then the
-uncertainty summary (:data:`SUMMARY_COLUMNS`). The Parquet output adds the per-node
+uncertainty summary (:data:`SUMMARY_COLUMNS`), the review flag and the measurements
+(:data:`~chexmask.measures.MEASURE_COLUMNS`: cardiothoracic ratio, areas, widths and
+heights, in mm too when the image's pixel spacing is known). The Parquet output adds the per-node
 and latent arrays (:data:`ARRAY_COLUMNS`) and the model that made the row
 (:data:`MODEL_COLUMNS`).
 
@@ -31,6 +33,7 @@ from chexmask._errors import ChexmaskError
 from chexmask.formats.landmarks import format_landmarks
 from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
 from chexmask.masks.rle import encode_rle
+from chexmask.measures import MEASURE_COLUMNS, arrow_types, measure_record
 from chexmask.quality.flags import quality_flag
 
 __all__ = [
@@ -93,7 +96,7 @@ _ORGAN_UNCERTAINTY = {
 
 def csv_columns(id_column: str) -> list[str]:
     """Columns of the CSV output, in order: id, CheXmask columns, uncertainty summary."""
-    return [id_column, *CHEXMASK_COLUMNS, *SUMMARY_COLUMNS, *FLAG_COLUMNS]
+    return [id_column, *CHEXMASK_COLUMNS, *SUMMARY_COLUMNS, *FLAG_COLUMNS, *MEASURE_COLUMNS]
 
 
 def parquet_columns(id_column: str) -> list[str]:
@@ -101,7 +104,10 @@ def parquet_columns(id_column: str) -> list[str]:
     return [*csv_columns(id_column), *RCA_ORGAN_COLUMNS, *ARRAY_COLUMNS, *MODEL_COLUMNS]
 
 
-def segmentation_record(segmentation, id_column: str = "Image ID", rca: dict[str, float] | None = None) -> dict[str, object]:
+def segmentation_record(
+    segmentation, id_column: str = "Image ID", rca: dict[str, float] | None = None,
+    pixel_spacing: tuple[float, float] | None = None,
+) -> dict[str, object]:
     """The table row of one segmentation (all Parquet columns except the model's).
 
     Parameters
@@ -112,6 +118,9 @@ def segmentation_record(segmentation, id_column: str = "Image ID", rca: dict[str
         Name of the id column; its value is ``segmentation.image_id``.
     rca : dict, optional
         RCA columns of the image (:func:`chexmask.quality.rca.score_segmentation`).
+    pixel_spacing : (float, float), optional
+        ``(row, column)`` mm of the image (:attr:`chexmask.io.read.XrayImage.pixel_spacing`);
+        without it the mm measurement columns are ``None``.
 
     Returns
     -------
@@ -145,6 +154,7 @@ def segmentation_record(segmentation, id_column: str = "Image ID", rca: dict[str
         row[column] = _round(organs.get(organ))
     row["Latent Sigma"] = _round(float(np.mean(segmentation.latent_sigma)))
     row["Quality Flag"] = quality_flag(segmentation, row["Dice RCA (Mean)"]).flag
+    row.update(measure_record(masks, pixel_spacing))
     for column in RCA_ORGAN_COLUMNS:
         row[column] = _round_rca(rca, column)
     row["Node Mean"] = _flat(segmentation.node_mean)
@@ -179,6 +189,7 @@ def part_schema(id_column: str):
     types.update({"Dice RCA (Mean)": pa.float64(), "Dice RCA (Max)": pa.float64(), "Height": pa.int64(), "Width": pa.int64()})
     types.update({c: pa.float64() for c in SUMMARY_COLUMNS + RCA_ORGAN_COLUMNS})
     types.update({c: pa.string() for c in FLAG_COLUMNS})
+    types.update(arrow_types())
     types.update({c: pa.list_(pa.float32()) for c in ARRAY_COLUMNS})
     fields = [(id_column, pa.string())] + [(c, types[c]) for c in parquet_columns(id_column)[1:-2]]
     fields += [("_index", pa.int64()), ("_path", pa.string()), ("_error", pa.string()), ("_reason", pa.string())]

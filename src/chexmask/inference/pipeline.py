@@ -39,6 +39,7 @@ import numpy as np
 import chexmask
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.formats.records import PartStore, assemble, atomic_write, segmentation_record, write_errors
+from chexmask.measures import MEASURE_COLUMNS
 
 __all__ = ["WorkItem", "RunSummary", "ENGINES", "MICRO_BATCH", "plan_items", "parse_shard", "build_dataset", "segment_dataset"]
 
@@ -154,12 +155,17 @@ def failure_record(item: WorkItem, error: str, reason: str) -> dict:
     return {"_index": item.index, "_path": item.path, "_error": error, "_reason": reason}
 
 
-def success_records(segmentations: list, items: list[WorkItem], id_column: str, rca: list | None = None) -> list[dict]:
-    """Part rows of segmented images (mask filling and RLE: run in worker processes)."""
+def success_records(segmentations: list, items: list[WorkItem], id_column: str, rca: list | None = None,
+                    spacings: list | None = None) -> list[dict]:
+    """Part rows of segmented images (mask filling, RLE and measures: run in worker processes).
+
+    ``spacings`` are the images' pixel spacings (``(row, column)`` mm or None), for the mm measures.
+    """
     out = []
-    for seg, item, scores in zip(segmentations, items, rca or [None] * len(items)):
+    none = [None] * len(items)
+    for seg, item, scores, spacing in zip(segmentations, items, rca or none, spacings or none):
         try:
-            rec = segmentation_record(seg, id_column, scores)
+            rec = segmentation_record(seg, id_column, scores, spacing)
         except InputError as exc:  # e.g. a non-finite prediction for one odd image
             out.append(failure_record(item, type(exc).__name__, f"prediction unusable: {exc.reason}"))
             continue
@@ -193,7 +199,8 @@ def _mp_context():
 
 
 def load_item(path: str, size: int) -> tuple:
-    """Read and pad/resize one image: ``("ok", uint8 (S, S) pixels, Geometry)`` or ``("failed", error, reason)``."""
+    """Read and pad/resize one image: ``("ok", uint8 (S, S) pixels, Geometry, pixel spacing or None)``
+    or ``("failed", error, reason)``."""
     from chexmask.io.read import read_image
     from chexmask.preprocess import pad_resize
 
@@ -202,7 +209,7 @@ def load_item(path: str, size: int) -> tuple:
     except InputError as exc:
         return ("failed", type(exc).__name__, exc.reason)
     pixels, geometry = pad_resize(image.pixels, size)
-    return ("ok", pixels, geometry)
+    return ("ok", pixels, geometry, image.pixel_spacing)
 
 
 class _Meta(NamedTuple):  # what Segmenter.postprocess needs of an image
@@ -217,7 +224,7 @@ def predict_segmentations(segmenter, batch: list[tuple[WorkItem, np.ndarray, obj
     pred = segmenter.predict(np.stack([b[1] for b in batch]), [b[0].image_id for b in batch])
     return [
         segmenter.postprocess(pred, i, _Meta(item.image_id, item.path, g.height, g.width), g)
-        for i, (item, _, g) in enumerate(batch)
+        for i, (item, _, g, *_) in enumerate(batch)
     ]
 
 
@@ -270,7 +277,7 @@ def _run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, 
                 if batch and (len(batch) == batch_size or k == len(chunk) - 1):
                     segs = predict_segmentations(segmenter, batch)
                     rca = [annotate(seg) for seg in segs] if annotate is not None else None
-                    futures.append(submit(success_records, segs, [b[0] for b in batch], id_column, rca))
+                    futures.append(submit(success_records, segs, [b[0] for b in batch], id_column, rca, [b[3] for b in batch]))
                     bar.update(len(batch))
                     batch = []
             if pending is not None:  # finish the previous chunk while this one's rows are built
@@ -311,6 +318,7 @@ def _fingerprint(segmenter, items: list[WorkItem], id_column: str, chunk_size: i
         "device_type": segmenter.device.type,
         "amp": segmenter.amp,
         "micro_batch": segmenter.micro_batch,
+        "measures": MEASURE_COLUMNS,  # parts of a version without them are not resumed
         "id_column": id_column,
         "chunk_size": chunk_size,
         "shard": None if shard is None else list(shard),

@@ -47,13 +47,16 @@ def load_batch(batch: dict, size: int) -> dict:
     pixels = np.zeros((n, size, size), np.uint8)
     geometry = np.zeros((n, len(_GEOMETRY)), np.int64)
     error, reason = np.full(n, "", object), np.full(n, "", object)
+    spacing = np.full((n, 2), np.nan)  # (row, column) mm; NaN: unknown
     for k, path in enumerate(batch["path"]):
-        status, a, b = load_item(str(path), size)
+        status, a, b, *known = load_item(str(path), size)
         if status == "ok":
             pixels[k], geometry[k] = a, [getattr(b, f) for f in _GEOMETRY]
+            if known[0] is not None:
+                spacing[k] = known[0]
         else:
             error[k], reason[k] = a, b
-    return {**batch, "pixels": pixels, "geometry": geometry, "error": error, "reason": reason}
+    return {**batch, "pixels": pixels, "geometry": geometry, "spacing": spacing, "error": error, "reason": reason}
 
 
 class Predictor:
@@ -84,7 +87,7 @@ class Predictor:
             if segs and getattr(segs[0], field) is not None:
                 column[np.flatnonzero(ok)] = values
             out[field] = column
-        keep = ("chunk", "index", "image_id", "path", "geometry", "error", "reason")
+        keep = ("chunk", "index", "image_id", "path", "geometry", "spacing", "error", "reason")
         return {**{c: batch[c] for c in keep}, **out}
 
 
@@ -105,7 +108,8 @@ def record_batch(batch: dict, id_column: str, uncertainty: bool):
             item.image_id, item.path, height, width, batch["landmarks"][k], batch["latent_mu"][k], batch["latent_sigma"][k],
             batch["node_mean"][k] if uncertainty else None, batch["node_std"][k] if uncertainty else None,
         )
-        records.extend(success_records([seg], [item], id_column))
+        spacing = None if np.isnan(batch["spacing"][k]).any() else tuple(float(v) for v in batch["spacing"][k])
+        records.extend(success_records([seg], [item], id_column, None, [spacing]))
     table = pa.Table.from_pylist(records, schema=part_schema(id_column))
     return table.append_column("_chunk", pa.array(batch["chunk"], pa.int64()))
 

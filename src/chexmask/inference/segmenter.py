@@ -87,6 +87,27 @@ class Segmentation:
         u = self.node_uncertainty
         return None if u is None else {o: float(u[s].mean()) for o, s in organ_slices().items()}
 
+    def measures(self, pixel_spacing: tuple[float, float] | None = None) -> dict[str, float]:
+        """Cardiothoracic ratio, organ areas, widths and heights of :meth:`masks`.
+
+        Parameters
+        ----------
+        pixel_spacing : (float, float), optional
+            ``(row, column)`` mm of the image, e.g. ``read_image(path).pixel_spacing``
+            (DICOM PixelSpacing, else ImagerPixelSpacing). Without it the mm and mm2
+            values are NaN.
+
+        Returns
+        -------
+        dict of str to float
+            :data:`chexmask.measures.MEASURE_COLUMNS` -> value, the numbers of the
+            ``chexmask segment`` columns (unrounded); see
+            :func:`chexmask.measures.measure_masks`.
+        """
+        from chexmask.measures import measure_masks
+
+        return measure_masks(self.masks(), pixel_spacing)
+
 
 @dataclass
 class Failure:
