@@ -102,7 +102,9 @@ def test_segment_each_type_then_overlay_and_zip(client, segmenter, kind, name, e
     assert np.asarray(result["landmarks"]).shape == (120, 2) and result["id"] == r["id"]
     # Masks at the original resolution, equal to filling the row's landmarks.
     row = zf.read("chexmask.csv").decode().splitlines()
-    assert row[0] == "ImageID,Landmarks,Right Lung,Left Lung,Heart,Height,Width,Uncertainty"
+    from chexmask.measures import MEASURE_COLUMNS
+
+    assert row[0].split(",") == ["ImageID", "Landmarks", "Right Lung", "Left Lung", "Heart", "Height", "Width", "Uncertainty", *MEASURE_COLUMNS]
     import pandas as pd
 
     table = pd.read_csv(io.BytesIO(zf.read("chexmask.csv")), dtype=str, keep_default_na=False)
@@ -216,3 +218,25 @@ def test_serve_refuses_non_loopback_hosts():
     res = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0"])
     assert res.exit_code == 1
     assert "is not a loopback address" in res.stderr and "--allow-remote" in res.stderr
+
+
+def test_measures_in_the_result_panel_and_the_downloads(client):
+    import pandas as pd
+
+    from chexmask.measures import MEASURE_COLUMNS
+
+    assert 'id="measures"' in client.get("/").text and "function measures" in client.get("/static/app.js").text
+    ds = make_dicom(_image().astype(np.uint16) * 16, Modality="DX", PixelSpacing=[0.5, 0.25])
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    r = _post(client, "cxr.dcm", buf.getvalue()).json()
+    m = r["measures"]
+    assert list(m) == MEASURE_COLUMNS and (m["Row Spacing (mm)"], m["Column Spacing (mm)"]) == (0.5, 0.25)
+    assert m["Heart Area (mm2)"] == pytest.approx(m["Heart Area (px)"] * 0.125, abs=1e-4)
+    zf = zipfile.ZipFile(io.BytesIO(client.get(r["download"]).content))
+    assert json.loads(zf.read("result.json"))["measures"] == m
+    row = pd.read_csv(io.BytesIO(zf.read("chexmask.csv")), keep_default_na=False).iloc[0]
+    assert row["Heart Area (px)"] == m["Heart Area (px)"] and row["Row Spacing (mm)"] == 0.5
+    assert row["Heart Area (mm2)"] == pytest.approx(m["Heart Area (mm2)"])
+    png = _post(client, "x.png", _encode(".png", _image())).json()["measures"]
+    assert png["Heart Area (mm2)"] is None and png["Row Spacing (mm)"] is None and png["Heart Area (px)"] >= 0

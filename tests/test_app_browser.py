@@ -123,6 +123,7 @@ def test_upload_jsrt_image_shows_result_and_downloads_zip(server, browser, jsrt_
     assert browser.find_element(By.ID, "size").text == "1024 x 1024 px (PNG)"
     assert browser.find_element(By.ID, "flag").text in {"good", "review"}
     assert "right lung" in browser.find_element(By.ID, "uncertainty").text
+    assert "CTR" in browser.find_element(By.ID, "measures").text and "lengths in pixels only" in browser.find_element(By.ID, "measures").text
 
     shot = tmp_path / "demo_jsrt_result.png"
     browser.save_screenshot(str(shot))

@@ -79,7 +79,7 @@ def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes)
     """A zip with the landmarks (CSV, JSON), masks (PNG, original size) and a CheXmask row.
 
     Contents: ``landmarks.csv`` (Node, Organ, X, Y, Std X, Std Y), ``result.json``
-    (the summary shown on the page plus the landmarks), ``<organ>.png`` masks
+    (the summary shown on the page, measurements included, plus the landmarks), ``<organ>.png`` masks
     (uint8 {0, 255}, original height x width), ``chexmask.csv`` (one row in the CheXmask
     columns) and ``overlay.png``.
     """
@@ -99,6 +99,7 @@ def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes)
     row = {"ImageID": seg.image_id, "Landmarks": format_landmarks(seg.landmarks_int)}
     row.update({MASK_COLUMNS[o]: encode_rle(masks[o]) for o in ORGANS})
     row.update({"Height": seg.height, "Width": seg.width, "Uncertainty": summary.get("uncertainty")})
+    row.update(summary.get("measures") or {})
     table = pd.DataFrame([row]).to_csv(index=False, lineterminator="\n")
     result = dict(summary, landmarks=seg.landmarks.round(3).tolist(),
                   node_std=None if seg.node_std is None else seg.node_std.round(4).tolist())

@@ -1,7 +1,8 @@
 """The FastAPI application of ``chexmask serve``.
 
 Routes: ``GET /`` the page; ``GET /api/info`` model and limits; ``POST /api/segment``
-(multipart field ``file``) segments one upload and returns a JSON summary;
+(multipart field ``file``) segments one upload and returns a JSON summary (quality,
+uncertainty, and the measurements of :mod:`chexmask.measures` under ``measures``);
 ``GET /api/results/{id}/overlay.png`` and ``GET /api/results/{id}/download.zip``.
 
 Every failure caused by an upload is answered with ``{"error": message}`` and a 4xx
@@ -142,6 +143,7 @@ def create_app(
 
     def _run(data: bytes, name: str, kind: str) -> dict:
         from chexmask.io.read import read_image
+        from chexmask.measures import measure_record
 
         stem = name.rsplit(".", 1)[0] if "." in name else name
         with tempfile.TemporaryDirectory(prefix="chexmask-upload-") as tmp:
@@ -167,6 +169,7 @@ def create_app(
             "node_uncertainty_max": None if seg.node_uncertainty is None else float(seg.node_uncertainty.max()),
             "quality": quality_flag(seg, flag_threshold_px, estimate),
             "rca": None if estimate is None else {"mean": float(estimate.mean), "max": float(estimate.max)},
+            "measures": measure_record(masks, image.pixel_spacing),  # mm only with a DICOM pixel spacing
             "seconds": round(time.perf_counter() - start, 3),
             "overlay": f"/api/results/{rid}/overlay.png",
             "download": f"/api/results/{rid}/download.zip",

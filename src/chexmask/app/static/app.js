@@ -39,6 +39,19 @@ $("upload-form").addEventListener("submit", async (event) => {
   }
 });
 
+// CTR, widths and areas; mm only when the file had a pixel spacing (DICOM), never guessed.
+function measures(m) {
+  if (!m) return "n/a";
+  const len = (name) => m[`${name} (px)`] === null ? "n/a"
+    : `${m[`${name} (px)`]} px` + (m[`${name} (mm)`] === null ? "" : ` (${fmt(m[`${name} (mm)`], 1)} mm)`);
+  const area = (name) => m[`${name} (mm2)`] === null ? `${m[`${name} (px)`]} px`
+    : `${fmt(m[`${name} (mm2)`] / 100, 1)} cm\u00b2`;
+  const spacing = m["Row Spacing (mm)"] === null ? "no pixel spacing in the file: lengths in pixels only"
+    : `pixel spacing ${m["Row Spacing (mm)"]} x ${m["Column Spacing (mm)"]} mm`;
+  return `CTR ${fmt(m.CTR, 3)}; heart width ${len("Heart Width")}, thorax width ${len("Thorax Width")}; ` +
+    `areas: heart ${area("Heart Area")}, right lung ${area("Right Lung Area")}, left lung ${area("Left Lung Area")}; ${spacing}`;
+}
+
 function show(r) {
   $("overlay").src = r.overlay;
   $("image-id").textContent = r.image_id;
@@ -51,6 +64,7 @@ function show(r) {
     ? `mean ${fmt(r.uncertainty)} px; right lung ${fmt(o.right_lung)}, left lung ${fmt(o.left_lung)}, heart ${fmt(o.heart)}`
     : "off";
   $("umax").textContent = fmt(r.node_uncertainty_max);
+  $("measures").textContent = measures(r.measures);
   $("seconds").textContent = `${fmt(r.seconds, 2)} s`;
   $("download").href = r.download;
   $("download").setAttribute("download", `${r.image_id}_chexmask.zip`);
