@@ -15,6 +15,7 @@ import time
 import torch
 
 from chexmask.model.weights import load_model
+from chexmask.model.default import DEFAULT_MODEL
 
 
 def images_per_second(model, batch: int, size: int, repeats: int, device: torch.device) -> float:
@@ -33,7 +34,7 @@ def images_per_second(model, batch: int, size: int, repeats: int, device: torch.
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default="hybridgnet-jsrt-256")
+    p.add_argument("--weights", default=DEFAULT_MODEL)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()

@@ -27,6 +27,7 @@ from chexmask.model.data import read_split
 from chexmask.quality.metrics import dice
 from chexmask.quality.rca import RCAScorer, build_atlas
 from chexmask.quality.registration import METHODS, Warp, prepare, register, warp_mask
+from chexmask.model.default import DEFAULT_MODEL
 
 CHEXMASK_IMAGES = 657_566
 
@@ -64,7 +65,7 @@ def sitk_register(fixed: np.ndarray, moving: np.ndarray) -> Warp:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("jsrt_dir", type=Path)
-    p.add_argument("--weights", default="hybridgnet-jsrt-256")
+    p.add_argument("--weights", default=DEFAULT_MODEL)
     p.add_argument("--n", type=int, default=12, help="test images")
     p.add_argument("--sitk", action="store_true", help="also time SimpleITK affine + demons")
     p.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads (1: one process per core scales best)")

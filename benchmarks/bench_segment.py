@@ -32,16 +32,16 @@ from chexmask.formats.records import segmentation_record
 from chexmask.inference.pipeline import MICRO_BATCH, build_dataset, load_item, plan_items
 from chexmask.inference.segmenter import Segmenter
 from chexmask.io.read import read_image
+from chexmask.model.default import DEFAULT_MODEL
 
 
 def model_only(seg: Segmenter, items, n: int) -> float:
     loaded = [load_item(it.path, seg.input_size) for it in items]
     pixels = np.stack([p[1] for p in loaded])
-    ids = [it.image_id for it in items]
-    seg.predict(pixels[: seg.batch_size], ids[: seg.batch_size])  # warm-up
+    seg.predict(pixels[: seg.batch_size])  # warm-up
     t = time.perf_counter()
     for start in range(0, n, seg.batch_size):
-        seg.predict(pixels[start : start + seg.batch_size], ids[start : start + seg.batch_size])
+        seg.predict(pixels[start : start + seg.batch_size])
     if seg.device.type == "cuda":
         torch.cuda.synchronize()
     return n / (time.perf_counter() - t)
@@ -63,7 +63,7 @@ def loop(seg: Segmenter, items) -> float:
     for it in items:
         image = read_image(it.path)
         x, g = seg.preprocess(image)
-        pred = seg.predict(x[None], [it.image_id])
+        pred = seg.predict(x[None])
         segmentation_record(seg.postprocess(pred, 0, image, g))
     return len(items) / (time.perf_counter() - t)
 
@@ -71,7 +71,7 @@ def loop(seg: Segmenter, items) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("images", help="Folder of images (e.g. shared/data/jsrt/images).")
-    p.add_argument("--weights", default="hybridgnet-jsrt-256")
+    p.add_argument("--weights", default=DEFAULT_MODEL)
     p.add_argument("--n", type=int, default=32, help="Images to use (the first N found).")
     p.add_argument("--uncertainty", type=int, nargs="+", default=[0, 50])
     p.add_argument("--n-sampled", type=int, default=32, help="Images to use with uncertainty > 0 (50 samples are slow on a CPU).")

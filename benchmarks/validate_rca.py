@@ -44,6 +44,7 @@ from chexmask.io.read import read_image
 from chexmask.model.data import read_split
 from chexmask.quality.metrics import dice
 from chexmask.quality.rca import RCAScorer, build_atlas
+from chexmask.model.default import DEFAULT_MODEL
 
 ORGANS = ("right_lung", "left_lung", "heart")
 KINDS = ("erode_dilate", "shift", "rotate", "scale", "elastic", "mix", "other")
@@ -103,7 +104,7 @@ def true_dice(masks: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> tup
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("jsrt_dir", type=Path)
-    p.add_argument("--weights", default="hybridgnet-jsrt-256")
+    p.add_argument("--weights", default=DEFAULT_MODEL)
     p.add_argument("--config", action="append", help="EMBEDDING:METHOD (repeatable); default latent:affine+dis")
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--variants", type=int, default=14, help="perturbed mask sets per image")

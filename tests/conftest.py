@@ -76,24 +76,38 @@ def example_dir(shared_data: Path) -> Path:
     return _need(shared_data / "example")
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A randomly initialised 64-px HybridGNet saved as safetensors (fast; for pipeline tests)."""
+def _tiny_model(path: Path, organs: tuple[str, ...]) -> Path:
     import numpy as np
     import torch
 
+    from chexmask.anatomy import n_nodes
     from chexmask.model.hybridgnet import HybridGNet, ModelConfig
     from chexmask.model.weights import save_weights
 
     torch.manual_seed(0)
-    shape = np.random.default_rng(0).uniform(0.25, 0.75, (120, 2))
-    model = HybridGNet(ModelConfig(input_size=64), mean_shape=shape)
+    shape = np.random.default_rng(0).uniform(0.25, 0.75, (n_nodes(organs), 2))
+    model = HybridGNet(ModelConfig(input_size=64, organs=organs), mean_shape=shape)
     for head in (model.conv1, model.pos1, model.pos2):  # non-zero heads: samples differ, uncertainty > 0
         torch.nn.init.normal_(head.weight, std=0.01)
     torch.nn.init.constant_(model.fc_logvar.bias, -2.0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_weights(model, path, {"note": "random weights for tests"})
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A randomly initialised 64-px HybridGNet saved as safetensors (fast; for pipeline tests)."""
+    from chexmask.anatomy import ORGANS
+
+    return _tiny_model(tmp_path_factory.mktemp("weights") / "tiny.safetensors", ORGANS)
+
+
+@pytest.fixture(scope="session")
+def tiny_clavicle_weights(tmp_path_factory) -> Path:
+    """As ``tiny_weights``, for a model that also predicts the clavicles (166 nodes)."""
+    from chexmask.anatomy import ALL_ORGANS
+
+    return _tiny_model(tmp_path_factory.mktemp("weights") / "tiny-clavicles.safetensors", ALL_ORGANS)
 
 
 @pytest.fixture(scope="session")

@@ -80,7 +80,7 @@ def test_segment_each_type_then_overlay_and_zip(client, segmenter, kind, name, e
     assert res.status_code == 200, res.text
     r = res.json()
     assert (r["kind"], r["height"], r["width"]) == (kind, 150, 120)
-    assert r["image_id"] == safe_name(name).rsplit(".", 1)[0]
+    assert r["image_id"] == safe_name(name)  # the id `chexmask segment` gives a lone file
     assert r["quality"]["flag"] in {"good", "review"} and r["uncertainty"] > 0
     assert set(r["organ_uncertainty"]) == {"right_lung", "left_lung", "heart"}
 
@@ -102,9 +102,9 @@ def test_segment_each_type_then_overlay_and_zip(client, segmenter, kind, name, e
     assert np.asarray(result["landmarks"]).shape == (120, 2) and result["id"] == r["id"]
     # Masks at the original resolution, equal to filling the row's landmarks.
     row = zf.read("chexmask.csv").decode().splitlines()
-    from chexmask.measures import MEASURE_COLUMNS
+    from chexmask.formats.records import csv_columns
 
-    assert row[0].split(",") == ["ImageID", "Landmarks", "Right Lung", "Left Lung", "Heart", "Height", "Width", "Uncertainty", *MEASURE_COLUMNS]
+    assert row[0] == ",".join(csv_columns("Image ID"))  # the row `chexmask segment` writes
     import pandas as pd
 
     table = pd.read_csv(io.BytesIO(zf.read("chexmask.csv")), dtype=str, keep_default_na=False)
@@ -190,7 +190,8 @@ def test_rca_scorer_drives_the_flag(segmenter):
 
         def score(self, image, masks, latent=None):
             self.calls.append((image.image_id, sorted(masks), latent.shape))
-            return type("Estimate", (), {"mean": self.mean, "max": self.mean + 0.05})()
+            mean, top = self.mean, self.mean + 0.05
+            return type("Estimate", (), {"mean": mean, "max": top, "columns": lambda _: {"Dice RCA (Mean)": mean, "Dice RCA (Max)": top}})()
 
     for mean, flag in [(0.9, "good"), (0.5, "review")]:
         fake = FakeRCA(mean)
@@ -198,7 +199,7 @@ def test_rca_scorer_drives_the_flag(segmenter):
         r = _post(client, "x.png", _encode(".png", _image())).json()
         assert r["quality"]["flag"] == flag and r["quality"]["basis"] == "rca"
         assert r["rca"] == {"mean": mean, "max": pytest.approx(mean + 0.05)}
-        assert fake.calls == [("x", ["heart", "left_lung", "right_lung"], segmenter.segment(_image()).latent_mu.shape)]
+        assert fake.calls == [("x.png", ["heart", "left_lung", "right_lung"], segmenter.segment(_image()).latent_mu.shape)]
     assert client.get("/api/info").json()["rca"] is True
 
 

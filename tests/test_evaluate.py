@@ -190,6 +190,37 @@ def test_cli_evaluate_candid_ptx(chexmask_csv_dir, tmp_path):
     assert (out / "figures" / "dice_boxplots.png").exists()
 
 
+def _subset_with_blank_sizes(chexmask_csv_dir, tmp_path):
+    """8 CANDID-PTX predictions and julia's rows for them with Height/Width columns added:
+    empty on rows 1-4 (the 1024 frame), 1024 on rows 5-8; row 3 says 'tall', row 6's heart
+    runs past the 1024 x 1024 frame."""
+    pred = pd.read_csv(chexmask_csv_dir / "CANDID-PTX.csv", dtype=str, keep_default_na=False).head(8)
+    ref = pd.read_csv(chexmask_csv_dir / "CANDID-PTX_julia_annotations.csv", dtype=str, keep_default_na=False)
+    ref = ref.set_index("ImageID").loc[pred["ImageID"]].reset_index()
+    ref["Height"] = ref["Width"] = ["", "", "", "", "1024", "1024", "1024", "1024"]
+    ref.loc[2, "Height"] = "tall"
+    ref.loc[5, ["Height", "Width"]] = ""
+    ref.loc[5, "Heart"] += f" {1024 * 1024 - 5} 10"
+    paths = tmp_path / "pred.csv", tmp_path / "ref.csv"
+    pred.to_csv(paths[0], index=False)
+    ref.to_csv(paths[1], index=False)
+    return paths, ref["ImageID"]
+
+
+def test_evaluate_reads_empty_sizes_and_records_bad_rows(chexmask_csv_dir, tmp_path):
+    (pred, ref), ids = _subset_with_blank_sizes(chexmask_csv_dir, tmp_path)
+    with pytest.warns(UserWarning, match=r"ref.csv: 4 rows \(1, 2, 4, 6\) have empty Height and Width"):
+        report = evaluate(pred, [ref], tmp_path / "r", n_boot=0, figures=False)
+    dice = report.per_image[report.per_image.organ == "lungs"].set_index("image_id")["dice"]
+    assert dice.drop(ids[2]).gt(0.9).all() and np.isnan(dice[ids[2]])
+    heart = report.per_image[report.per_image.organ == "heart"].set_index("image_id")["dice"]
+    assert np.isnan(heart[ids[5]]) and heart.drop([ids[2], ids[5]]).gt(0.8).all()
+    errors = report.errors.set_index("image_id")["error"]
+    assert len(errors) == 2
+    assert "ref.csv row 3: image size column Height is not a positive integer: 'tall'" in errors[ids[2]]
+    assert "ref.csv row 6 column 'Heart'" in errors[ids[5]] and "beyond 1024x1024" in errors[ids[5]]
+
+
 def test_cli_evaluate_missing_file_exits_1(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "nope.csv"), str(tmp_path / "ref.csv"), "-o", str(tmp_path / "r")])
     assert result.exit_code == 1

@@ -201,7 +201,8 @@ def test_round_trip_preserves_landmarks_and_refills_masks(table, tmp_path):
     export.write_text(json.dumps(ls_export(tasks, edit)))
     out = import_corrections(export, tmp_path / "corrected.csv")
     back = read_table(tmp_path / "corrected.csv")
-    assert list(back.columns) == ["ImageID", "Dataset", "Landmarks", "Right Lung", "Left Lung", "Heart"]
+    assert list(back.columns) == ["ImageID", "Dataset", "Landmarks", "Right Lung", "Left Lung", "Heart", "Height", "Width"]
+    assert back[["Height", "Width"]].values.tolist() == [[300, 250], [256, 320], [200, 200]]
     pd.testing.assert_frame_equal(back, out)
     for i, row in df.iterrows():
         want = parse_landmarks(row["Landmarks"])
@@ -339,6 +340,75 @@ def test_cli_export_and_import(table, tmp_path):
     res = runner.invoke(app, ["import", "labelstudio", str(tmp_path / "none.json"), "-o", str(out)])
     assert res.exit_code == 1
     assert "none.json: cannot read as JSON" in res.stderr
+
+
+@pytest.fixture
+def odd_frames(example_dir, tmp_path):
+    """The 786 x 899 example image with its reference landmarks, and a 2000 x 1500 one."""
+    import cv2
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "utils_example1.jpg").write_bytes((example_dir / "utils_example1.jpg").read_bytes())
+    cv2.imwrite(str(images / "wide.png"), np.zeros((1500, 2000), np.uint8))
+    example = np.concatenate([np.loadtxt(example_dir / f"{k}_landmarks.txt") for k in ("RL", "LL", "H")])
+    rows = []
+    for name, points, (h, w) in [("utils_example1.jpg", example, (899, 786)), ("wide.png", np.rint(_contours(1500, 2000)), (1500, 2000))]:
+        masks = landmarks_to_masks(points, h, w)
+        rows.append({"ImageID": name, "Landmarks": format_landmarks(points),
+                     **{c: encode_rle(masks[o]) for o, c in (("left_lung", "Left Lung"), ("right_lung", "Right Lung"), ("heart", "Heart"))},
+                     "Height": h, "Width": w})
+    path = tmp_path / "predicted.csv"
+    write_table(pd.DataFrame(rows), path)
+    return path, images
+
+
+def test_cli_round_trip_keeps_the_frame_for_any_image_size(odd_frames, tmp_path):
+    """export -> review -> import -> masks / evaluate at 786 x 899 and 2000 x 1500."""
+    import cv2
+
+    path, images = odd_frames
+    runner = CliRunner()
+    tasks, corrected = tmp_path / "tasks.json", tmp_path / "corrected.csv"
+    assert runner.invoke(app, ["export", "labelstudio", str(path), str(images), "-o", str(tasks)]).exit_code == 0
+    (tmp_path / "project.json").write_text(json.dumps(ls_export(json.loads(tasks.read_text()))))
+    res = runner.invoke(app, ["import", "labelstudio", str(tmp_path / "project.json"), "-o", str(corrected)])
+    assert res.exit_code == 0, res.output
+    back = read_table(corrected)
+    assert list(back.columns) == ["ImageID", "Dataset", "Landmarks", "Right Lung", "Left Lung", "Heart", "Height", "Width"]
+    assert back[["Height", "Width"]].values.tolist() == [[899, 786], [1500, 2000]]
+
+    res = runner.invoke(app, ["masks", str(corrected), "-o", str(tmp_path / "m"), "--no-progress", "-j", "1"])
+    assert res.exit_code == 0, res.output
+    original = read_table(path)
+    for i, name in enumerate(["utils_example1", "wide"]):
+        png = cv2.imread(str(tmp_path / "m" / "heart" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(png, decode_rle(original.loc[i, "Heart"], *original.loc[i, ["Height", "Width"]]))
+
+    res = runner.invoke(app, ["evaluate", str(path), str(corrected), "-o", str(tmp_path / "r"), "--bootstrap", "0", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    summary = pd.read_csv(tmp_path / "r" / "summary.csv")
+    dice = summary[(summary.metric == "dice") & (summary.organ == "lungs")].iloc[0]
+    assert dice["n"] == 2 and dice["mean"] == 1.0
+
+
+def test_cli_commands_fail_on_zero_matched_rows(odd_frames, tmp_path):
+    path, _ = odd_frames
+    other = read_table(path).assign(ImageID=["x.png", "y.png"])
+    write_table(other, tmp_path / "other.csv")
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", str(path), str(tmp_path / "other.csv"), "-o", str(tmp_path / "r"), "--bootstrap", "0", "--no-figures"])
+    assert res.exit_code == 1
+    assert "predicted vs other: no image was compared" in res.stderr
+    (tmp_path / "ids.txt").write_text("nothing.png\n")
+    res = runner.invoke(app, ["masks", str(path), "-o", str(tmp_path / "m"), "--ids", str(tmp_path / "ids.txt"), "--no-progress", "-j", "1"])
+    assert res.exit_code == 1
+    assert "no row of" in res.stderr and "matched" in res.stderr
+    export_tasks(path, odd_frames[1], tmp_path / "tasks.json")
+    (tmp_path / "project.json").write_text(json.dumps(ls_export(json.loads((tmp_path / "tasks.json").read_text()))))
+    res = runner.invoke(app, ["import", "labelstudio", str(tmp_path / "project.json"), "-o", str(tmp_path / "c.csv"), "--annotator", "nobody"])
+    assert res.exit_code == 1
+    assert "has a usable (not cancelled) annotation by 'nobody'" in res.stderr
 
 
 def test_config_and_predictions_pass_label_studio_sdk(table, tmp_path):

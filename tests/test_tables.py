@@ -143,9 +143,53 @@ def test_read_missing_columns(tmp_path):
         read_table(tmp_path / "t.csv")
 
 
-def test_read_bad_integer_names_row(tmp_path):
+def test_read_bad_integer_names_row_and_id(tmp_path):
     write_table(_toy(Height=[3, "tall"]), tmp_path / "t.csv")
-    with pytest.raises(InputError, match=r"t.csv row 2, column Height: not an integer: 'tall'"):
+    message = r"t.csv row 2 \(dicom_id 'b'\): image size column Height is not a positive integer: 'tall'"
+    with pytest.raises(InputError, match=message):
+        read_table(tmp_path / "t.csv")
+    write_table(_toy(Width=[0, 4]), tmp_path / "t.csv")
+    with pytest.raises(InputError, match=r"row 1 \(dicom_id '000123'\): image size column Width is not a positive"):
+        read_table(tmp_path / "t.csv")
+
+
+def test_read_keep_bad_values_keeps_the_row_for_its_consumer(tmp_path):
+    write_table(_toy(Height=[3, "tall"]), tmp_path / "t.csv")
+    df = read_table(tmp_path / "t.csv", bad_values="keep")
+    assert df["Height"].tolist() == [3, "tall"] and df["Width"].tolist() == [4, "4"]  # the bad row as read
+    with pytest.raises(ValueError, match="bad_values must be 'raise' or 'keep', got 'skip'"):
+        read_table(tmp_path / "t.csv", bad_values="skip")
+
+
+def _published_with_blank_sizes(chexmask_csv_dir, tmp_path, suffix):
+    """Real ChestX-ray8 rows, Height and Width emptied on rows 2 and 4 (1-based)."""
+    df = pd.read_csv(chexmask_csv_dir / "ChestX-Ray8.csv", dtype=str, keep_default_na=False).head(6)
+    df.loc[[1, 3], ["Height", "Width"]] = ""
+    path = tmp_path / f"blank{suffix}"
+    if suffix == ".csv":
+        df.to_csv(path, index=False, lineterminator="\n")
+    else:  # Parquet nulls, as convert writes empty numbers
+        sizes = {c: pd.array([None if v == "" else int(v) for v in df[c]], dtype="Int64") for c in ("Height", "Width")}
+        df.assign(**sizes).to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_read_empty_sizes_mean_the_1024_frame_with_one_warning(chexmask_csv_dir, tmp_path, suffix):
+    path = _published_with_blank_sizes(chexmask_csv_dir, tmp_path, suffix)
+    with pytest.warns(UserWarning, match=r"2 rows \(2, 4\) have empty Height and Width; .*1024 x 1024") as caught:
+        df = read_table(path)
+    assert len(caught) == 1
+    assert df["Height"].dtype == np.int64 and df["Height"].tolist() == [1024] * 6
+    assert df["Width"].tolist() == [1024] * 6
+
+
+def test_read_one_empty_size_is_a_bad_row(chexmask_csv_dir, tmp_path):
+    df = pd.read_csv(chexmask_csv_dir / "ChestX-Ray8.csv", dtype=str, keep_default_na=False).head(3)
+    df.loc[2, "Width"] = ""
+    df.to_csv(tmp_path / "t.csv", index=False)
+    image_id = df.loc[2, "Image Index"]
+    with pytest.raises(InputError, match=rf"t.csv row 3 \(Image Index '{image_id}'\): image size column Width is missing"):
         read_table(tmp_path / "t.csv")
 
 

@@ -145,12 +145,11 @@ def create_app(
         from chexmask.io.read import read_image
         from chexmask.measures import measure_record
 
-        stem = name.rsplit(".", 1)[0] if "." in name else name
         with tempfile.TemporaryDirectory(prefix="chexmask-upload-") as tmp:
             path = Path(tmp) / name
             path.write_bytes(data)
             image = read_image(path)
-        image = dataclasses.replace(image, path=name, image_id=stem)
+        image = dataclasses.replace(image, path=name, image_id=name)  # the id segment gives a lone file
         start = time.perf_counter()
         with model_lock:
             seg = segmenter.segment(image)
@@ -175,7 +174,8 @@ def create_app(
             "download": f"/api/results/{rid}/download.zip",
         }
         png = overlay(image.pixels, seg, masks)
-        stored = {"overlay": png, "zip": bundle(seg, masks, summary, png), "image_id": seg.image_id}
+        stored = {"overlay": png, "zip": bundle(seg, masks, summary, png, None if estimate is None else estimate.columns()),
+                  "image_id": seg.image_id}
         with results_lock:
             results[rid] = stored
             while len(results) > keep:
@@ -198,7 +198,7 @@ def create_app(
         stored = _result(rid)
         if stored is None:
             return _error(404, f"no result {rid!r} (results are kept for the last {keep} uploads)")
-        filename = f"{safe_name(stored['image_id'])}_chexmask.zip"
+        filename = f"{safe_name(Path(stored['image_id']).stem)}_chexmask.zip"
         return Response(stored["zip"], media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 

@@ -118,6 +118,10 @@ def masks_cmd(
     if summary.failed:
         typer.echo(f"error: {summary.failed} rows skipped; see {summary.errors_path}", err=True)
         raise typer.Exit(1)
+    if not summary.written:
+        selected = "matched --ids/--min-rca" if ids is not None or min_rca is not None else "was found"
+        typer.echo(f"error: no row of {table} {selected}; nothing written", err=True)
+        raise typer.Exit(1)
 
 
 def convert_cmd(

@@ -7,6 +7,7 @@ import typer
 import chexmask
 from chexmask.cli._errors import exit_on
 from chexmask.cli._threads import set_threads
+from chexmask.model.default import DEFAULT_MODEL
 
 experiment_app = typer.Typer(help="Uncertainty experiments: corruption and out-of-distribution.", no_args_is_help=True)
 
@@ -20,7 +21,7 @@ def rca(
     id_column: str = typer.Option(None, "--id-column", help="Image id column of the table [default: detected]."),
     k: int = typer.Option(5, "--k", help="References per image."),
     embedding: str = typer.Option("latent", help="How references are chosen: latent (model) or image (thumbnail)."),
-    weights: str = typer.Option("hybridgnet-jsrt-256", help="Model for --embedding latent: shipped name or .safetensors."),
+    weights: str = typer.Option(DEFAULT_MODEL, help="Model for --embedding latent: shipped name or .safetensors."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
     save_atlas: str = typer.Option(None, "--save-atlas", help="Also save the atlas to this .npz for later runs."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -38,7 +39,7 @@ def rca(
 
 def validate(
     jsrt_dir: str = typer.Argument(..., help="JSRT-layout folder with images/, landmarks/, scr_masks/, splits/."),
-    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     split: str = typer.Option("test", help="Split to score: train, val or test."),
     out: str = typer.Option(None, "--out", "-o", help="Write per-image scores to this CSV."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
@@ -72,6 +73,10 @@ def evaluate_cmd(
     typer.echo((report.out_dir / "summary.md").read_text(encoding="utf-8"))
     if len(report.errors):
         typer.echo(f"{len(report.errors)} problems recorded in {report.out_dir / 'errors.csv'}", err=True)
+    for name, why in report.unscored.items():
+        typer.echo(f"error: {name}: no image was compared: {why}", err=True)
+    if report.unscored:
+        raise typer.Exit(1)
 
 
 @experiment_app.command("corruption")
@@ -81,7 +86,7 @@ def experiment_corruption(
     landmarks: str = typer.Option(None, "--landmarks", help="Folder of <image id>.npz reference landmarks (JSRT layout) for the error columns [default with --split: IMAGES/landmarks]."),
     split: str = typer.Option(None, help="For a JSRT-layout folder in IMAGES: only this split (train, val, test)."),
     limit: int = typer.Option(None, help="Use the first N images only."),
-    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     samples: int = typer.Option(20, help="Latent samples per image for the predictive uncertainty."),
     noise: str = typer.Option("15,30,60,120", help="Gaussian noise std levels (grey levels), comma-separated."),
     sizes: str = typer.Option("0.15,0.3,0.45", help="Occluding block sides (fraction of the shorter side), comma-separated."),
@@ -114,7 +119,7 @@ def experiment_ood(
     non_chest: bool = typer.Option(True, "--non-chest/--no-non-chest", help="Add scikit-image sample images and pydicom's example CT/MR slices."),
     max_synthetic: int = typer.Option(20, help="IN images each synthetic set is made from."),
     save_images: bool = typer.Option(False, "--save-images", help="Also write the generated OOD images under OUT/images/."),
-    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     samples: int = typer.Option(20, help="Latent samples per image for the predictive uncertainty."),
     seed: int = typer.Option(0, help="Seed of the crops and of the latent samples."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),

@@ -8,6 +8,7 @@ from chexmask.quality.flags import DEFAULT_THRESHOLD_PX
 
 import chexmask
 from chexmask.cli._errors import exit_on
+from chexmask.model.default import DEFAULT_MODEL
 
 export_app = typer.Typer(help="Export predictions for review in other tools.", no_args_is_help=True)
 import_app = typer.Typer(help="Import reviewed annotations as CheXmask tables.", no_args_is_help=True)
@@ -43,6 +44,10 @@ def import_labelstudio(
     with exit_on(chexmask.ChexmaskError):
         df = import_corrections(export, out, annotator=annotator, dataset=dataset)
     typer.echo(f"{len(df)} corrected images written to {out}")
+    if df.empty:
+        who = f" by {annotator!r}" if annotator is not None else ""
+        typer.echo(f"error: no task of {export} has a usable (not cancelled) annotation{who}", err=True)
+        raise typer.Exit(1)
 
 
 def _missing_app_extra(exc: ImportError) -> str:
@@ -52,7 +57,7 @@ def _missing_app_extra(exc: ImportError) -> str:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless --allow-remote)."),
     port: int = typer.Option(8000, help="TCP port."),
-    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
     uncertainty: int = typer.Option(20, help="Latent samples per image for node uncertainty (0 = off)."),
     max_mb: float = typer.Option(32.0, help="Largest upload, in MiB."),
@@ -60,6 +65,7 @@ def serve(
     flag_threshold: float = typer.Option(DEFAULT_THRESHOLD_PX, help="Mean node uncertainty (px, 1024 frame) above which a result is flagged for review (with --atlas, also RCA < 0.7)."),
     atlas: str = typer.Option(None, help="RCA atlas (.npz or JSRT folder): flag results by estimated Dice instead of uncertainty."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host (the demo has no authentication)."),
+    clavicles: bool = typer.Option(False, "--clavicles", help="Also draw and download the clavicles (a model that predicts them)."),
 ) -> None:
     """Start the web demo: upload an X-ray, see lungs and heart with uncertainty, download the result."""
     import ipaddress
@@ -80,7 +86,7 @@ def serve(
     from chexmask.inference.segmenter import Segmenter
 
     with exit_on(chexmask.ChexmaskError):
-        segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, batch_size=1)
+        segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, batch_size=1, clavicles=clavicles)
     scorer = None
     if atlas:
         with exit_on(chexmask.ChexmaskError, ImportError, OSError, message=lambda exc: f"--atlas {atlas}: {exc}"):

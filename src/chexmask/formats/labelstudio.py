@@ -4,7 +4,9 @@ Export writes one Label Studio task per table row, with the 120 predicted nodes 
 three polygon predictions (right lung 44, left lung 50, heart 26 vertices, in node
 order) and a prediction score so reviewers can sort the worst first; import reads a
 project exported in Label Studio's JSON format and writes a physician-style table
-(``ImageID, Dataset, Landmarks, Right Lung, Left Lung, Heart``) in the original frame.
+(``ImageID, Dataset, Landmarks, Right Lung, Left Lung, Heart, Height, Width``) in the
+original frame; ``Height`` and ``Width`` say which frame, so every reader decodes the
+masks at the image's own size.
 
 Why polygons, not 120 keypoints: a polygon keeps its vertices in order, so node
 identity survives the round trip without relying on region ids or region order; a
@@ -391,10 +393,11 @@ def import_corrections(
     Returns
     -------
     pandas.DataFrame
-        Columns ``ImageID, Dataset, Landmarks, Right Lung, Left Lung, Heart``.
-        Landmarks are written to 2 decimals in the original frame; masks are the RLE
-        of :func:`chexmask.masks.fill.landmarks_to_masks` applied to the written
-        landmarks at the original size, so refilling a row reproduces its masks.
+        Columns ``ImageID, Dataset, Landmarks, Right Lung, Left Lung, Heart, Height,
+        Width``. Landmarks are written to 2 decimals in the original frame; masks are
+        the RLE of :func:`chexmask.masks.fill.landmarks_to_masks` applied to the
+        written landmarks at the original size (``Height`` x ``Width``, on every row),
+        so refilling a row reproduces its masks.
     """
     from chexmask.formats.tables import write_table
     from chexmask.masks.fill import landmarks_to_masks
@@ -408,8 +411,9 @@ def import_corrections(
         row = {"ImageID": item["image_id"], "Dataset": dataset if dataset is not None else item["dataset"],
                "Landmarks": text}
         row.update({MASK_COLUMNS[o]: encode_rle(masks[o]) for o in ORGANS})
+        row.update(Height=item["height"], Width=item["width"])
         rows.append(row)
-    df = pd.DataFrame(rows, columns=PHYSICIAN_COLUMNS)
+    df = pd.DataFrame(rows, columns=[*PHYSICIAN_COLUMNS, "Height", "Width"]).astype({"Height": "int64", "Width": "int64"})
     if out is not None:
         write_table(df, out)
     return df

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from chexmask._errors import ChexmaskError
+from chexmask.anatomy import N_NODES
 from chexmask.formats.landmarks import format_landmarks
 from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
 from chexmask.masks.rle import encode_rle
@@ -39,6 +40,7 @@ from chexmask.quality.flags import quality_flag
 __all__ = [
     "SUMMARY_COLUMNS",
     "FLAG_COLUMNS",
+    "CLAVICLE_COLUMNS",
     "RCA_ORGAN_COLUMNS",
     "ARRAY_COLUMNS",
     "MODEL_COLUMNS",
@@ -69,11 +71,16 @@ SUMMARY_COLUMNS: list[str] = [
 #: :func:`chexmask.quality.flags.quality_flag`: mean node uncertainty and, with
 #: ``--rca``, ``Dice RCA (Mean)`` against their thresholds).
 FLAG_COLUMNS: list[str] = ["Quality Flag"]
+#: Columns of both outputs with ``--clavicles`` (a model that predicts them):
+#: ``Clavicle Landmarks`` holds the 46 clavicle nodes (right 23, then left 23) as the flat
+#: ``x1,y1,...`` string of ``Landmarks``, which keeps the 120 CheXmask nodes; the masks
+#: are run-length encoded as the others.
+CLAVICLE_COLUMNS: list[str] = ["Clavicle Landmarks", "Right Clavicle", "Left Clavicle"]
 #: Per-organ RCA scores of the Parquet output (filled by ``--rca``).
 RCA_ORGAN_COLUMNS: list[str] = ["Dice RCA Lungs (Mean)", "Dice RCA Lungs (Max)", "Dice RCA Heart (Mean)", "Dice RCA Heart (Max)"]
 #: Per-image arrays of the Parquet output (float32 lists). ``Node Mean``/``Node Std``:
 #: mean and std of the decoded latent samples, flat ``x1, y1, x2, y2, ...`` over the
-#: 120 nodes, original pixels (null without sampling). ``Latent Mu``/``Latent Sigma
+#: 120 nodes (166 with ``--clavicles``), original pixels (null without sampling). ``Latent Mu``/``Latent Sigma
 #: Vector``: the encoder's posterior (used by RCA to pick references).
 ARRAY_COLUMNS: list[str] = ["Node Mean", "Node Std", "Latent Mu", "Latent Sigma Vector"]
 #: Provenance columns of the Parquet output: weights name and SHA256.
@@ -94,14 +101,14 @@ _ORGAN_UNCERTAINTY = {
 }
 
 
-def csv_columns(id_column: str) -> list[str]:
-    """Columns of the CSV output, in order: id, CheXmask columns, uncertainty summary."""
-    return [id_column, *CHEXMASK_COLUMNS, *SUMMARY_COLUMNS, *FLAG_COLUMNS, *MEASURE_COLUMNS]
+def csv_columns(id_column: str, clavicles: bool = False) -> list[str]:
+    """Columns of the CSV output, in order: id, CheXmask columns, uncertainty summary, flag (then the clavicles)."""
+    return [id_column, *CHEXMASK_COLUMNS, *SUMMARY_COLUMNS, *FLAG_COLUMNS, *MEASURE_COLUMNS, *(CLAVICLE_COLUMNS if clavicles else [])]
 
 
-def parquet_columns(id_column: str) -> list[str]:
+def parquet_columns(id_column: str, clavicles: bool = False) -> list[str]:
     """Columns of the Parquet output: the CSV columns, then per-organ RCA, the arrays and the model."""
-    return [*csv_columns(id_column), *RCA_ORGAN_COLUMNS, *ARRAY_COLUMNS, *MODEL_COLUMNS]
+    return [*csv_columns(id_column, clavicles), *RCA_ORGAN_COLUMNS, *ARRAY_COLUMNS, *MODEL_COLUMNS]
 
 
 def segmentation_record(
@@ -142,7 +149,7 @@ def segmentation_record(
         id_column: segmentation.image_id,
         "Dice RCA (Mean)": _round_rca(rca, "Dice RCA (Mean)"),
         "Dice RCA (Max)": _round_rca(rca, "Dice RCA (Max)"),
-        "Landmarks": format_landmarks(segmentation.landmarks_int),
+        "Landmarks": format_landmarks(segmentation.landmarks_int[:N_NODES]),
     }
     for organ in ("left_lung", "right_lung", "heart"):  # published column order
         row[MASK_COLUMNS[organ]] = encode_rle(masks[organ])
@@ -155,6 +162,10 @@ def segmentation_record(
     row["Latent Sigma"] = _round(float(np.mean(segmentation.latent_sigma)))
     row["Quality Flag"] = quality_flag(segmentation, row["Dice RCA (Mean)"]).flag
     row.update(measure_record(masks, pixel_spacing))
+    if "right_clavicle" in masks:
+        row["Clavicle Landmarks"] = format_landmarks(segmentation.landmarks_int[N_NODES:])
+        row["Right Clavicle"] = encode_rle(masks["right_clavicle"])
+        row["Left Clavicle"] = encode_rle(masks["left_clavicle"])
     for column in RCA_ORGAN_COLUMNS:
         row[column] = _round_rca(rca, column)
     row["Node Mean"] = _flat(segmentation.node_mean)
@@ -181,17 +192,17 @@ def _flat(values: np.ndarray | None) -> np.ndarray | None:
     return None if values is None else np.asarray(values, dtype=np.float32).reshape(-1)
 
 
-def part_schema(id_column: str):
+def part_schema(id_column: str, clavicles: bool = False):
     """Arrow schema of the pipeline's part files: every output column plus :data:`PRIVATE_COLUMNS`."""
     import pyarrow as pa
 
-    types = {c: pa.string() for c in ("Landmarks", "Left Lung", "Right Lung", "Heart")}
+    types = {c: pa.string() for c in ("Landmarks", "Left Lung", "Right Lung", "Heart", *CLAVICLE_COLUMNS)}
     types.update({"Dice RCA (Mean)": pa.float64(), "Dice RCA (Max)": pa.float64(), "Height": pa.int64(), "Width": pa.int64()})
     types.update({c: pa.float64() for c in SUMMARY_COLUMNS + RCA_ORGAN_COLUMNS})
     types.update({c: pa.string() for c in FLAG_COLUMNS})
     types.update(arrow_types())
     types.update({c: pa.list_(pa.float32()) for c in ARRAY_COLUMNS})
-    fields = [(id_column, pa.string())] + [(c, types[c]) for c in parquet_columns(id_column)[1:-2]]
+    fields = [(id_column, pa.string())] + [(c, types[c]) for c in parquet_columns(id_column, clavicles)[1:-2]]
     fields += [("_index", pa.int64()), ("_path", pa.string()), ("_error", pa.string()), ("_reason", pa.string())]
     return pa.schema(fields)
 
@@ -224,7 +235,7 @@ class TableWriter:
     row group per :meth:`write`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], kind: str, id_column: str, model: tuple[str, str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], kind: str, id_column: str, model: tuple[str, str], clavicles: bool = False) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -232,13 +243,13 @@ class TableWriter:
             raise ValueError(f"kind must be 'csv' or 'parquet', got {kind!r}")
         self.kind, self.model = kind, model
         if kind == "csv":
-            self.columns = csv_columns(id_column)
+            self.columns = csv_columns(id_column, clavicles)
             self._fh = open(path, "w", newline="", encoding="utf-8")
             self._csv = csv.writer(self._fh, lineterminator="\n")
             self._csv.writerow(self.columns)
         else:
-            self.columns = parquet_columns(id_column)[:-2]
-            schema = part_schema(id_column)
+            self.columns = parquet_columns(id_column, clavicles)[:-2]
+            schema = part_schema(id_column, clavicles)
             fields = [schema.field(c) for c in self.columns] + [pa.field(c, pa.string()) for c in MODEL_COLUMNS]
             self._pq = pq.ParquetWriter(path, pa.schema(fields))
 
@@ -282,11 +293,12 @@ class PartStore:
     """The pipeline's ``<OUT>.parts/`` folder: a manifest and one Parquet file per finished chunk.
 
     ``fingerprint`` identifies the run; a folder holding another run's manifest is refused.
+    ``clavicles`` adds :data:`CLAVICLE_COLUMNS`.
     """
 
-    def __init__(self, folder: Path, fingerprint: dict, id_column: str) -> None:
-        self.dir, self.fingerprint, self.id_column = folder, fingerprint, id_column
-        self.schema = part_schema(id_column)
+    def __init__(self, folder: Path, fingerprint: dict, id_column: str, clavicles: bool = False) -> None:
+        self.dir, self.fingerprint, self.id_column, self.clavicles = folder, fingerprint, id_column, clavicles
+        self.schema = part_schema(id_column, clavicles)
 
     def open(self) -> set[int]:
         """Create or check the folder; return the chunks already written."""
@@ -337,7 +349,7 @@ def assemble(parts: PartStore, n_chunks: int, output: Path, model: tuple[str, st
 
     def write(tmp: Path) -> None:
         nonlocal n_ok
-        writer = TableWriter(tmp, output.suffix.lower()[1:], parts.id_column, model)
+        writer = TableWriter(tmp, output.suffix.lower()[1:], parts.id_column, model, parts.clavicles)
         try:
             for chunk in range(n_chunks):
                 table = parts.read(chunk)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -24,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from chexmask._errors import InputError
-from chexmask.formats.tables import MASK_COLUMNS, id_column
+from chexmask.formats.tables import MASK_COLUMNS, PHYSICIAN_SIZE, id_column, mask_size
 from chexmask.masks.rle import decode_rle
 
+# PHYSICIAN_SIZE and mask_size live in chexmask.formats.tables; they are listed here
+# too because the row readers below are where most callers meet them.
 __all__ = [
     "DEFAULT_CHUNKSIZE",
     "RCA_COLUMN",
@@ -47,8 +48,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNKSIZE: int = 1000
 #: The quality column ``min_rca`` filters on.
 RCA_COLUMN: str = "Dice RCA (Mean)"
-#: (height, width) of masks in tables without Height/Width (physician-corrected ones).
-PHYSICIAN_SIZE: tuple[int, int] = (1024, 1024)
 
 _FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
 _INT_COLUMNS = ("Height", "Width")
@@ -276,53 +275,6 @@ def iter_chunks(
         raise
     except Exception as err:  # a corrupt file surfaces mid-stream as a parser error
         raise InputError(source, f"cannot read: {type(err).__name__}: {err}") from err
-
-
-def mask_size(row: Mapping[str, object], *, source: str = "row") -> tuple[int, int]:
-    """The ``(height, width)`` a row's masks were encoded over.
-
-    Parameters
-    ----------
-    row : mapping
-        A table row (column -> value).
-    source : str, optional
-        What the row is, for the error message (``"table.csv row 12"``).
-
-    Returns
-    -------
-    (int, int)
-        ``Height`` and ``Width``; :data:`PHYSICIAN_SIZE` (1024, 1024) when the
-        table has neither column, as physician-corrected tables do.
-
-    Raises
-    ------
-    InputError
-        If only one of the columns exists, or a value is missing, not an integer
-        or below 1.
-
-    Examples
-    --------
-    >>> mask_size({"Height": "2048", "Width": 1536})
-    (2048, 1536)
-    >>> mask_size({"ImageID": "x"})
-    (1024, 1024)
-    """
-    if "Height" not in row and "Width" not in row:
-        return PHYSICIAN_SIZE
-    size = []
-    for column in _INT_COLUMNS:
-        value = row.get(column)
-        try:
-            number = float(value)  # type: ignore[arg-type]
-            if not number.is_integer() or number < 1:
-                raise ValueError
-        except (TypeError, ValueError, OverflowError):
-            reason = "missing" if value is None or value is pd.NA or value == "" or (
-                isinstance(value, float) and math.isnan(value)
-            ) else f"not a positive integer: {value!r}"
-            raise InputError(source, f"image size column {column} is {reason}") from None
-        size.append(int(number))
-    return size[0], size[1]
 
 
 def decode_masks(

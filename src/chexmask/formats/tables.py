@@ -3,7 +3,9 @@
 A CheXmask table has one row per image: the source dataset's image id column, then
 ``CHEXMASK_COLUMNS`` (RCA quality scores, landmarks, run-length masks, original
 image size). Physician-corrected tables have ``PHYSICIAN_COLUMNS`` instead (no RCA
-and no size: their masks are 1024 x 1024). Columns are kept in the file's order and
+and no size: their masks are 1024 x 1024, :data:`PHYSICIAN_SIZE`); a row whose
+``Height`` and ``Width`` are both empty is in that frame too (some released physician
+subsets have such rows). Columns are kept in the file's order and
 values are kept exactly, so reading then writing a published CSV reproduces its
 bytes, and CSV -> Parquet -> CSV does too.
 """
@@ -14,6 +16,8 @@ import difflib
 import math
 import os
 import re
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +30,9 @@ __all__ = [
     "ID_COLUMNS",
     "MASK_COLUMNS",
     "REQUIRED_COLUMNS",
+    "PHYSICIAN_SIZE",
     "id_column",
+    "mask_size",
     "read_table",
     "write_table",
 ]
@@ -71,6 +77,9 @@ MASK_COLUMNS: dict[str, str] = {
     "left_lung": "Left Lung",
     "heart": "Heart",
 }
+#: (height, width) of masks in tables without Height/Width (physician-corrected ones)
+#: and of rows whose Height and Width are both empty: the preprocessed 1024 frame.
+PHYSICIAN_SIZE: tuple[int, int] = (1024, 1024)
 #: Columns every table must have besides its id column.
 REQUIRED_COLUMNS: tuple[str, ...] = ("Landmarks", "Right Lung", "Left Lung", "Heart")
 
@@ -169,28 +178,100 @@ def _as_float(values: pd.Series, source: str, column: str) -> list[float]:
     return out
 
 
-def _as_int(values: pd.Series, source: str, column: str) -> list[int]:
-    out = []
-    for i, v in enumerate(values.tolist()):
+def _is_blank(value: object) -> bool:
+    return _is_missing(value) or (isinstance(value, str) and not value.strip())
+
+
+def mask_size(row: Mapping[str, object], *, source: str = "row") -> tuple[int, int]:
+    """The ``(height, width)`` a row's masks were encoded over.
+
+    Parameters
+    ----------
+    row : mapping
+        A table row (column -> value).
+    source : str, optional
+        What the row is, for the error message (``"table.csv row 12"``).
+
+    Returns
+    -------
+    (int, int)
+        ``Height`` and ``Width``; :data:`PHYSICIAN_SIZE` (1024, 1024) when the row
+        has neither (physician-corrected tables have no such columns; some released
+        subsets leave both empty on rows whose masks are in the 1024 frame).
+
+    Raises
+    ------
+    InputError
+        If only one of the two is given, or a value is not an integer or below 1.
+
+    Examples
+    --------
+    >>> mask_size({"Height": "2048", "Width": 1536})
+    (2048, 1536)
+    >>> mask_size({"ImageID": "x"}), mask_size({"Height": "", "Width": None})
+    ((1024, 1024), (1024, 1024))
+    """
+    if all(_is_blank(row.get(column)) for column in _INT_COLUMNS):
+        return PHYSICIAN_SIZE
+    size = []
+    for column in _INT_COLUMNS:
+        value = row.get(column)
         try:
-            f = float(v)
-            if not f.is_integer():
+            number = float(value)  # type: ignore[arg-type]
+            if not number.is_integer() or number < 1:
                 raise ValueError
         except (TypeError, ValueError, OverflowError):
-            raise InputError(
-                f"{source} row {i + 1}, column {column}", f"not an integer: {v!r}"
-            ) from None
-        out.append(int(f))
-    return out
+            reason = "missing" if _is_blank(value) else f"not a positive integer: {value!r}"
+            raise InputError(source, f"image size column {column} is {reason}") from None
+        size.append(int(number))
+    return size[0], size[1]
 
 
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+def _read_sizes(df: pd.DataFrame, source: str, ident: str, keep_bad: bool) -> None:
+    """Height/Width -> int64 in place; both empty is the 1024 frame (one warning)."""
+    columns = [c for c in _INT_COLUMNS if c in df.columns]
+    if not columns:
+        return
+    raw = {c: df[c].tolist() for c in columns}
+    ids = df[ident].tolist()
+    parsed: dict[str, list[object]] = {c: [] for c in columns}
+    blank, bad = [], False
+    for i in range(len(df)):
+        values = {c: raw[c][i] for c in columns}
+        try:
+            size = dict(zip(_INT_COLUMNS, mask_size(values, source=f"{source} row {i + 1} ({ident} {ids[i]!r})")))
+        except InputError:
+            if not keep_bad:
+                raise
+            size, bad = values, True  # kept as read: the row's consumer records it
+        if all(_is_blank(v) for v in values.values()):
+            blank.append(i + 1)
+        for c in columns:
+            parsed[c].append(size[c])
+    for c in columns:
+        df[c] = pd.Series(parsed[c], index=df.index, dtype=object if bad else "int64")
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        warnings.warn(
+            f"{source}: {len(blank)} rows ({shown}) have empty Height and Width; their masks "
+            f"are read in the {PHYSICIAN_SIZE[0]} x {PHYSICIAN_SIZE[1]} frame of the preprocessed images",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def read_table(path: str | os.PathLike[str], *, bad_values: str = "raise") -> pd.DataFrame:
     """Read a CheXmask or physician table from CSV or Parquet.
 
     Parameters
     ----------
     path : str or path-like
         A ``.csv``, ``.csv.gz`` or ``.parquet`` file.
+    bad_values : {"raise", "keep"}, optional
+        What a bad ``Height``/``Width`` value does (see :func:`mask_size`): raise, or
+        stay in the table as read (both columns are then object dtype) for a consumer
+        that records bad rows one by one, as :func:`chexmask.quality.evaluate.evaluate`
+        does.
 
     Returns
     -------
@@ -206,7 +287,16 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     InputError
         If the file is missing or unreadable, its format is unknown, it lacks the id
         column or any of :data:`REQUIRED_COLUMNS`, or a number column holds a bad
-        value. The message names the file (and row, 1-based, and column).
+        value. The message names the file (and row, 1-based, the row's id and column).
+    ValueError
+        If ``bad_values`` is not ``"raise"`` or ``"keep"``.
+
+    Warns
+    -----
+    UserWarning
+        Once per table with rows whose ``Height`` and ``Width`` are both empty: they
+        read as :data:`PHYSICIAN_SIZE`, and their RLE runs are later checked against
+        that frame when decoded.
 
     Notes
     -----
@@ -214,6 +304,8 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     with Python's correctly rounded ``float``, and pandas writes the shortest
     representation back, so values round-trip exactly.
     """
+    if bad_values not in ("raise", "keep"):
+        raise ValueError(f"bad_values must be 'raise' or 'keep', got {bad_values!r}")
     path = Path(path)
     kind = _table_format(path)
     if kind is None:
@@ -243,10 +335,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         if column in df.columns:
             values = _as_float(df[column], source, column)
             df[column] = pd.Series(values, index=df.index, dtype="float64")
-    for column in _INT_COLUMNS:
-        if column in df.columns:
-            values = _as_int(df[column], source, column)
-            df[column] = pd.Series(values, index=df.index, dtype="int64")
+    _read_sizes(df, source, ident, keep_bad=bad_values == "keep")
     return df
 
 

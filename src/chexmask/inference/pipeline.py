@@ -40,6 +40,7 @@ import chexmask
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.formats.records import PartStore, assemble, atomic_write, segmentation_record, write_errors
 from chexmask.measures import MEASURE_COLUMNS
+from chexmask.model.default import DEFAULT_MODEL
 
 __all__ = ["WorkItem", "RunSummary", "ENGINES", "MICRO_BATCH", "plan_items", "parse_shard", "build_dataset", "segment_dataset"]
 
@@ -221,7 +222,7 @@ class _Meta(NamedTuple):  # what Segmenter.postprocess needs of an image
 
 def predict_segmentations(segmenter, batch: list[tuple[WorkItem, np.ndarray, object]]) -> list:
     """Run one batch of loaded images through the model; Segmentations in the original frame."""
-    pred = segmenter.predict(np.stack([b[1] for b in batch]), [b[0].image_id for b in batch])
+    pred = segmenter.predict(np.stack([b[1] for b in batch]))
     return [
         segmenter.postprocess(pred, i, _Meta(item.image_id, item.path, g.height, g.width), g)
         for i, (item, _, g, *_) in enumerate(batch)
@@ -319,6 +320,7 @@ def _fingerprint(segmenter, items: list[WorkItem], id_column: str, chunk_size: i
         "amp": segmenter.amp,
         "micro_batch": segmenter.micro_batch,
         "measures": MEASURE_COLUMNS,  # parts of a version without them are not resumed
+        "clavicles": segmenter.clavicles,
         "id_column": id_column,
         "chunk_size": chunk_size,
         "shard": None if shard is None else list(shard),
@@ -429,7 +431,7 @@ def build_dataset(
             c = previous["counts"]
             return RunSummary(output, errors_path, run_json, c["images"], c["segmented"], c["failed"], c["images"], 0.0)
 
-    parts = PartStore(parts_dir, fingerprint, id_column)
+    parts = PartStore(parts_dir, fingerprint, id_column, clavicles=segmenter.clavicles)
     done = parts.open()
     chunks = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     todo = [(c, chunk) for c, chunk in enumerate(chunks) if c not in done]
@@ -483,7 +485,7 @@ def segment_dataset(
     inputs: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
     *,
-    weights: str | os.PathLike[str] = "hybridgnet-jsrt-256",
+    weights: str | os.PathLike[str] = DEFAULT_MODEL,
     device: str = "cpu",
     uncertainty: int = 50,
     seed: int = 0,
@@ -492,6 +494,7 @@ def segment_dataset(
     rca: str | os.PathLike[str] | None = None,
     rca_k: int = 5,
     overlays: str | os.PathLike[str] | None = None,
+    clavicles: bool = False,
     **options,
 ) -> RunSummary:
     """Load a model and run :func:`build_dataset` (the ``chexmask segment`` command).
@@ -501,7 +504,8 @@ def segment_dataset(
     runs micro-batches of :data:`MICRO_BATCH` images (8 on the CPU, 32 on CUDA), so
     rows do not depend on ``batch_size``; use a multiple of it. ``rca`` (a JSRT folder
     or atlas ``.npz``) fills the RCA columns with ``rca_k`` references; ``overlays``
-    is a folder for overlay PNGs. ``options`` go to :func:`build_dataset`.
+    is a folder for overlay PNGs; ``clavicles`` adds the clavicle columns (a model that
+    predicts them). ``options`` go to :func:`build_dataset`.
     """
     from chexmask.inference.segmenter import Segmenter
 
@@ -515,7 +519,7 @@ def segment_dataset(
     for item in inputs:  # before the (slow) model load; discovery checks the rest
         if not Path(item).exists():
             raise InputError(item, "no such file or folder")
-    segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, seed=seed, batch_size=batch_size, amp=amp)
+    segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, seed=seed, batch_size=batch_size, amp=amp, clavicles=clavicles)
     segmenter.micro_batch = MICRO_BATCH.get(segmenter.device.type, 8)
     if rca is not None or overlays is not None:
         from chexmask.inference.annotate import Annotator

@@ -26,6 +26,7 @@ import logging
 import numpy as np
 
 from chexmask._errors import ChexmaskError
+from chexmask.anatomy import N_NODES, N_NODES_ALL
 from chexmask.inference.pipeline import WorkItem, failure_record, load_item, predict_segmentations, success_records
 
 __all__ = ["RAY_VERSION", "run_ray", "load_batch", "Predictor", "record_batch"]
@@ -62,10 +63,12 @@ def load_batch(batch: dict, size: int) -> dict:
 class Predictor:
     """Stage 2: holds one :class:`~chexmask.Segmenter` per actor and predicts a batch."""
 
-    def __init__(self, weights: str, sha256: str, device: str, uncertainty: int, seed: int, batch_size: int, micro_batch: int, amp: bool) -> None:
+    def __init__(self, weights: str, sha256: str, device: str, uncertainty: int, seed: int, batch_size: int, micro_batch: int, amp: bool,
+                 clavicles: bool = False) -> None:
         from chexmask.inference.segmenter import Segmenter
 
-        self.segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, seed=seed, batch_size=batch_size, micro_batch=micro_batch, amp=amp)
+        self.segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, seed=seed, batch_size=batch_size, micro_batch=micro_batch,
+                                   amp=amp, clavicles=clavicles)
         if self.segmenter.info["sha256"] != sha256:
             raise ChexmaskError(f"weights {weights} on this node differ from the driver's (SHA256 {sha256[:12]}...)")
 
@@ -82,7 +85,8 @@ class Predictor:
         for field in ("landmarks", "node_mean", "node_std", "latent_mu", "latent_sigma"):
             values = [getattr(seg, field) for seg in segs]
             if not values or values[0] is None:
-                values = [np.zeros((120, 2) if field.startswith(("land", "node")) else self.segmenter.model.config.latent_dim)]
+                nodes = N_NODES_ALL if self.segmenter.clavicles else N_NODES
+                values = [np.zeros((nodes, 2) if field.startswith(("land", "node")) else self.segmenter.model.config.latent_dim)]
             column = np.zeros((n, *np.shape(values[0])), np.asarray(values[0]).dtype)
             if segs and getattr(segs[0], field) is not None:
                 column[np.flatnonzero(ok)] = values
@@ -91,7 +95,7 @@ class Predictor:
         return {**{c: batch[c] for c in keep}, **out}
 
 
-def record_batch(batch: dict, id_column: str, uncertainty: bool):
+def record_batch(batch: dict, id_column: str, uncertainty: bool, clavicles: bool = False):
     """Stage 3: masks and RLE -> CheXmask rows, as an Arrow table with the part schema and ``_chunk``."""
     import pyarrow as pa
 
@@ -110,7 +114,7 @@ def record_batch(batch: dict, id_column: str, uncertainty: bool):
         )
         spacing = None if np.isnan(batch["spacing"][k]).any() else tuple(float(v) for v in batch["spacing"][k])
         records.extend(success_records([seg], [item], id_column, None, [spacing]))
-    table = pa.Table.from_pylist(records, schema=part_schema(id_column))
+    table = pa.Table.from_pylist(records, schema=part_schema(id_column, clavicles))
     return table.append_column("_chunk", pa.array(batch["chunk"], pa.int64()))
 
 
@@ -140,10 +144,11 @@ def run_ray(segmenter, todo: list[tuple[int, list[WorkItem]]], parts, id_column:
     ds = ds.map_batches(
         Predictor,
         fn_constructor_args=(weights, segmenter.info["sha256"], str(segmenter.device), segmenter.uncertainty,
-                             segmenter.seed, batch_size, segmenter.micro_batch, segmenter.amp),
+                             segmenter.seed, batch_size, segmenter.micro_batch, segmenter.amp, segmenter.clavicles),
         batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if cuda else 0,
     )
-    ds = ds.map_batches(record_batch, fn_kwargs={"id_column": id_column, "uncertainty": segmenter.uncertainty > 0},
+    ds = ds.map_batches(record_batch, fn_kwargs={"id_column": id_column, "uncertainty": segmenter.uncertainty > 0,
+                                                 "clavicles": segmenter.clavicles},
                         batch_size=batch_size, batch_format="numpy")
 
     expected = {c: len(chunk) for c, chunk in todo}

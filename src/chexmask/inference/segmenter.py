@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from chexmask._errors import ChexmaskError, InputError
-from chexmask.anatomy import organ_slices
-from chexmask.inference.predictor import BatchPrediction, predict_batch
+from chexmask.anatomy import ALL_ORGANS, N_NODES, ORGANS, organ_slices
+from chexmask.inference.predictor import BatchPrediction, image_seed, predict_batch
 from chexmask.io.read import XrayImage, read_image
 from chexmask.model.weights import DEFAULT_MODEL, load_model
 from chexmask.preprocess import Geometry, pad_resize, to_original
@@ -41,11 +41,12 @@ class Segmentation:
     image_id, path : str
     height, width : int
         Original image size.
-    landmarks : (120, 2) float ndarray
-        (x, y) = (col, row) of the right lung (44), left lung (50) and heart (26) nodes.
+    landmarks : (120, 2) or (166, 2) float ndarray
+        (x, y) = (col, row) of the right lung (44), left lung (50) and heart (26) nodes,
+        then, with ``Segmenter(clavicles=True)``, the right and left clavicle (23 each).
     latent_mu, latent_sigma : (latent_dim,) ndarray
         The encoder's posterior.
-    node_mean, node_std : (120, 2) ndarray or None
+    node_mean, node_std : (n_nodes, 2) ndarray or None
         Mean and standard deviation (x, y) of the decoded latent samples, in original
         pixels (None without uncertainty sampling).
     """
@@ -65,27 +66,35 @@ class Segmentation:
         """Landmarks rounded to whole pixels: what tables store and masks are filled from."""
         return np.rint(self.landmarks).astype(np.int64)
 
+    @property
+    def organs(self) -> tuple[str, ...]:
+        """The organs of :attr:`landmarks`, in node order."""
+        return ALL_ORGANS if len(self.landmarks) > N_NODES else ORGANS
+
     def masks(self) -> dict[str, np.ndarray]:
-        """Filled organ masks ``{organ: (H, W) uint8 {0, 255}}`` at the original size."""
+        """Filled organ masks ``{organ: (H, W) uint8 {0, 255}}`` at the original size (clavicles too when predicted)."""
         from chexmask.masks.fill import landmarks_to_masks
 
         return landmarks_to_masks(self.landmarks_int, self.height, self.width)
 
     @property
     def node_uncertainty(self) -> np.ndarray | None:
-        """Per-node predictive std ``sqrt(std_x^2 + std_y^2)`` in original pixels, (120,)."""
+        """Per-node predictive std ``sqrt(std_x^2 + std_y^2)`` in original pixels, (n_nodes,)."""
         return None if self.node_std is None else np.sqrt((self.node_std**2).sum(-1))
 
     @property
     def uncertainty(self) -> float | None:
-        """Mean over the 120 nodes of :attr:`node_uncertainty` (pixels)."""
+        """Mean over the 120 CheXmask nodes of :attr:`node_uncertainty` (pixels).
+
+        The clavicles are left out, so the value is the same with and without them.
+        """
         u = self.node_uncertainty
-        return None if u is None else float(u.mean())
+        return None if u is None else float(u[:N_NODES].mean())
 
     def organ_uncertainty(self) -> dict[str, float] | None:
         """Mean node uncertainty of each organ (pixels)."""
         u = self.node_uncertainty
-        return None if u is None else {o: float(u[s].mean()) for o, s in organ_slices().items()}
+        return None if u is None else {o: float(u[s].mean()) for o, s in organ_slices(organs=self.organs).items()}
 
     def measures(self, pixel_spacing: tuple[float, float] | None = None) -> dict[str, float]:
         """Cardiothoracic ratio, organ areas, widths and heights of :meth:`masks`.
@@ -131,7 +140,8 @@ class Segmenter:
     uncertainty : int
         Latent samples per image for predictive uncertainty (0 = off).
     seed : int
-        Run seed of the latent samples (each image's noise is seeded by its id too).
+        Run seed of the latent samples (each image's noise is also seeded by a hash of
+        its pixels, so results never depend on the file's name or place).
     batch_size : int
         Images per forward pass.
     micro_batch : int, optional
@@ -141,6 +151,9 @@ class Segmenter:
         sets it; ``None`` (default) runs each batch as it is.
     amp : bool
         Mixed precision (float16 autocast) on CUDA; ignored on the CPU.
+    clavicles : bool
+        Also return the clavicle landmarks (and masks); the model must predict them.
+        The 120 CheXmask nodes and the uncertainty are the same either way.
 
     Examples
     --------
@@ -159,6 +172,7 @@ class Segmenter:
         batch_size: int = 8,
         micro_batch: int | None = None,
         amp: bool = False,
+        clavicles: bool = False,
     ) -> None:
         if uncertainty < 0:
             raise ValueError(f"uncertainty must be >= 0 samples, got {uncertainty}")
@@ -171,6 +185,9 @@ class Segmenter:
         self.batch_size = batch_size
         self.micro_batch = micro_batch
         self.amp = bool(amp) and self.device.type == "cuda"
+        if clavicles and self.model.n_nodes <= N_NODES:
+            raise ChexmaskError(f"model {weights!s} does not predict the clavicles; use a model trained with --clavicles")
+        self.clavicles = bool(clavicles)
 
     @property
     def input_size(self) -> int:
@@ -182,13 +199,16 @@ class Segmenter:
         square, geometry = pad_resize(image.pixels, self.input_size)
         return square.astype(np.float32) / 255.0, geometry
 
-    def predict(self, inputs: np.ndarray, image_ids: list[str]) -> BatchPrediction:
+    def predict(self, inputs: np.ndarray) -> BatchPrediction:
         """Run the model on preprocessed ``(B, S, S)`` images.
 
         ``inputs`` are float32 in [0, 1] (:meth:`preprocess`), or the padded and resized
         uint8 pixels, which are divided by 255 on the device (the same float32 values,
-        a quarter of the transfer). On CUDA the batch goes through pinned memory.
+        a quarter of the transfer). On CUDA the batch goes through pinned memory. Each
+        image's latent samples are seeded by its pixels and :attr:`seed`. The clavicle
+        nodes are dropped unless :attr:`clavicles` is set.
         """
+        seeds = [image_seed(im, self.seed) for im in inputs] if self.uncertainty else [0] * len(inputs)
         x = torch.from_numpy(np.ascontiguousarray(inputs))
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
@@ -197,7 +217,12 @@ class Segmenter:
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            return predict_batch(self.model, x[:, None], image_ids, self.uncertainty, self.seed, micro_batch=self.micro_batch)
+            pred = predict_batch(self.model, x[:, None], seeds, self.uncertainty, micro_batch=self.micro_batch)
+        if not self.clavicles:
+            for name in ("points", "sample_mean", "sample_std"):
+                if getattr(pred, name) is not None:
+                    setattr(pred, name, getattr(pred, name)[:, :N_NODES])
+        return pred
 
     def postprocess(self, pred: BatchPrediction, index: int, image: XrayImage, geometry: Geometry) -> Segmentation:
         """Map one image's prediction back to its original frame."""
@@ -224,7 +249,7 @@ class Segmenter:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             pre = [self.preprocess(im) for im in chunk]
-            pred = self.predict(np.stack([p[0] for p in pre]), [im.image_id for im in chunk])
+            pred = self.predict(np.stack([p[0] for p in pre]))
             out.extend(self.postprocess(pred, i, im, pre[i][1]) for i, im in enumerate(chunk))
         return out
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from chexmask._errors import ChexmaskError
+from chexmask.model.default import DEFAULT_MODEL
 from chexmask.model.hybridgnet import HybridGNet, ModelConfig
 
 __all__ = ["save_weights", "load_model", "registry", "resolve_weights", "sha256_file", "DEFAULT_MODEL"]
 
-DEFAULT_MODEL = "hybridgnet-jsrt-256"
 
 
 def sha256_file(path: Path) -> str:

@@ -33,6 +33,7 @@ from scipy.stats import spearmanr
 from chexmask._errors import ChexmaskError
 from chexmask.anatomy import ORGANS, organ_slices
 from chexmask.io.read import XrayImage
+from chexmask.model.default import DEFAULT_MODEL
 
 __all__ = [
     "NOISE_SIGMAS",
@@ -398,7 +399,7 @@ def corruption_experiment(
     images: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
-    weights: str = "hybridgnet-jsrt-256",
+    weights: str = DEFAULT_MODEL,
     landmarks_dir: str | os.PathLike[str] | None = None,
     split: str | None = None,
     limit: int | None = None,

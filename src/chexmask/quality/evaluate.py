@@ -13,7 +13,8 @@ Conventions
   the frame the masks live in) and ``landmark_mse``: the mean over the organ's nodes of
   the squared Euclidean node error, pixels squared, when both rows have landmarks.
 - Masks live in a ``Height`` x ``Width`` frame; tables without those columns (the
-  physician CSVs) are 1024 x 1024.
+  physician CSVs) and rows with both empty are 1024 x 1024
+  (:func:`chexmask.formats.tables.mask_size`).
 - A bad row (empty, missing or malformed mask, frames of different sizes, NaN
   landmarks) becomes NaN metrics plus a line in ``errors.csv``, never a crash.
 - Rows match on image ids with folders and image extensions stripped; when file names
@@ -35,7 +36,7 @@ import pandas as pd
 from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES, organ_slices
 from chexmask.formats.landmarks import parse_landmarks
-from chexmask.formats.tables import id_column, read_table
+from chexmask.formats.tables import id_column, mask_size, read_table
 from chexmask.masks.rle import decode_rle
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
 
@@ -43,7 +44,6 @@ __all__ = ["Matching", "Report", "match_ids", "compare_tables", "summarize", "ev
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIZE = 1024
 MASK_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
 REPORT_ORGANS = ("lungs", "heart", "right_lung", "left_lung")
 METRICS = ("dice", "hd", "hd95", "landmark_mse")
@@ -93,6 +93,10 @@ class Report:
         The report folder.
     files : tuple of Path
         Everything written under it.
+    unscored : dict of str to str
+        Comparisons in which no image got any metric (no ids in common, or every
+        matched row was bad) -> why, in words; empty when every comparison has values.
+        ``chexmask evaluate`` exits non-zero when it is not empty.
     """
 
     summary: pd.DataFrame
@@ -101,6 +105,7 @@ class Report:
     errors: pd.DataFrame
     out_dir: Path
     files: tuple[Path, ...]
+    unscored: dict[str, str] = field(default_factory=dict)
 
 
 def _id_parts(image_id: object) -> tuple[str, ...]:
@@ -160,19 +165,6 @@ def match_ids(ids_a, ids_b) -> Matching:
             unmatched_a.append(i)
     unmatched_b = [j for j in first_b.values() if j not in used_b]
     return Matching(pairs, keys, unmatched_a, sorted(unmatched_b), dup_a, dup_b)
-
-
-def _frame(row: pd.Series, source: str) -> tuple[int, int]:
-    h, w = row.get("Height"), row.get("Width")
-    if h is None or w is None or pd.isna(h) or pd.isna(w):
-        return DEFAULT_SIZE, DEFAULT_SIZE
-    try:
-        h, w = int(h), int(w)
-    except (TypeError, ValueError):
-        h = w = 0
-    if h <= 0 or w <= 0:
-        raise InputError(source, f"Height and Width must be positive integers, got {row.get('Height')!r}, {row.get('Width')!r}")
-    return h, w
 
 
 def _masks(row: pd.Series, shape: tuple[int, int], source: str, problems: list[tuple[str, str]]) -> dict[str, np.ndarray | None]:
@@ -248,7 +240,7 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
         sq = np.full(N_NODES, np.nan)
         pts_b = np.full((N_NODES, 2), np.nan)
         try:
-            shape_a, shape_b = _frame(ra, sa), _frame(rb, sb)
+            shape_a, shape_b = mask_size(ra, source=sa), mask_size(rb, source=sb)
         except InputError as exc:
             shape_a = shape_b = None
             problems.append(("", str(exc)))
@@ -419,18 +411,23 @@ def evaluate(
         raise InputError("tables", f"file stems must differ to name the comparisons: {[p.stem for p in paths]}")
     if (group_by is None) != (metadata is None):
         raise InputError("--group-by/--metadata", "give both options or neither")
-    tables = {p: read_table(p) for p in paths}
+    tables = {p: read_table(p, bad_values="keep") for p in paths}  # bad sizes: per-row errors
     meta = None
     if metadata is not None:
         meta = _read_metadata(Path(metadata))
         if group_by not in meta.columns:
             raise InputError(metadata, f"no column {group_by!r}; columns are {list(meta.columns)}")
     pairs = [(pred, r) for r in paths[1:]] + list(combinations(paths[1:], 2))
-    per_image, errors, landmarks = [], [], []
+    per_image, errors, landmarks, unscored = [], [], [], {}
     for pa, pb in pairs:
         name = f"{pa.stem} vs {pb.stem}"
         log.info("comparing %s", name)
         rows, errs, sq, ref_xy = compare_tables(tables[pa], tables[pb], name=name, source_a=str(pa), source_b=str(pb))
+        n_matched = rows["image_id"].nunique()
+        if not rows[list(METRICS)].notna().any(axis=None):
+            unscored[name] = (f"no image ids in common between {pa} ({len(tables[pa])} rows) and {pb} ({len(tables[pb])} rows)"
+                              if n_matched == 0 else f"all {n_matched} matched rows failed (see errors.csv)")
+            log.warning("%s: no image was compared: %s", name, unscored[name])
         if meta is not None:
             ids = rows["image_id"].drop_duplicates()
             groups = _groups(meta, group_by, ids)
@@ -460,7 +457,7 @@ def evaluate(
         files += draw_report_figures(out_dir / "figures", per_image_df, per_landmark, {p.stem: t for p, t in tables.items()})
     if len(errors_df):
         log.warning("%d problems recorded in %s", len(errors_df), out_dir / "errors.csv")
-    return Report(summary, per_image_df, per_landmark, errors_df, out_dir, tuple(files))
+    return Report(summary, per_image_df, per_landmark, errors_df, out_dir, tuple(files), unscored)
 
 
 def _per_landmark(name: str, sq: np.ndarray, ref_xy: np.ndarray) -> pd.DataFrame:

@@ -41,6 +41,7 @@ from scipy.stats import rankdata
 from chexmask._errors import ChexmaskError
 from chexmask.io.read import XrayImage
 from chexmask.quality.flags import DEFAULT_THRESHOLD_PX, calibrate_threshold
+from chexmask.model.default import DEFAULT_MODEL
 
 __all__ = [
     "SCORES",
@@ -388,7 +389,7 @@ def ood_experiment(
     out_inputs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
-    weights: str = "hybridgnet-jsrt-256",
+    weights: str = DEFAULT_MODEL,
     split: str | None = None,
     limit: int | None = None,
     synthetic: bool = True,

@@ -1,0 +1,72 @@
+"""One image, one answer: results depend on the pixels, the weights and the seed only.
+
+The same JSRT image under two names in two folders must give the same landmarks, masks
+and uncertainty through the API, the dataset pipeline (CLI) and the web demo.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chexmask.formats.tables import read_table
+from chexmask.inference.pipeline import segment_dataset
+from chexmask.inference.segmenter import Segmenter
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory, jsrt_dir):
+    """JPCLN003.png as ``a/JPCLN003.png`` and ``b/deeper/other name.png``."""
+    root = tmp_path_factory.mktemp("copies")
+    first, second = root / "a" / "JPCLN003.png", root / "b" / "deeper" / "other name.png"
+    for path in (first, second):
+        path.parent.mkdir(parents=True)
+        shutil.copy(jsrt_dir / "images" / "JPCLN003.png", path)
+    return first, second
+
+
+def test_same_pixels_same_answer_everywhere(copies, tiny_weights, tmp_path):
+    seg = Segmenter(tiny_weights, uncertainty=6, seed=3)
+    api = [seg.segment(p) for p in copies]
+    assert api[0].image_id != api[1].image_id
+    np.testing.assert_array_equal(api[0].node_std, api[1].node_std)
+    np.testing.assert_array_equal(api[0].landmarks, api[1].landmarks)
+
+    # the pipeline, each copy in a run of its own (ids are relative paths there)
+    values = []
+    for k, path in enumerate(copies):
+        out = tmp_path / f"run{k}.csv"
+        segment_dataset([path.parent.parent], out, weights=tiny_weights, uncertainty=6, seed=3, workers=0, progress=False)
+        values.append(read_table(out).iloc[0])
+    assert values[0]["Uncertainty"] == values[1]["Uncertainty"]
+    assert float(values[0]["Uncertainty"]) == pytest.approx(api[0].uncertainty, abs=1e-4)
+    assert values[0]["Landmarks"] == values[1]["Landmarks"]
+    assert values[0]["Heart"] == values[1]["Heart"]
+
+    # the web demo
+    from fastapi.testclient import TestClient
+
+    from chexmask.app.server import create_app
+
+    client = TestClient(create_app(seg))
+    demo = []
+    for path in copies:
+        r = client.post("/api/segment", files={"file": (path.name, path.read_bytes(), "image/png")}).json()
+        row = pd.read_csv(io.BytesIO(zipfile.ZipFile(io.BytesIO(client.get(r["download"]).content)).read("chexmask.csv")),
+                          dtype=str, keep_default_na=False).iloc[0]
+        demo.append((r["uncertainty"], row["Landmarks"], row["Heart"], row["Uncertainty"]))
+    assert demo[0] == demo[1]
+    assert demo[0][0] == pytest.approx(api[0].uncertainty)
+    assert demo[0][1:3] == (values[0]["Landmarks"], values[0]["Heart"])
+    assert demo[0][3] == values[0]["Uncertainty"]
+
+
+def test_other_seed_other_samples(copies, tiny_weights):
+    a = Segmenter(tiny_weights, uncertainty=6, seed=3).segment(copies[0])
+    b = Segmenter(tiny_weights, uncertainty=6, seed=4).segment(copies[0])
+    assert not np.array_equal(a.node_std, b.node_std)
