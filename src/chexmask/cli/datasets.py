@@ -1,4 +1,4 @@
-"""Commands that make or reshape CheXmask tables: ``segment``, ``build``, ``masks`` and ``convert``."""
+"""Commands that make or reshape CheXmask tables: ``segment``, ``build``, ``masks``, ``convert`` and ``measure``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from chexmask.cli._threads import set_threads
 SEGMENT_EPILOG = ("Exit codes: 0 done (some inputs may have failed, see the errors file); 1 every input failed; "
                   "2 bad options or inputs; 3 the run could not proceed; 130 interrupted (rerun to resume).")
 BUILD_EPILOG = "Exit codes as for segment."
+MEASURE_EPILOG = ("Exit codes: 0 done (some rows may have failed, see the errors file); 1 every row failed; "
+                  "2 bad options or an unreadable table; 3 the run could not proceed.")
 
 
 def _default_workers() -> int:
@@ -135,3 +137,23 @@ def convert_cmd(
     with exit_on(chexmask.ChexmaskError, ValueError):
         rows = convert_table(table, out, chunksize=chunksize)
     typer.echo(f"converted {rows} rows: {table} -> {out}")
+
+
+def measure_cmd(
+    table: str = typer.Argument(..., help="CheXmask table (.csv, .csv.gz or .parquet): published rows, a segment output or a physician table."),
+    out: str = typer.Option(..., "--out", "-o", help="Output table, .csv or .parquet: the id column and the measure columns (see docs/measures.md)."),
+    errors: str = typer.Option(None, "--errors", help="Per-row errors CSV (path, error, reason) [default: OUT's name + .errors.csv]."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Processes decoding and measuring (1 = none)."),
+    chunksize: int = typer.Option(1000, help="Table rows read at a time (memory is proportional to it)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Cardiothoracic ratio, heart and thorax widths, organ areas and lung heights of every row of a table."""
+    from chexmask.formats.measure_table import measure_table
+
+    with dataset_run_errors():
+        run = measure_table(table, out, errors=errors, workers=workers, chunksize=chunksize, progress=progress)
+    typer.echo(f"measured {run.measured} of {run.rows} rows in {run.seconds:.1f} s -> {run.out}")
+    if run.failed:
+        typer.echo(f"{run.failed} rows failed -> {run.errors}", err=True)
+    if run.rows and not run.measured:
+        raise typer.Exit(1)

@@ -1,0 +1,246 @@
+"""Measure the masks of any CheXmask table, streamed (the ``chexmask measure`` command).
+
+Each row's run-length masks are decoded in their ``Height`` x ``Width`` frame and
+measured with :func:`chexmask.measures.measure_masks` (cardiothoracic ratio, areas,
+widths, heights). A row that cannot be measured becomes a line of the errors file and
+the other rows go on; memory is set by the chunk size, not by the table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from chexmask._errors import InputError
+from chexmask.formats.stream import DEFAULT_CHUNKSIZE
+from chexmask.measures import arrow_types, measure_record
+
+__all__ = ["MeasureRun", "measure_table"]
+
+log = logging.getLogger(__name__)
+
+_ORGANS = ("right_lung", "left_lung", "heart")
+
+#: Rows per worker task of :func:`measure_table`.
+_ROWS_PER_TASK = 64
+
+
+@dataclass(frozen=True)
+class MeasureRun:
+    """What :func:`measure_table` wrote: rows measured, rows that failed, and where."""
+
+    measured: int
+    failed: int
+    out: Path
+    errors: Path
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        """Table rows read (measured + failed)."""
+        return self.measured + self.failed
+
+
+def _measure_rows(task: list[tuple[int, str, dict]], source: str) -> list[tuple]:
+    """Worker task: ``("ok", id, record)`` per good row, ``("error", where, type, reason)`` per bad one."""
+    from chexmask.formats.stream import decode_masks
+
+    out = []
+    for row, image_id, values in task:
+        where = f"{source} row {row}"
+        try:
+            out.append(("ok", image_id, measure_record(decode_masks(values, _ORGANS, source=where))))
+        except InputError as err:  # the row's data is bad: record it, go on
+            detail = str(err)
+            detail = detail[len(where):].lstrip(",: ") if detail.startswith(where) else detail
+            out.append(("error", where, type(err).__name__, f"image {image_id!r}: {detail}"))
+    return out
+
+
+def _tasks(chunks, ident: str):
+    for chunk in chunks:
+        ids = ["" if v is None else str(v) for v in chunk[ident].tolist()]
+        records = chunk.drop(columns=[ident]).to_dict("records")
+        rows = list(zip(chunk.index.tolist(), ids, records))
+        for start in range(0, len(rows), _ROWS_PER_TASK):
+            yield rows[start : start + _ROWS_PER_TASK]
+
+
+def _run(tasks, workers: int, source: str):
+    """Results of the tasks in order, at most ``2 * workers`` in flight."""
+    if workers == 1:
+        for task in tasks:
+            yield _measure_rows(task, source)
+        return
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from chexmask._errors import ChexmaskError
+
+    with ProcessPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        try:
+            for task in tasks:
+                pending.append(pool.submit(_measure_rows, task, source))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool as err:
+            raise ChexmaskError("a measuring worker process died (killed for memory?); rerun with fewer --workers") from err
+
+
+class _Writer:
+    """Stream measure rows into a CSV (``\\n`` line ends, empty = missing) or Parquet file."""
+
+    def __init__(self, path: Path, kind: str, ident: str) -> None:
+        import pyarrow as pa
+
+        self.ident = ident
+        self.schema = pa.schema([(ident, pa.string()), *arrow_types().items()])
+        self._header = True
+        self._pq = self._fh = None
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            self._pq = pq.ParquetWriter(path, self.schema)
+        else:
+            self._fh = open(path, "w", encoding="utf-8", newline="")
+
+    def write(self, ids: list[str], records: list[dict]) -> None:
+        import pandas as pd
+        import pyarrow as pa
+
+        table = pa.Table.from_pylist([{self.ident: i, **r} for i, r in zip(ids, records)], schema=self.schema)
+        if self._pq is not None:
+            if table.num_rows:
+                self._pq.write_table(table)
+            return
+        frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)  # whole pixels stay integers
+        frame.to_csv(self._fh, index=False, header=self._header, lineterminator="\n")
+        self._header = False
+
+    def close(self) -> None:
+        if self._pq is not None:
+            self._pq.close()
+            return
+        if self._header:  # no rows: still the header
+            self.write([], [])
+        self._fh.close()
+
+
+def _output_kind(out: Path, table) -> str:
+    name = out.name.lower()
+    if not name.endswith((".csv", ".parquet")):
+        raise ValueError(f"-o {out}: the output must end in .csv or .parquet, got {out.suffix or 'no suffix'!r}")
+    if not out.parent.is_dir():
+        raise ValueError(f"-o {out}: folder {out.parent} does not exist")
+    if isinstance(table, (str, os.PathLike)) and out.exists() and out.resolve() == Path(table).resolve():
+        raise ValueError(f"-o {out} is the input table; choose another output path")
+    return "csv" if name.endswith(".csv") else "parquet"
+
+
+def measure_table(
+    table,
+    out: str | os.PathLike[str],
+    *,
+    errors: str | os.PathLike[str] | None = None,
+    workers: int = 1,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+    progress: bool = False,
+) -> MeasureRun:
+    """Measure every row of a CheXmask table into a new table (the ``chexmask measure`` command).
+
+    Parameters
+    ----------
+    table : str, path-like or pandas.DataFrame
+        A CheXmask table (published, or written by ``chexmask segment``) or a physician
+        table: ``.csv``, ``.csv.gz``, ``.parquet`` or a frame. Read in chunks, so memory
+        does not grow with the table.
+    out : str or path-like
+        ``.csv`` or ``.parquet``: the table's id column, then :data:`~chexmask.measures.MEASURE_COLUMNS`,
+        one row per measured row, in table order. Written to a temporary file and
+        renamed when complete.
+    errors : str or path-like, optional
+        Errors CSV (``path, error, reason`` as ``chexmask segment`` writes it; ``path``
+        names the table row); default ``OUT``'s name with ``.errors.csv``.
+    workers : int
+        Processes decoding and measuring (1: in this process).
+    chunksize : int
+        Rows read at a time (memory is proportional to it).
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    MeasureRun
+
+    Raises
+    ------
+    InputError
+        The table cannot be read, has no id column or lacks a mask column.
+    ValueError
+        A bad output path, ``workers`` or ``chunksize``.
+    ChexmaskError
+        A worker process died.
+
+    Notes
+    -----
+    The masks are decoded from their run-length columns at ``Height`` x ``Width`` (1024
+    x 1024 for physician tables, which have no size columns). Tables hold no pixel
+    spacing, so the mm columns are empty. A row that cannot be measured (malformed RLE,
+    a missing mask, a bad size) goes to the errors file and the other rows are measured.
+    """
+    import time
+
+    import pandas as pd
+    from tqdm import tqdm
+
+    from chexmask.formats.records import atomic_write, write_errors
+    from chexmask.formats.stream import count_rows, iter_chunks, table_columns
+    from chexmask.formats.tables import MASK_COLUMNS, id_column
+
+    start = time.perf_counter()
+    out = Path(out)
+    kind = _output_kind(out, table)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {workers!r}")
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        raise ValueError(f"--chunksize must be a positive integer, got {chunksize!r}")
+    source = str(table) if isinstance(table, (str, os.PathLike)) else "table"
+    header = table_columns(table)
+    ident = id_column(pd.DataFrame(columns=header), source=source)
+    missing = [c for c in MASK_COLUMNS.values() if c not in header]
+    if missing:
+        raise InputError(source, f"missing mask column(s) {missing}; found {header}")
+    columns = [*MASK_COLUMNS.values(), *(c for c in ("Height", "Width") if c in header)]
+    chunks = iter_chunks(table, columns=columns, chunksize=chunksize)
+    errors = Path(errors) if errors is not None else out.with_name(out.name[: -len(out.suffix)] + ".errors.csv")
+    failures: list[list[str]] = []
+    measured = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal measured
+        writer = _Writer(tmp, kind, ident)
+        try:
+            with tqdm(total=count_rows(table), disable=not progress, unit="row", desc="measure") as bar:
+                for results in _run(_tasks(chunks, ident), workers, source):
+                    good = [r for r in results if r[0] == "ok"]
+                    for bad in (r for r in results if r[0] == "error"):
+                        log.warning("%s: %s", bad[1], bad[3])
+                        failures.append(list(bad[1:]))
+                    writer.write([r[1] for r in good], [r[2] for r in good])
+                    measured += len(good)
+                    bar.update(len(results))
+        except BaseException:  # an unreadable table, a dead worker, Ctrl+C: leave no partial file
+            writer.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        writer.close()
+
+    atomic_write(out, write)
+    atomic_write(errors, lambda p: write_errors(p, failures))
+    return MeasureRun(measured, len(failures), out, errors, time.perf_counter() - start)
