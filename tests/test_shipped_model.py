@@ -66,3 +66,36 @@ def test_test_split_accuracy_matches_the_model_card(jsrt_dir):
     assert summary.loc["lungs_dice", "n"] == 51
     assert summary.loc["lungs_dice", "mean"] >= LUNGS_DICE - 0.005
     assert summary.loc["heart_dice", "mean"] >= HEART_DICE - 0.005
+
+
+@pytest.mark.parametrize("source", ["montgomery", "shenzhen"])
+def test_lungs_only_sources_are_scored_on_lungs(segmenter, shared_data, tmp_path, source):
+    """`chexmask validate` on a lungs-only source: lungs against its manual masks, no heart columns."""
+    folder = shared_data / source
+    if not folder.exists():
+        pytest.skip(f"{folder} not found")
+    for name in ("images", "landmarks", "masks"):
+        (tmp_path / name).symlink_to(folder / name)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "val.txt").write_text("\n".join((folder / "splits" / "val.txt").read_text().split()[:2]))
+    scores = score_split(segmenter, tmp_path, "val")
+    assert len(scores) == 2 and (scores["lungs_dice"] > 0.85).all(), scores
+    assert not any(c.startswith("heart") for c in scores.columns)
+    assert (scores["landmark_mse"] > 0).all()
+
+
+def test_validate_command_reports_a_lungs_only_source(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from chexmask.cli import app
+
+    folder = shared_data / "montgomery"
+    if not folder.exists():
+        pytest.skip(f"{folder} not found")
+    for name in ("images", "landmarks", "masks"):
+        (tmp_path / name).symlink_to(folder / name)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "val.txt").write_text((folder / "splits" / "val.txt").read_text().split()[0])
+    res = CliRunner().invoke(app, ["validate", str(tmp_path), "--split", "val", "-o", str(tmp_path / "s.csv")])
+    assert res.exit_code == 0, res.output
+    assert "lungs_dice" in res.output and "heart_dice" not in res.output

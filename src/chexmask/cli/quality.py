@@ -38,18 +38,19 @@ def rca(
 
 
 def validate(
-    jsrt_dir: str = typer.Argument(..., help="JSRT-layout folder with images/, landmarks/, scr_masks/, splits/."),
+    folder: str = typer.Argument(..., help="JSRT-layout folder: images/, landmarks/, splits/, and scr_masks/ (JSRT) or masks/ (lungs-only sources)."),
     weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     split: str = typer.Option("test", help="Split to score: train, val or test."),
     out: str = typer.Option(None, "--out", "-o", help="Write per-image scores to this CSV."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    clavicles: bool = typer.Option(False, "--clavicles", help="Also score the clavicles (a model that predicts them; JSRT's SCR masks)."),
 ) -> None:
-    """Score a model against the JSRT expert masks and landmarks (Dice, HD, HD95, landmark MSE)."""
+    """Score a model against a source's expert masks and landmarks (Dice, HD, HD95, landmark MSE); lungs-only sources report lungs."""
     from chexmask.inference.segmenter import Segmenter
     from chexmask.model.report import score_split, summarise
 
     with exit_on(chexmask.ChexmaskError, FileNotFoundError):
-        per_image = score_split(Segmenter(weights, device=device, batch_size=8), jsrt_dir, split)
+        per_image = score_split(Segmenter(weights, device=device, batch_size=8, clavicles=clavicles), folder, split)
     if out:
         per_image.to_csv(out, index=False)
     typer.echo(summarise(per_image).to_string(float_format=lambda v: f"{v:.4f}"))

@@ -18,7 +18,7 @@ from chexmask._errors import ChexmaskError
 from chexmask.anatomy import ALL_NODE_COUNTS, ORGANS, n_nodes
 from chexmask.preprocess import pad_resize, to_model_frame
 
-__all__ = ["LandmarkDataset", "load_source", "load_sources", "load_jsrt", "load_landmarks_npz", "read_split", "augment"]
+__all__ = ["LandmarkDataset", "load_source", "load_sources", "load_jsrt", "load_landmarks_npz", "read_split", "find_image", "augment"]
 
 _NPZ_KEYS = {"right_lung": "RL", "left_lung": "LL", "heart": "H", "right_clavicle": "RCLA", "left_clavicle": "LCLA"}
 
@@ -73,7 +73,8 @@ def load_landmarks_npz(path: Path, organs: tuple[str, ...] = ORGANS) -> np.ndarr
     return np.concatenate(parts).astype(np.float64)
 
 
-def _find_image(folder: Path, image_id: str) -> Path:
+def find_image(folder: Path, image_id: str) -> Path:
+    """The image file of ``image_id`` in a JSRT-layout folder (``images/<ID>.png``, ``.jpg`` or ``.jpeg``)."""
     for suffix in (".png", ".jpg", ".jpeg"):
         if (path := folder / "images" / f"{image_id}{suffix}").exists():
             return path
@@ -93,7 +94,7 @@ def load_source(folder: Path, split: str, size: int, limit: int | None = None, o
     images = np.empty((len(ids), size, size), np.uint8)
     targets = np.empty((len(ids), n_nodes(organs), 2), np.float32)
     for i, image_id in enumerate(ids):
-        img = read_image(_find_image(folder, image_id))
+        img = read_image(find_image(folder, image_id))
         images[i], geom = pad_resize(img.pixels, size)
         targets[i] = to_model_frame(load_landmarks_npz(folder / "landmarks" / f"{image_id}.npz", organs), geom) / size
     return LandmarkDataset(ids, images, targets, [folder.resolve().name] * len(ids))

@@ -1,9 +1,15 @@
-"""Accuracy of a model on a JSRT split, against the SCR expert masks and landmarks.
+"""Accuracy of a model on a split of a JSRT-layout source, against its expert masks and landmarks.
 
 This is how the model card's numbers are made: the model segments each image of the
 split through the same path users run (read -> preprocess -> predict -> fill at the
-original 1024 frame), and the masks are scored against the SCR manual
-segmentations; lungs are the right and left lung together, as the reference reports.
+image's own frame), and the masks are scored against the source's manual segmentations:
+
+- JSRT: the SCR masks ``scr_masks/<ID>.npz`` (lungs, heart and, for a model that
+  predicts them, clavicles);
+- lungs-only sources (Montgomery, Shenzhen): the manual mask of both lungs
+  ``masks/<ID>.png``; only lungs are scored there.
+
+Lungs are the right and left lung together, as the reference reports.
 """
 
 from __future__ import annotations
@@ -13,44 +19,63 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from chexmask._errors import ChexmaskError
+from chexmask.anatomy import organ_slices
 from chexmask.io.read import read_image
-from chexmask.model.data import load_landmarks_npz, read_split
+from chexmask.model.data import find_image, load_landmarks_npz, read_split
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
 
-__all__ = ["score_split", "summarise"]
+__all__ = ["score_split", "summarise", "reference_masks"]
+
+_GROUPS = {"lungs": ("right_lung", "left_lung"), "heart": ("heart",), "clavicles": ("right_clavicle", "left_clavicle")}
 
 
-def score_split(segmenter, jsrt_dir: str | Path, split: str = "test") -> pd.DataFrame:
-    """Per-image Dice, HD, HD95 (lungs, heart) and landmark MSE of a JSRT split.
+def reference_masks(folder: Path, image_id: str) -> dict[str, np.ndarray]:
+    """The expert masks of one image: ``{"lungs": ..., "heart": ..., "clavicles": ...}`` (those annotated), boolean."""
+    npz, png = folder / "scr_masks" / f"{image_id}.npz", folder / "masks" / f"{image_id}.png"
+    if npz.exists():
+        with np.load(npz) as ref:
+            return {g: np.logical_or.reduce([ref[o] for o in organs]) for g, organs in _GROUPS.items() if all(o in ref.files for o in organs)}
+    if png.exists():
+        return {"lungs": read_image(png).pixels > 0}
+    raise ChexmaskError(f"{folder}: no expert mask for {image_id} (scr_masks/{image_id}.npz or masks/{image_id}.png)")
+
+
+def score_split(segmenter, folder: str | Path, split: str = "test") -> pd.DataFrame:
+    """Per-image Dice, HD, HD95 per organ group and landmark MSE of a split.
 
     Parameters
     ----------
     segmenter : chexmask.Segmenter
-    jsrt_dir : path
-        Folder with images/, landmarks/, scr_masks/ and splits/.
+        With ``clavicles=True`` the clavicles are scored too (where the source has masks).
+    folder : path
+        JSRT-layout folder: images/, landmarks/, splits/, and scr_masks/ or masks/.
     split : {"train", "val", "test"}
 
     Returns
     -------
-    DataFrame with one row per image: ``image_id``, ``{lungs,heart}_{dice,hd,hd95}``,
-    ``landmark_mse`` (pixels^2 per node, x and y summed) and ``landmark_mse_heart``.
+    DataFrame with one row per image: ``image_id``, ``{group}_{dice,hd,hd95}`` for the
+    groups the source annotates, ``landmark_mse`` (pixels^2 per node, x and y summed, in
+    the image's own frame) and ``landmark_mse_heart`` where the heart is annotated.
     """
-    jsrt_dir = Path(jsrt_dir)
-    ids = read_split(jsrt_dir, split)
+    folder = Path(folder)
+    ids = read_split(folder, split)
+    heart = organ_slices()["heart"]
     rows = []
     for start in range(0, len(ids), segmenter.batch_size):
-        chunk = [read_image(jsrt_dir / "images" / f"{i}.png") for i in ids[start : start + segmenter.batch_size]]
-        for seg in segmenter.segment_images(chunk):
+        chunk = [read_image(find_image(folder, i)) for i in ids[start : start + segmenter.batch_size]]
+        for seg, image_id in zip(segmenter.segment_images(chunk), ids[start : start + segmenter.batch_size]):
             masks = seg.masks()
-            with np.load(jsrt_dir / "scr_masks" / f"{seg.image_id}.npz") as ref:
-                ref_lungs, ref_heart = ref["right_lung"] | ref["left_lung"], ref["heart"]
-            lungs = mask_scores((masks["right_lung"] > 0) | (masks["left_lung"] > 0), ref_lungs)
-            heart = mask_scores(masks["heart"] > 0, ref_heart)
-            err = landmark_sq_errors(seg.landmarks, load_landmarks_npz(jsrt_dir / "landmarks" / f"{seg.image_id}.npz"))
-            row = {"image_id": seg.image_id}
-            row.update({f"lungs_{k}": v for k, v in lungs._asdict().items()})
-            row.update({f"heart_{k}": v for k, v in heart._asdict().items()})
-            row.update(landmark_mse=float(np.nanmean(err)), landmark_mse_heart=float(np.nanmean(err[94:])))
+            row = {"image_id": image_id}
+            for group, ref in reference_masks(folder, image_id).items():
+                if all(o in masks for o in _GROUPS[group]):
+                    pred = np.logical_or.reduce([masks[o] > 0 for o in _GROUPS[group]])
+                    row.update({f"{group}_{k}": v for k, v in mask_scores(pred, ref)._asdict().items()})
+            expert = load_landmarks_npz(folder / "landmarks" / f"{image_id}.npz", seg.organs)
+            err = landmark_sq_errors(seg.landmarks, expert)
+            row["landmark_mse"] = float(np.nanmean(err[: heart.stop]))
+            if np.isfinite(err[heart]).any():
+                row["landmark_mse_heart"] = float(np.nanmean(err[heart]))
             if seg.uncertainty is not None:
                 row["uncertainty"] = seg.uncertainty
             rows.append(row)
