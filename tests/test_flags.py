@@ -85,3 +85,22 @@ def test_calibrate_threshold_quantile_rounded_up():
         calibrate_threshold([1.0], 1.0)
     with pytest.raises(ValueError, match="finite"):
         calibrate_threshold([math.nan])
+
+
+def test_threshold_experiment_pools_the_sources(tiny_weights, jsrt_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from chexmask.cli import app
+
+    for name in ("images",):
+        (tmp_path / name).symlink_to(jsrt_dir / name)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "val.txt").write_text("\n".join((jsrt_dir / "splits" / "val.txt").read_text().split()[:3]))
+    res = CliRunner().invoke(app, ["experiment", "threshold", str(tmp_path), "--weights", str(tiny_weights), "--uncertainty", "3",
+                                   "-o", str(tmp_path / "u.csv")])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "u.csv")
+    assert len(table) == 3 and (table["uncertainty_px"] > 0).all()
+    assert "threshold" in res.output

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +36,7 @@ __all__ = [
     "quality_flag",
     "normalised_uncertainty",
     "calibrate_threshold",
+    "source_uncertainties",
 ]
 
 #: Mean node uncertainty (pixels of a 1024 frame) above which an image is flagged:
@@ -213,3 +215,41 @@ def calibrate_threshold(uncertainties_px: np.ndarray, quantile: float = 0.95) ->
     if u.size == 0:
         raise ValueError("calibrate_threshold needs at least one finite uncertainty")
     return float(math.ceil(np.quantile(u, quantile) * 2.0) / 2.0)
+
+
+def source_uncertainties(segmenter, folders, split: str = "val"):
+    """Mean node uncertainty (1024 frame) of every image of a split of each JSRT-layout source.
+
+    This is what the flag threshold is calibrated on (``chexmask experiment threshold``):
+    clean images of the sources the model was selected on.
+
+    Parameters
+    ----------
+    segmenter : chexmask.Segmenter
+        With ``uncertainty > 0`` latent samples.
+    folders : sequence of path
+        JSRT-layout folders (images/, splits/).
+    split : str
+        The split to use (``val`` for calibration; never the test split).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``source``, ``image_id``, ``uncertainty_px``.
+    """
+    import pandas as pd
+
+    from chexmask.io.read import read_image
+    from chexmask.model.data import find_image, read_split
+
+    if segmenter.uncertainty < 1:
+        raise ValueError("calibrating the flag needs latent samples (uncertainty >= 1)")
+    rows = []
+    for folder in map(Path, folders):
+        ids = read_split(folder, split)
+        for start in range(0, len(ids), segmenter.batch_size):
+            chunk = ids[start : start + segmenter.batch_size]
+            for image_id, seg in zip(chunk, segmenter.segment_images([read_image(find_image(folder, i)) for i in chunk])):
+                rows.append({"source": folder.resolve().name, "image_id": image_id,
+                             "uncertainty_px": normalised_uncertainty(seg.uncertainty, seg.height, seg.width)})
+    return pd.DataFrame(rows)
