@@ -172,6 +172,70 @@ def test_empty_numbers_round_trip_as_null(tmp_path):
     assert (tmp_path / "back.csv").read_text(encoding="utf-8") == text
 
 
+@pytest.fixture()
+def segment_parquet(cxr8, tmp_path):
+    """12 published rows with segment's Parquet extras: summary floats, float32 node arrays
+    (null where no sampling, one empty), the model strings."""
+    import numpy as np
+
+    from chexmask.formats.records import ARRAY_COLUMNS, part_schema
+
+    rows = pq.read_table(cxr8).slice(0, 12) if cxr8.suffix == ".parquet" else pa.Table.from_pandas(
+        pd.read_csv(cxr8, dtype=str, keep_default_na=False, nrows=12), preserve_index=False)
+    rng = np.random.default_rng(0)
+    types = {f.name: f.type for f in part_schema("Image Index")}
+    arrays = {c: [(rng.standard_normal(240) * 300).astype(np.float32) for _ in range(12)] for c in ARRAY_COLUMNS}
+    arrays["Node Std"][3] = None
+    arrays["Latent Mu"][4] = np.zeros(0, np.float32)
+    arrays["Node Mean"][5][:3] = [np.float32(0.1), np.float32(1e-8), np.float32(3.4e38)]
+    table = pa.table({c: rows.column(c).cast(types[c]) if c in types else rows.column(c) for c in rows.column_names})
+    table = table.append_column("Uncertainty", pa.array(rng.uniform(0, 5, 12), pa.float64()))
+    for c in ARRAY_COLUMNS:
+        table = table.append_column(c, pa.array(arrays[c], types[c]))
+    table = table.append_column("Model", pa.array(["hybridgnet-jsrt-256"] * 12))
+    path = tmp_path / "segment.parquet"
+    pq.write_table(table, path)
+    return path, table
+
+
+def test_segment_parquet_to_csv_writes_arrays_as_json_lists(segment_parquet, tmp_path):
+    import json
+
+    import numpy as np
+
+    path, table = segment_parquet
+    assert convert_table(path, tmp_path / "s.csv") == 12
+    text = (tmp_path / "s.csv").read_text(encoding="utf-8")
+    assert text.count("\n") == 13  # one line per row, no multi-line numpy reprs
+    back = pd.read_csv(tmp_path / "s.csv", dtype=str, keep_default_na=False)
+    for column in ("Node Mean", "Node Std", "Latent Mu", "Latent Sigma Vector"):
+        for cell, want in zip(back[column], table.column(column).to_pylist()):
+            if want is None:
+                assert cell == ""
+            else:
+                np.testing.assert_array_equal(np.array(json.loads(cell), np.float32), np.array(want, np.float32))
+    assert back.loc[4, "Latent Mu"] == "[]" and back.loc[5, "Node Mean"].startswith("[0.1,1e-08,3.4e+38,")
+
+
+def test_segment_tables_round_trip_both_ways(segment_parquet, tmp_path):
+    path, table = segment_parquet
+    convert_table(path, tmp_path / "a.csv", chunksize=5)
+    convert_table(tmp_path / "a.csv", tmp_path / "b.parquet", chunksize=7)
+    second = pq.read_table(tmp_path / "b.parquet")
+    assert second.schema.equals(table.schema) and second.equals(table)  # Parquet -> CSV -> Parquet
+    convert_table(tmp_path / "b.parquet", tmp_path / "c.csv.gz", chunksize=3)
+    convert_table(tmp_path / "c.csv.gz", tmp_path / "d.csv")
+    assert (tmp_path / "d.csv").read_bytes() == (tmp_path / "a.csv").read_bytes()  # CSV -> Parquet -> CSV
+
+
+def test_convert_reports_bad_json_lists(tmp_path):
+    (tmp_path / "t.csv").write_text(
+        "ImageID,Landmarks,Left Lung,Right Lung,Heart,Node Std\na,,,,,[1.5]\nb,,,,,[1.5 2]\n", encoding="utf-8"
+    )
+    with pytest.raises(InputError, match=r"t.csv row 2, column Node Std: not a JSON list of numbers: '\[1.5 2\]'"):
+        convert_table(tmp_path / "t.csv", tmp_path / "out.parquet")
+
+
 def test_convert_reports_bad_numbers_and_leaves_nothing(tmp_path):
     (tmp_path / "t.csv").write_text(
         "ImageID,Landmarks,Left Lung,Right Lung,Heart,Height,Width\n"

@@ -14,6 +14,7 @@ Parquet values keep their stored types.
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -307,8 +308,56 @@ def decode_masks(
 # --- conversion -----------------------------------------------------------------
 
 
+def _is_list(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type)
+
+
+def _is_number(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
+
+
+def _number_text(value, item_type) -> str:
+    import pyarrow as pa
+
+    if value is None:
+        return "null"
+    if pa.types.is_integer(item_type):
+        return str(int(value))
+    value = np.float32(value) if pa.types.is_float32(item_type) else float(value)
+    if not np.isfinite(value):
+        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    # The shortest text that reads back to the same float32 (resp. float64).
+    return str(value) if isinstance(value, np.float32) else repr(value)
+
+
+def _list_text(value, arrow_type) -> str:
+    """A list cell of a Parquet table as a one-line JSON list (``""`` for null)."""
+    if value is None or (not isinstance(value, (list, tuple, np.ndarray)) and pd.isna(value)):
+        return ""
+    item_type = arrow_type.value_type
+    if not _is_number(item_type):
+        return json.dumps(np.asarray(value).tolist(), separators=(",", ":"))
+    return "[" + ",".join(_number_text(v, item_type) for v in value) + "]"
+
+
+def _parse_list(value: str, where: str) -> list | None:
+    if value == "":
+        return None
+    try:
+        items = json.loads(value)
+    except ValueError:
+        items = None
+    if not isinstance(items, list) or not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in items):
+        raise InputError(where, f"not a JSON list of numbers: {value[:60]!r}")
+    return items
+
+
 def _arrow_chunk(chunk: pd.DataFrame, schema, source: str):
-    """CSV text chunk -> Arrow table of ``schema``; empty numbers become null."""
+    """CSV text chunk -> Arrow table of ``schema``; empty numbers and lists become null."""
     import pyarrow as pa
 
     arrays = []
@@ -316,6 +365,10 @@ def _arrow_chunk(chunk: pd.DataFrame, schema, source: str):
         values = chunk[field.name].tolist()
         if pa.types.is_string(field.type):
             arrays.append(pa.array(values, type=pa.string()))
+            continue
+        if _is_list(field.type):
+            parsed = [_parse_list(v, f"{source} row {row}, column {field.name}") for row, v in zip(chunk.index, values)]
+            arrays.append(pa.array(parsed, type=field.type))
             continue
         convert = float if pa.types.is_floating(field.type) else int
         parsed = []
@@ -335,16 +388,17 @@ def _arrow_chunk(chunk: pd.DataFrame, schema, source: str):
 
 
 def _csv_schema(columns: list[str]):
+    """Arrow schema of a CSV table: the types segment's Parquet output gives its columns
+    (float RCA and uncertainty, int sizes and pixel measures, float32 node and latent
+    lists, ...), string for every other column."""
     import pyarrow as pa
 
-    def kind(name: str):
-        if name in _FLOAT_COLUMNS:
-            return pa.float64()
-        if name in _INT_COLUMNS:
-            return pa.int64()
-        return pa.string()
+    from chexmask.formats.records import PRIVATE_COLUMNS, part_schema
 
-    return pa.schema([(c, kind(c)) for c in columns])
+    known = {f.name: f.type for f in part_schema("\0", clavicles=True) if f.name not in ("\0", *PRIVATE_COLUMNS)}
+    known.update({c: pa.float64() for c in _FLOAT_COLUMNS})
+    known.update({c: pa.int64() for c in _INT_COLUMNS})
+    return pa.schema([(c, known.get(c, pa.string())) for c in columns])
 
 
 def _open_text(path: Path, gz: bool):
@@ -386,11 +440,15 @@ def convert_table(
     Notes
     -----
     In Parquet, ``Dice RCA (Mean)``/``(Max)`` are float64, ``Height``/``Width``
-    int64 (an empty CSV field becomes null), and every other column is a string
-    kept byte for byte. Floats are written back in their shortest round-trip form,
-    as the published CSVs hold them, so CSV -> Parquet -> CSV reproduces a
-    published file's bytes; Parquet -> CSV -> Parquet reproduces the values.
-    CSV is written with ``"\\n"`` line ends and minimal quoting.
+    int64 (an empty CSV field becomes null), the other columns of ``chexmask
+    segment``'s output get the types it writes them with (the uncertainty and
+    measurement numbers, the per-node and latent float32 lists), and every other
+    column is a string kept byte for byte. Floats are written back in their shortest
+    round-trip form, as the published CSVs hold them; a list cell is written to CSV
+    as a one-line JSON list (``[1.5,-0.25]``, each number the shortest text of its
+    float32 or float64 value, ``""`` for null) and read back from it. So CSV ->
+    Parquet -> CSV reproduces a published file's bytes and Parquet -> CSV -> Parquet
+    reproduces the values. CSV is written with ``"\\n"`` line ends and minimal quoting.
     """
     src, dst = Path(src), Path(dst)
     src_kind = _check_file(src)
@@ -424,9 +482,12 @@ def convert_table(
                     writer.write_table(table)
                     rows += len(chunk)
         else:
+            lists = {f.name: f.type for f in schema if _is_list(f.type)} if src_kind == "parquet" else {}
             with _open_text(tmp, dst.name.lower().endswith(".gz")) as fh:
                 header = True
                 for chunk in chunks:
+                    if lists:
+                        chunk = chunk.assign(**{c: [_list_text(v, t) for v in chunk[c]] for c, t in lists.items()})
                     chunk.to_csv(fh, index=False, header=header, lineterminator="\n")
                     header = False
                     rows += len(chunk)
