@@ -54,7 +54,7 @@ def test_bad_rows_go_to_the_errors_file_and_the_others_are_measured(chexmask_csv
     bad_csv = tmp_path / "bad.csv"
     rows.to_csv(bad_csv, index=False, lineterminator="\n")
     out = tmp_path / "m.parquet"
-    result = measure(bad_csv, "-o", out, "--chunksize", "4", "-j", "2")
+    result = measure(bad_csv, "-o", out, "--chunk-size", "4", "-j", "2")
     assert result.exit_code == 0, result.output
     assert "measured 45 of 50 rows" in result.output and "5 rows failed" in result.output
     errors = pd.read_csv(tmp_path / "m.errors.csv", dtype=str)
@@ -93,7 +93,7 @@ def test_a_segment_table_measures_to_its_own_columns(tiny_weights, xray_folder, 
         (["{tmp}/none.csv", "-o", "{tmp}/m.csv"], 2, "file not found"),
         (["{tmp}/nomasks.csv", "-o", "{tmp}/m.csv"], 2, "missing mask column(s) ['Left Lung']"),
         (["{csv}", "-o", "{tmp}/m.csv", "-j", "0"], 2, "--workers must be a positive integer"),
-        (["{csv}", "-o", "{tmp}/m.csv", "--chunksize", "0"], 2, "chunksize must be a positive integer"),
+        (["{csv}", "-o", "{tmp}/m.csv", "--chunk-size", "0"], 2, "chunk-size must be a positive integer"),
     ],
 )
 def test_bad_command_lines_exit_2_and_leave_no_output(chexmask_csv_dir, tmp_path, args, code, message):

@@ -196,7 +196,7 @@ def test_cli_corruption(tiny_weights, tmp_path):
     images = _write_pngs(tmp_path / "in", 2)
     out = tmp_path / "report"
     res = CliRunner().invoke(app, ["experiment", "corruption", str(images), "-o", str(out), "--weights", str(tiny_weights),
-                                   "--samples", "3", "--noise", "30", "--sizes", "0.3"])
+                                   "--uncertainty", "3", "--noise", "30", "--sizes", "0.3"])
     assert res.exit_code == 0, res.output
     assert (out / "summary.md").is_file() and (out / "per_image.csv").is_file()
 
@@ -205,8 +205,8 @@ def test_cli_corruption_errors(tiny_weights, tmp_path):
     images = _write_pngs(tmp_path / "in", 1)
     runner = CliRunner()
     res = runner.invoke(app, ["experiment", "corruption", str(images), "-o", str(tmp_path / "r"),
-                              "--weights", str(tiny_weights), "--samples", "1"])
-    assert res.exit_code == 1 and "--samples must be >= 2" in res.output
+                              "--weights", str(tiny_weights), "--uncertainty", "1"])
+    assert res.exit_code == 1 and "--uncertainty must be >= 2" in res.output
     res = runner.invoke(app, ["experiment", "corruption", str(images), "-o", str(tmp_path / "r"),
                               "--weights", str(tiny_weights), "--landmarks", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "not a folder" in res.output
@@ -217,7 +217,7 @@ def test_cli_ood(tiny_weights, tmp_path):
     outs = _write_pngs(tmp_path / "out", 2)
     report = tmp_path / "report"
     res = CliRunner().invoke(app, ["experiment", "ood", str(ins), str(outs), "-o", str(report), "--weights", str(tiny_weights),
-                                   "--samples", "2", "--no-non-chest", "--max-synthetic", "1", "--reference", str(ins),
+                                   "--uncertainty", "2", "--no-non-chest", "--max-synthetic", "1", "--reference", str(ins),
                                    "--save-images"])
     assert res.exit_code == 0, res.output
     assert (report / "auroc.csv").is_file() and (report / "images" / "invert" / "img0.png").is_file()

@@ -7,6 +7,7 @@ import typer
 import chexmask
 from chexmask.cli._errors import dataset_run_errors, exit_on, finish_run
 from chexmask.cli._threads import set_threads
+from chexmask.model.default import DEFAULT_MODEL
 
 SEGMENT_EPILOG = ("Exit codes: 0 done (some inputs may have failed, see the errors file); 1 every input failed; "
                   "2 bad options or inputs; 3 the run could not proceed; 130 interrupted (rerun to resume).")
@@ -26,14 +27,15 @@ def segment_cmd(
     sample: bool = typer.Option(False, "--sample", help="Add the chest X-ray bundled with chexmask (CC BY 3.0, see its ATTRIBUTION.csv) to the inputs."),
     rca: str = typer.Option(None, "--rca", help="Fill the Dice RCA columns, using this atlas: a JSRT folder or an atlas .npz (see docs/rca.md)."),
     overlays: str = typer.Option(None, "--overlays", help="Write an overlay PNG per image (contours + node uncertainty) into this folder."),
+    clavicles: bool = typer.Option(False, "--clavicles", help="Add the clavicles: 'Clavicle Landmarks', 'Right Clavicle' and 'Left Clavicle' columns (the 120 CheXmask nodes stay as they are)."),
     out: str = typer.Option(..., "--out", "-o", help="Output table: .csv (CheXmask CSV) or .parquet (+ per-node arrays)."),
     id_column: str = typer.Option("Image ID", "--id-column", help="Name of the image id column (ids are paths relative to the inputs' common folder)."),
-    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty (0 = off)."),
-    seed: int = typer.Option(0, help="Seed of the latent samples (each image's noise is also seeded by its id)."),
+    seed: int = typer.Option(0, help="Seed of the latent samples (each image's noise is also seeded by a hash of its pixels)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call (a multiple of 8 on CPU, 32 on CUDA wastes nothing)."),
     workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks (0 = none) [default: CPUs - 1, at most 8]."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="float16 autocast on CUDA (ignored on CPU)."),
     shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
     chunk_size: int = typer.Option(1000, "--chunk-size", help="Images per part file (what a kill can lose)."),
@@ -57,11 +59,13 @@ def segment_cmd(
         workers = _default_workers()
     args = {"inputs": inputs, "out": out, "id_column": id_column, "weights": weights, "uncertainty": uncertainty,
             "seed": seed, "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "shard": shard,
-            "chunk_size": chunk_size, "engine": engine, "threads": threads, "rca": rca, "overlays": overlays}
+            "chunk_size": chunk_size, "engine": engine, "threads": threads, "rca": rca, "overlays": overlays,
+            "clavicles": clavicles}
     with dataset_run_errors(resume_out=out):
         run = segment_dataset(inputs, out, weights=weights, device=device, uncertainty=uncertainty, seed=seed,
                               batch_size=batch_size, amp=amp, workers=workers, id_column=id_column, shard=shard,
-                              chunk_size=chunk_size, engine=engine, progress=progress, args=args, rca=rca, overlays=overlays)
+                              chunk_size=chunk_size, engine=engine, progress=progress, args=args, rca=rca, overlays=overlays,
+                              clavicles=clavicles)
     resumed = f", {run.resumed} resumed" if run.resumed else ""
     finish_run(run, f"segmented {run.segmented} of {run.images} images{resumed} in {run.seconds:.1f} s "
                     f"({run.images_per_second:.1f} images/s) -> {run.output}")
@@ -71,12 +75,12 @@ def build_cmd(
     source: str = typer.Argument(..., help="chestxray8, chexpert, mimic-cxr-jpg, padchest or vindr-cxr."),
     root: str = typer.Argument(..., help="The dataset's folder as downloaded (metadata files and images anywhere below)."),
     out: str = typer.Option(..., "--out", "-o", help="Output table: .csv or .parquet, keyed by the source's id column."),
-    weights: str = typer.Option("hybridgnet-jsrt-256", help="Shipped model name or .safetensors file."),
+    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty (0 = off)."),
     rca: str = typer.Option(None, "--rca", help="Fill the Dice RCA columns with this atlas (JSRT folder or atlas .npz)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
     workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks [default: CPUs - 1, at most 8]."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -101,7 +105,7 @@ def masks_cmd(
     min_rca: float = typer.Option(None, "--min-rca", help="Only rows with Dice RCA (Mean) >= this (0.7 is the reference's threshold)."),
     ids: str = typer.Option(None, "--ids", help="Only the image ids listed in this file (one per line)."),
     workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (default: all CPUs)."),
-    chunksize: int = typer.Option(1000, help="Table rows read at a time (memory is proportional to it)."),
+    chunksize: int = typer.Option(1000, "--chunk-size", help="Table rows read at a time (memory is proportional to it)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Decode the masks of a CheXmask table at the original resolution and write them as files."""
@@ -129,7 +133,7 @@ def masks_cmd(
 def convert_cmd(
     table: str = typer.Argument(..., help="Table to convert (.csv, .csv.gz or .parquet)."),
     out: str = typer.Option(..., "--out", "-o", help="Output table; its suffix (.csv, .csv.gz, .parquet) picks the format."),
-    chunksize: int = typer.Option(10000, help="Rows held in memory at a time."),
+    chunksize: int = typer.Option(10000, "--chunk-size", help="Rows held in memory at a time."),
 ) -> None:
     """Convert a CheXmask table between CSV and Parquet without loss (text columns byte for byte)."""
     from chexmask.formats.stream import convert_table
@@ -144,7 +148,7 @@ def measure_cmd(
     out: str = typer.Option(..., "--out", "-o", help="Output table, .csv or .parquet: the id column and the measure columns (see docs/measures.md)."),
     errors: str = typer.Option(None, "--errors", help="Per-row errors CSV (path, error, reason) [default: OUT's name + .errors.csv]."),
     workers: int = typer.Option(1, "--workers", "-j", help="Processes decoding and measuring (1 = none)."),
-    chunksize: int = typer.Option(1000, help="Table rows read at a time (memory is proportional to it)."),
+    chunksize: int = typer.Option(1000, "--chunk-size", help="Table rows read at a time (memory is proportional to it)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Cardiothoracic ratio, heart and thorax widths, organ areas and lung heights of every row of a table."""

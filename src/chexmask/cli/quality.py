@@ -9,7 +9,7 @@ from chexmask.cli._errors import exit_on
 from chexmask.cli._threads import set_threads
 from chexmask.model.default import DEFAULT_MODEL
 
-experiment_app = typer.Typer(help="Uncertainty experiments: corruption and out-of-distribution.", no_args_is_help=True)
+experiment_app = typer.Typer(help="Experiments: uncertainty (corruption, out-of-distribution) and CTR validation.", no_args_is_help=True)
 
 
 def rca(
@@ -22,7 +22,7 @@ def rca(
     k: int = typer.Option(5, "--k", help="References per image."),
     embedding: str = typer.Option("latent", help="How references are chosen: latent (model) or image (thumbnail)."),
     weights: str = typer.Option(DEFAULT_MODEL, help="Model for --embedding latent: shipped name or .safetensors."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     save_atlas: str = typer.Option(None, "--save-atlas", help="Also save the atlas to this .npz for later runs."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -42,7 +42,7 @@ def validate(
     weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     split: str = typer.Option("test", help="Split to score: train, val or test."),
     out: str = typer.Option(None, "--out", "-o", help="Write per-image scores to this CSV."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also score the clavicles (a model that predicts them; JSRT's SCR masks)."),
 ) -> None:
     """Score a model against a source's expert masks and landmarks (Dice, HD, HD95, landmark MSE); lungs-only sources report lungs."""
@@ -88,11 +88,11 @@ def experiment_corruption(
     split: str = typer.Option(None, help="For a JSRT-layout folder in IMAGES: only this split (train, val, test)."),
     limit: int = typer.Option(None, help="Use the first N images only."),
     weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
-    samples: int = typer.Option(20, help="Latent samples per image for the predictive uncertainty."),
+    samples: int = typer.Option(20, "--uncertainty", help="Latent samples per image for the predictive uncertainty."),
     noise: str = typer.Option("15,30,60,120", help="Gaussian noise std levels (grey levels), comma-separated."),
     sizes: str = typer.Option("0.15,0.3,0.45", help="Occluding block sides (fraction of the shorter side), comma-separated."),
     seed: int = typer.Option(0, help="Seed of the noise and of the latent samples."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
 ) -> None:
     """Uncertainty and landmark error under Gaussian noise and occlusion, with Spearman correlations."""
@@ -121,9 +121,9 @@ def experiment_ood(
     max_synthetic: int = typer.Option(20, help="IN images each synthetic set is made from."),
     save_images: bool = typer.Option(False, "--save-images", help="Also write the generated OOD images under OUT/images/."),
     weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
-    samples: int = typer.Option(20, help="Latent samples per image for the predictive uncertainty."),
+    samples: int = typer.Option(20, "--uncertainty", help="Latent samples per image for the predictive uncertainty."),
     seed: int = typer.Option(0, help="Seed of the crops and of the latent samples."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
 ) -> None:
     """AUROC of each uncertainty score for telling out-of-distribution images from IN images."""
@@ -138,6 +138,31 @@ def experiment_ood(
     typer.echo(result.aurocs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
+@experiment_app.command("ctr")
+def experiment_ctr(
+    jsrt_dir: str = typer.Argument(..., help="JSRT-layout folder with images/, scr_masks/, landmarks/, splits/."),
+    out: str = typer.Option(..., "--out", "-o", help="Report folder (per_image.csv, summary.csv, summary.json, ctr_bland_altman.png)."),
+    split: str = typer.Option("test", help="Split to validate on: train, val or test."),
+    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
+    limit: int = typer.Option(None, help="Use the first N images of the split only."),
+    figure: str = typer.Option(None, help="Write the Bland-Altman PNG here instead of OUT/ctr_bland_altman.png."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+) -> None:
+    """Cardiothoracic ratio of a model's masks and of the expert landmarks against the SCR expert masks."""
+    from chexmask.quality.ctr_validation import validate_ctr, write_ctr_report
+
+    set_threads(threads)
+    with exit_on(chexmask.ChexmaskError, ValueError):
+        result = validate_ctr(jsrt_dir, split, weights=weights, device=device, limit=limit)
+        write_ctr_report(result, out, figure)
+    columns = ["source", "n", "mae", "bias", "sd", "pearson_r", "tp", "fp", "fn", "tn", "kappa"]
+    typer.echo(f"model {result.model['name']} (SHA256 {result.model['sha256'][:12]}), JSRT {split}; report: {out}")
+    counts = {c: "-" for c in ("tp", "fp", "fn", "tn")}  # no confusion counts for the width rows
+    table = result.summary[columns].astype({c: object for c in counts}).fillna(counts)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+
+
 @experiment_app.command("threshold")
 def experiment_threshold(
     sources: list[str] = typer.Argument(..., help="JSRT-layout folders (images/, splits/): the sources the model was selected on."),
@@ -147,7 +172,7 @@ def experiment_threshold(
     samples: int = typer.Option(50, "--uncertainty", help="Latent samples per image (segment's default)."),
     seed: int = typer.Option(0, help="Seed of the latent samples."),
     out: str = typer.Option(None, "--out", "-o", help="Write the per-image uncertainties to this CSV."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
 ) -> None:
     """Quality-flag threshold for a model: a quantile of the mean node uncertainty on clean val images of its sources."""

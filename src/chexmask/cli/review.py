@@ -58,7 +58,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless --allow-remote)."),
     port: int = typer.Option(8000, help="TCP port."),
     weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     uncertainty: int = typer.Option(20, help="Latent samples per image for node uncertainty (0 = off)."),
     max_mb: float = typer.Option(32.0, help="Largest upload, in MiB."),
     max_megapixels: float = typer.Option(40.0, help="Largest image, in megapixels."),

@@ -209,7 +209,7 @@ def measure_table(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers!r}")
     if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
-        raise ValueError(f"--chunksize must be a positive integer, got {chunksize!r}")
+        raise ValueError(f"--chunk-size must be a positive integer, got {chunksize!r}")
     source = str(table) if isinstance(table, (str, os.PathLike)) else "table"
     header = table_columns(table)
     ident = id_column(pd.DataFrame(columns=header), source=source)

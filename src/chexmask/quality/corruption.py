@@ -198,7 +198,7 @@ def run_corruption(
     if not images:
         raise ChexmaskError("the corruption experiment needs at least one image")
     if getattr(segmenter, "uncertainty", 0) < 2:
-        raise ChexmaskError("the corruption experiment needs uncertainty sampling: use --samples 2 or more")
+        raise ChexmaskError("the corruption experiment needs uncertainty sampling: use --uncertainty 2 or more")
     corruptions = list(corruptions or default_corruptions())
     landmarks = landmarks or {}
     node_rows, image_rows = [], []
@@ -443,7 +443,7 @@ def corruption_experiment(
     from chexmask.model.data import load_landmarks_npz
 
     if samples < 2:
-        raise ChexmaskError(f"--samples must be >= 2 to estimate a spread, got {samples}")
+        raise ChexmaskError(f"--uncertainty must be >= 2 to estimate a spread, got {samples}")
     read = [read_image(p) for p in resolve_images(images, split, limit)]
     if landmarks_dir is None and split is not None:  # a JSRT-layout input brings its landmarks
         landmarks_dir = next((Path(i) / "landmarks" for i in images if (Path(i) / "landmarks").is_dir()), None)

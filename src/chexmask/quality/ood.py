@@ -440,7 +440,7 @@ def ood_experiment(
     from chexmask.quality.corruption import resolve_images
 
     if samples < 2:
-        raise ChexmaskError(f"--samples must be >= 2 to estimate a spread, got {samples}")
+        raise ChexmaskError(f"--uncertainty must be >= 2 to estimate a spread, got {samples}")
     in_images = [read_image(p) for p in resolve_images(in_inputs, split, limit)]
     sets: dict[str, list[XrayImage]] = {}
     if out_inputs:
