@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from chexmask.anatomy import ORGANS, organ_slices
+from chexmask.anatomy import organ_slices
 
 __all__ = ["ORGAN_COLOURS", "overlay", "bundle"]
 
@@ -24,6 +24,8 @@ ORGAN_COLOURS: dict[str, tuple[int, int, int]] = {
     "right_lung": (180, 119, 31),
     "left_lung": (44, 160, 44),
     "heart": (40, 39, 214),
+    "right_clavicle": (0, 200, 255),
+    "left_clavicle": (200, 0, 200),
 }
 _MAX_SIDE = 1024  # the overlay is drawn at most this large; downloads keep full size
 
@@ -44,13 +46,13 @@ def overlay(pixels: np.ndarray, seg, masks: dict[str, np.ndarray]) -> bytes:
     size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
     base = cv2.cvtColor(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR)
     fill = base.copy()
-    for organ in ORGANS:
+    for organ in seg.organs:
         small = cv2.resize(masks[organ], size, interpolation=cv2.INTER_NEAREST) > 0
         fill[small] = ORGAN_COLOURS[organ]
     out = cv2.addWeighted(base, 0.75, fill, 0.25, 0)
     points = seg.landmarks * scale
     thick = max(1, round(max(size) / 400))
-    for organ, part in organ_slices().items():
+    for organ, part in organ_slices(organs=seg.organs).items():
         ring = np.rint(points[part] * 16).astype(np.int32)  # 4 fractional bits for subpixel lines
         cv2.polylines(out, [ring], True, ORGAN_COLOURS[organ], thick, cv2.LINE_AA, shift=4)
     node_u = seg.node_uncertainty
@@ -75,20 +77,19 @@ def _png(mask: np.ndarray) -> bytes:
     return png.tobytes()
 
 
-def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes) -> bytes:
+def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes, rca: dict | None = None) -> bytes:
     """A zip with the landmarks (CSV, JSON), masks (PNG, original size) and a CheXmask row.
 
     Contents: ``landmarks.csv`` (Node, Organ, X, Y, Std X, Std Y), ``result.json``
     (the summary shown on the page, measurements included, plus the landmarks), ``<organ>.png`` masks
-    (uint8 {0, 255}, original height x width), ``chexmask.csv`` (one row in the CheXmask
+    (uint8 {0, 255}, original height x width), ``chexmask.csv`` (the row ``chexmask
+    segment`` writes for the image, same columns and values; ``rca`` fills its RCA
     columns) and ``overlay.png``.
     """
-    from chexmask.formats.landmarks import format_landmarks
-    from chexmask.formats.tables import MASK_COLUMNS
-    from chexmask.masks.rle import encode_rle
+    from chexmask.formats.records import csv_columns, segmentation_record
 
     organ_of = np.empty(len(seg.landmarks), dtype=object)
-    for organ, part in organ_slices().items():
+    for organ, part in organ_slices(organs=seg.organs).items():
         organ_of[part] = organ
     std = seg.node_std if seg.node_std is not None else np.full_like(seg.landmarks, np.nan)
     lines = ["Node,Organ,X,Y,Std X,Std Y"]
@@ -96,11 +97,10 @@ def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes)
         f"{i},{organ_of[i]},{x:.3f},{y:.3f},{sx:.4f},{sy:.4f}"
         for i, ((x, y), (sx, sy)) in enumerate(zip(seg.landmarks, std))
     ]
-    row = {"ImageID": seg.image_id, "Landmarks": format_landmarks(seg.landmarks_int)}
-    row.update({MASK_COLUMNS[o]: encode_rle(masks[o]) for o in ORGANS})
-    row.update({"Height": seg.height, "Width": seg.width, "Uncertainty": summary.get("uncertainty")})
-    row.update(summary.get("measures") or {})
-    table = pd.DataFrame([row]).to_csv(index=False, lineterminator="\n")
+    row = segmentation_record(seg, "Image ID", rca)
+    row.update(summary.get("measures") or {})  # measured with the image's pixel spacing
+    columns = csv_columns("Image ID", clavicles="right_clavicle" in seg.organs)
+    table = pd.DataFrame([{c: row[c] for c in columns}]).to_csv(index=False, lineterminator="\n")
     result = dict(summary, landmarks=seg.landmarks.round(3).tolist(),
                   node_std=None if seg.node_std is None else seg.node_std.round(4).tolist())
     buf = io.BytesIO()
@@ -108,7 +108,7 @@ def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes)
         zf.writestr("landmarks.csv", "\n".join(lines) + "\n")
         zf.writestr("result.json", json.dumps(result, indent=1))
         zf.writestr("chexmask.csv", table)
-        for organ in ORGANS:
+        for organ in seg.organs:
             zf.writestr(f"{organ}.png", _png(masks[organ]))
         zf.writestr("overlay.png", overlay_png)
     return buf.getvalue()
