@@ -1,0 +1,269 @@
+"""Validate the cardiothoracic ratio against the JSRT expert masks (``chexmask experiment ctr``).
+
+For every image of a JSRT split, the CTR (:func:`chexmask.measures.measure_masks`) is
+computed from:
+
+- ``scr``: the SCR expert masks (the reference);
+- ``model``: the masks of a model (predicted heart and lungs), filled in the original
+  frame as ``chexmask segment`` fills them;
+- ``landmarks``: the filled expert landmarks (:func:`chexmask.masks.fill.landmarks_to_masks`),
+  i.e. what a perfect landmark model could give, a floor for the model's error;
+- ``model_heart``: the predicted heart with the SCR lungs, and ``model_lungs``: the SCR
+  heart with the predicted lungs, which split the model's CTR error into the part that
+  comes from the heart contour and the part that comes from the lungs.
+
+Each is compared with ``scr``: mean absolute error, bias (mean of test - reference),
+limits of agreement, Pearson r, and agreement on ``CTR > 0.5`` (the usual cut-off for
+cardiomegaly on a PA film): confusion counts and Cohen's kappa. A Bland-Altman figure
+shows the differences.
+
+References
+----------
+Gaggion N, et al. CheXmask: a large-scale dataset of anatomical segmentation masks for
+multi-center chest x-ray images. Sci Data 2024;11:511. https://doi.org/10.1038/s41597-024-03358-1
+
+Shiraishi J, et al. Development of a digital image database for chest radiographs with
+and without a lung nodule. AJR 2000;174:71-74. https://doi.org/10.2214/ajr.174.1.1740071
+
+van Ginneken B, et al. Segmentation of anatomical structures in chest radiographs using
+supervised methods (SCR). Med Image Anal 2006;10:19-40. https://doi.org/10.1016/j.media.2005.02.002
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chexmask.model.default import DEFAULT_MODEL
+
+__all__ = ["SOURCES", "CTR_THRESHOLD", "ctr_agreement", "CTRValidation", "validate_ctr", "write_ctr_report"]
+
+#: Source -> description; every source but ``scr`` is compared with ``scr``.
+SOURCES: dict[str, str] = {
+    "scr": "SCR expert masks (reference)",
+    "model": "model: predicted heart and lungs",
+    "landmarks": "filled expert landmarks",
+    "model_heart": "predicted heart + SCR lungs",
+    "model_lungs": "SCR heart + predicted lungs",
+}
+#: CTR above which a film reads as an enlarged heart.
+CTR_THRESHOLD = 0.5
+_ORGANS = ("right_lung", "left_lung", "heart")
+
+
+def ctr_agreement(test, reference, threshold: float = CTR_THRESHOLD) -> dict[str, float]:
+    """Agreement of two series of CTRs (or any paired values).
+
+    Parameters
+    ----------
+    test, reference : array-like of float, shape (n,)
+        Paired values; pairs with a NaN are left out.
+    threshold : float
+        Cut-off of the binary reading (``value > threshold`` is positive).
+
+    Returns
+    -------
+    dict
+        ``n``; ``mae``; ``bias`` (mean of test - reference); ``sd`` (std of the
+        differences, ddof=1); ``loa_low``/``loa_high`` (bias -/+ 1.96 sd); ``pearson_r``;
+        ``tp``, ``fp``, ``fn``, ``tn`` (test vs reference positives); ``kappa`` (Cohen's,
+        NaN when chance agreement is 1).
+
+    Examples
+    --------
+    >>> a = ctr_agreement([0.45, 0.55, 0.52, 0.40], [0.44, 0.53, 0.49, 0.42])
+    >>> a["n"], round(a["bias"], 4), (a["tp"], a["fp"], a["fn"], a["tn"]), a["kappa"]
+    (4, 0.01, (1, 1, 0, 2), 0.5)
+    """
+    from scipy.stats import pearsonr
+
+    t, r = np.asarray(test, float), np.asarray(reference, float)
+    if t.shape != r.shape or t.ndim != 1:
+        raise ValueError(f"test and reference must be paired 1-D series, got shapes {t.shape} and {r.shape}")
+    keep = np.isfinite(t) & np.isfinite(r)
+    t, r = t[keep], r[keep]
+    d = t - r
+    n = int(len(d))
+    sd = float(np.std(d, ddof=1)) if n > 1 else np.nan
+    bias = float(d.mean()) if n else np.nan
+    constant = n < 2 or np.ptp(t) == 0 or np.ptp(r) == 0
+    pos_t, pos_r = t > threshold, r > threshold
+    tp, fp = int(np.sum(pos_t & pos_r)), int(np.sum(pos_t & ~pos_r))
+    fn, tn = int(np.sum(~pos_t & pos_r)), int(np.sum(~pos_t & ~pos_r))
+    observed = (tp + tn) / n if n else np.nan
+    chance = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n**2 if n else np.nan
+    kappa = (observed - chance) / (1 - chance) if n and chance < 1 else np.nan
+    return {
+        "n": n,
+        "mae": float(np.abs(d).mean()) if n else np.nan,
+        "bias": bias,
+        "sd": sd,
+        "loa_low": bias - 1.96 * sd,
+        "loa_high": bias + 1.96 * sd,
+        "pearson_r": np.nan if constant else float(pearsonr(t, r).statistic),
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "kappa": float(kappa),
+    }
+
+
+@dataclass(frozen=True)
+class CTRValidation:
+    """What :func:`validate_ctr` measured.
+
+    Attributes
+    ----------
+    per_image : pandas.DataFrame
+        One row per image: ``image_id``, then for each of :data:`SOURCES` its ``ctr_*``,
+        and the heart and thorax widths (px) of ``scr``, ``model`` and ``landmarks``.
+    summary : pandas.DataFrame
+        One row per compared source (``model``, ``landmarks``, ``model_heart``,
+        ``model_lungs``): ``source``, ``description`` and the :func:`ctr_agreement` keys;
+        then ``heart_width_px`` and ``thorax_width_px`` rows (model vs SCR widths).
+    model : dict
+        ``name`` and ``sha256`` of the weights.
+    split : str
+    """
+
+    per_image: pd.DataFrame
+    summary: pd.DataFrame
+    model: dict
+    split: str
+
+
+def _ctr(heart: np.ndarray, lungs_from: dict[str, np.ndarray]) -> dict[str, float]:
+    from chexmask.measures import measure_masks
+
+    return measure_masks({"heart": heart, "right_lung": lungs_from["right_lung"], "left_lung": lungs_from["left_lung"]})
+
+
+def validate_ctr(
+    jsrt_dir: str | os.PathLike[str],
+    split: str = "test",
+    *,
+    weights: str | os.PathLike[str] = DEFAULT_MODEL,
+    device: str = "cpu",
+    limit: int | None = None,
+    batch_size: int = 8,
+) -> CTRValidation:
+    """CTR of a model's masks and of the filled expert landmarks against the SCR masks.
+
+    Parameters
+    ----------
+    jsrt_dir : str or path-like
+        JSRT-layout folder: ``images/<ID>.png``, ``scr_masks/<ID>.npz`` (``right_lung``,
+        ``left_lung``, ``heart`` boolean, image size), ``landmarks/<ID>.npz`` and
+        ``splits/<split>.txt``.
+    split : {"train", "val", "test"}
+    weights : str or path-like
+        Shipped model name or ``.safetensors`` file (default: the package default).
+    device : str
+        Torch device.
+    limit : int, optional
+        Only the first ``limit`` images of the split.
+    batch_size : int
+        Images per model call.
+
+    Returns
+    -------
+    CTRValidation
+
+    Raises
+    ------
+    ChexmaskError
+        No such split file, or weights that cannot be loaded.
+    ValueError
+        ``limit`` below 1.
+    """
+    from chexmask.inference.segmenter import Segmenter
+    from chexmask.io.read import read_image
+    from chexmask.masks.fill import landmarks_to_masks
+    from chexmask.model.data import find_image, load_landmarks_npz, read_split
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    jsrt_dir = Path(jsrt_dir)
+    ids = read_split(jsrt_dir, split)[:limit]
+    segmenter = Segmenter(weights, device=device, batch_size=batch_size)
+    rows = []
+    for start in range(0, len(ids), batch_size):
+        images = [read_image(find_image(jsrt_dir, i)) for i in ids[start : start + batch_size]]
+        for image, seg in zip(images, segmenter.segment_images(images)):
+            with np.load(jsrt_dir / "scr_masks" / f"{image.image_id}.npz") as ref:
+                scr = {o: ref[o] for o in _ORGANS}
+            pred = seg.masks()
+            points = load_landmarks_npz(jsrt_dir / "landmarks" / f"{image.image_id}.npz")
+            expert = landmarks_to_masks(np.rint(points).astype(np.int64), image.height, image.width)
+            measured = {
+                "scr": _ctr(scr["heart"], scr),
+                "model": _ctr(pred["heart"], pred),
+                "landmarks": _ctr(expert["heart"], expert),
+                "model_heart": _ctr(pred["heart"], scr),
+                "model_lungs": _ctr(scr["heart"], pred),
+            }
+            row = {"image_id": image.image_id}
+            row.update({f"ctr_{s}": m["CTR"] for s, m in measured.items()})
+            for s in ("scr", "model", "landmarks"):
+                row[f"heart_width_{s}"] = measured[s]["Heart Width (px)"]
+                row[f"thorax_width_{s}"] = measured[s]["Thorax Width (px)"]
+            rows.append(row)
+    per_image = pd.DataFrame(rows)
+    summary = [{"source": s, "description": SOURCES[s], **ctr_agreement(per_image[f"ctr_{s}"], per_image["ctr_scr"])}
+               for s in SOURCES if s != "scr"]
+    for part in ("heart", "thorax"):
+        agreement = ctr_agreement(per_image[f"{part}_width_model"], per_image[f"{part}_width_scr"], threshold=np.inf)
+        summary.append({"source": f"{part}_width_px", "description": f"model {part} width vs SCR (px)",
+                        **{k: v for k, v in agreement.items() if k not in ("tp", "fp", "fn", "tn", "kappa")}})
+    summary = pd.DataFrame(summary).astype({c: "Int64" for c in ("tp", "fp", "fn", "tn")})  # none for the widths
+    model = {"name": str(segmenter.info["name"]), "sha256": segmenter.info["sha256"]}
+    return CTRValidation(per_image, summary, model, split)
+
+
+def _bland_altman(result: CTRValidation, path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    sources = [s for s in SOURCES if s != "scr"]
+    fig = Figure(figsize=(10, 8))
+    axes = fig.subplots(2, 2, sharex=True, sharey=True).ravel()
+    ref = result.per_image["ctr_scr"].to_numpy()
+    for ax, source in zip(axes, sources):
+        test = result.per_image[f"ctr_{source}"].to_numpy()
+        row = result.summary.set_index("source").loc[source]
+        ax.scatter((test + ref) / 2, test - ref, s=14, alpha=0.8)
+        ax.axhline(row["bias"], color="k", lw=1)
+        for loa in (row["loa_low"], row["loa_high"]):
+            ax.axhline(loa, color="k", lw=0.8, ls="--")
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.axvline(CTR_THRESHOLD, color="tab:red", lw=0.6, ls=":")
+        ax.set_title(f"{SOURCES[source]}\nMAE {row['mae']:.4f}, bias {row['bias']:+.4f}, r {row['pearson_r']:.3f}, "
+                     f"kappa (CTR > {CTR_THRESHOLD}) {row['kappa']:.2f}", fontsize=9)
+    for ax in axes[2:]:
+        ax.set_xlabel("mean CTR (test, SCR)")
+    for ax in axes[::2]:
+        ax.set_ylabel("CTR test - SCR")
+    fig.suptitle(f"CTR vs SCR expert masks, JSRT {result.split} (n={len(ref)}); "
+                 f"model {result.model['name']} ({result.model['sha256'][:12]}); solid: bias, dashed: 95% limits of agreement", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def write_ctr_report(result: CTRValidation, out_dir: str | os.PathLike[str], figure: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Write ``per_image.csv``, ``summary.csv``, ``summary.json`` and the Bland-Altman PNG.
+
+    The figure goes to ``figure`` when given, else ``OUT/ctr_bland_altman.png``. Returns
+    the files written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result.per_image.to_csv(out / "per_image.csv", index=False, lineterminator="\n")
+    result.summary.to_csv(out / "summary.csv", index=False, lineterminator="\n")
+    record = {"split": result.split, "model": result.model, "images": len(result.per_image),
+              "summary": json.loads(result.summary.to_json(orient="records"))}
+    (out / "summary.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    png = _bland_altman(result, Path(figure) if figure is not None else out / "ctr_bland_altman.png")
+    return [out / "per_image.csv", out / "summary.csv", out / "summary.json", png]

@@ -1,0 +1,64 @@
+"""chexmask.quality.ctr_validation and `chexmask experiment ctr`: CTR vs the SCR expert masks on JSRT."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from chexmask.cli import app
+from chexmask.model.weights import DEFAULT_MODEL, registry
+from chexmask.quality.ctr_validation import ctr_agreement, validate_ctr
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def three(jsrt_dir):
+    return validate_ctr(jsrt_dir, "test", limit=3)
+
+
+def test_agreement_by_hand():
+    a = ctr_agreement([0.45, 0.55, 0.52, 0.40, np.nan], [0.44, 0.53, 0.49, 0.42, 0.6])  # the NaN pair is left out
+    assert a["n"] == 4 and a["mae"] == pytest.approx(0.02) and a["bias"] == pytest.approx(0.01)
+    assert (a["tp"], a["fp"], a["fn"], a["tn"]) == (1, 1, 0, 2) and a["kappa"] == pytest.approx(0.5)
+    assert a["loa_high"] - a["loa_low"] == pytest.approx(2 * 1.96 * np.std([0.01, 0.02, 0.03, -0.02], ddof=1))
+    assert ctr_agreement([0.4, 0.6], [0.4, 0.6])["kappa"] == 1.0
+    assert math.isnan(ctr_agreement([0.4, 0.45], [0.41, 0.42])["kappa"])  # all negative: chance agreement is 1
+    with pytest.raises(ValueError, match="paired 1-D series"):
+        ctr_agreement([0.4], [0.4, 0.5])
+
+
+def test_three_jsrt_images(three):
+    per_image, summary = three.per_image, three.summary.set_index("source")
+    assert list(per_image["image_id"]) == ["JPCLN009", "JPCLN010", "JPCLN019"]  # the first of splits/test.txt
+    assert per_image["ctr_scr"].between(0.35, 0.65).all()
+    # the decomposition swaps one organ: its CTR is the predicted width over the expert one, or the reverse
+    np.testing.assert_allclose(per_image["ctr_model_heart"], per_image["heart_width_model"] / per_image["thorax_width_scr"])
+    np.testing.assert_allclose(per_image["ctr_model_lungs"], per_image["heart_width_scr"] / per_image["thorax_width_model"])
+    assert summary.loc["landmarks", "mae"] < 0.01 and summary.loc["model", "mae"] < 0.05
+    assert summary.loc["model", "n"] == 3 and summary.loc["model", ["tp", "fp", "fn", "tn"]].sum() == 3
+    assert three.model == {"name": DEFAULT_MODEL, "sha256": registry()[DEFAULT_MODEL]["sha256"]}
+
+
+def test_command_writes_the_report_and_takes_other_weights(jsrt_dir, tiny_weights, tmp_path):
+    result = CliRunner().invoke(app, ["experiment", "ctr", str(jsrt_dir), "--limit", "3", "-o", str(tmp_path / "r"),
+                                      "--weights", str(tiny_weights), "--figure", str(tmp_path / "fig" / "ba.png")])
+    assert result.exit_code == 0, result.output
+    assert "landmarks" in result.output and "model_heart" in result.output
+    record = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert record["model"]["name"] == str(tiny_weights) and record["images"] == 3
+    assert len(pd.read_csv(tmp_path / "r" / "per_image.csv")) == 3
+    assert (tmp_path / "fig" / "ba.png").stat().st_size > 10_000
+
+
+def test_bad_split_and_limit(jsrt_dir, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["experiment", "ctr", str(jsrt_dir), "--split", "tset", "-o", str(tmp_path)])
+    assert result.exit_code == 1 and "no such split file" in result.output
+    result = runner.invoke(app, ["experiment", "ctr", str(jsrt_dir), "--limit", "0", "-o", str(tmp_path)])
+    assert result.exit_code == 1 and "--limit must be >= 1" in result.output
