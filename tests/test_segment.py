@@ -89,6 +89,71 @@ def test_every_help_is_plain_text(command):
     assert "<bool>" not in result.output and "╭" not in result.output
 
 
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc (Linux)."""
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def _descendants(pid: int) -> dict[int, int]:
+    """Descendant pid -> depth below ``pid``."""
+    children, found, todo = _children(), {}, [(pid, 0)]
+    while todo:
+        parent, depth = todo.pop()
+        for child in children.get(parent, []):
+            found[child] = depth + 1
+            todo.append((child, depth + 1))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"  # a zombie has exited
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_leaves_no_worker_forkserver_or_resource_tracker(tiny_weights, xray_folder, tmp_path):
+    """SIGKILL the main process once its worker runs: every descendant exits within seconds."""
+    cmd = [sys.executable, "-c", "from chexmask.cli import app; app()", "segment", str(xray_folder),
+           *map(str, base(tiny_weights, tmp_path / "out.csv")), "-j", "1", "-b", "1", "--chunk-size", "1",
+           "--no-progress", "--device", "cpu", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    family: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            family = _descendants(proc.pid)
+            if max(family.values(), default=0) >= 2:  # a worker, forked by the fork server
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None and max(family.values(), default=0) >= 2, "no worker process appeared"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_running, family)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in family if _running(pid)], "processes outlived the killed main process"
+    finally:  # if it failed, end what this test started
+        proc.kill()
+        proc.wait()
+        for pid in family:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_bytes_of_an_uninterrupted_run(tiny_weights, xray_folder, tmp_path):
     """A real crash: SIGKILL the command once a part is on disk, run it again, compare bytes."""

@@ -308,7 +308,10 @@ class ExportSummary:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(fmt: str, out_dir: str, organs: tuple[str, ...], source: str) -> None:
+def _init_worker(fmt: str, out_dir: str, organs: tuple[str, ...], source: str, main_pid: int) -> None:
+    from chexmask._lifeline import exit_with
+
+    exit_with(main_pid)  # no-op in the main process; a pool worker ends with the main process
     _WORKER.update(writer=get_writer(fmt)(Path(out_dir), organs), source=source)
 
 
@@ -479,7 +482,7 @@ def export_masks(
             bar.update(len(results))
 
         tasks = _tasks(chunks, ident, set(), bad)
-        for batch in _run(tasks, workers, (fmt, str(out), organs, source)):
+        for batch in _run(tasks, workers, (fmt, str(out), organs, source, os.getpid())):
             record([*bad, *batch])
             bad.clear()
         record(bad)  # rows rejected after the last task

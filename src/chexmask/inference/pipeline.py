@@ -178,9 +178,12 @@ def success_records(segmentations: list, items: list[WorkItem], id_column: str, 
 # ----------------------------------------------------------------------------- local engine
 
 
-def _init_worker() -> None:
+def _init_worker(main_pid: int) -> None:
     import cv2
 
+    from chexmask._lifeline import exit_with
+
+    exit_with(main_pid)  # a killed run leaves no worker (nor fork server, nor resource tracker)
     cv2.setNumThreads(1)  # one image per worker process; OpenCV's own threads would oversubscribe
 
 
@@ -248,7 +251,8 @@ def _ordered(submit: Callable, fn: Callable, arg_tuples: Iterable[tuple], lookah
 
 def _run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, bar, stop_after: int | None, annotate=None) -> int:
     """Process the chunks of ``todo``; return how many inputs failed."""
-    pool = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker) if workers > 0 else None
+    pool = (ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker, initargs=(os.getpid(),))
+            if workers > 0 else None)
     submit = pool.submit if pool else _run_now
     size, batch_size = segmenter.input_size, segmenter.batch_size
     loads = _ordered(submit, load_item, ((it.path, size) for _, chunk in todo for it in chunk), max(2 * batch_size, 4 * workers))
