@@ -98,7 +98,7 @@ def test_compare_tables_hand_computed_and_row_errors():
     by_id = errors.groupby("image_id")["error"].apply(" | ".join)
     assert "empty mask in b.csv row 3: HD and HD95 undefined" in by_id["noheart.png"]
     assert "mask sizes differ: 48x48 in a.csv row 4 vs 32x32 in b.csv row 4" in by_id["small.png"]
-    assert "b.csv row 5 column 'Heart'" in by_id["badrle.png"]
+    assert "b.csv row 5, column Heart" in by_id["badrle.png"]
     assert "NaN landmarks" in by_id["nanlm.png"]
     assert by_id["only_in_a.png"] == "no matching row in b.csv"
     assert by_id["only_in_b"] == "no matching row in a.csv"
@@ -218,7 +218,7 @@ def test_evaluate_reads_empty_sizes_and_records_bad_rows(chexmask_csv_dir, tmp_p
     errors = report.errors.set_index("image_id")["error"]
     assert len(errors) == 2
     assert "ref.csv row 3: image size column Height is not a positive integer: 'tall'" in errors[ids[2]]
-    assert "ref.csv row 6 column 'Heart'" in errors[ids[5]] and "beyond 1024x1024" in errors[ids[5]]
+    assert "ref.csv row 6, column Heart" in errors[ids[5]] and "beyond 1024x1024" in errors[ids[5]]
 
 
 def test_cli_evaluate_missing_file_exits_1(tmp_path):

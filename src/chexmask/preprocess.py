@@ -15,7 +15,44 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Geometry", "pad_resize", "to_original", "to_model_frame", "mask_to_original"]
+__all__ = ["Geometry", "FRAME_1024", "to_1024_frame", "pad_resize", "to_original", "to_model_frame", "mask_to_original"]
+
+#: Side of the reference frame in which lengths (uncertainty, errors) are compared across
+#: image sizes: the published CheXmask model frame.
+FRAME_1024 = 1024
+
+
+def to_1024_frame(length, height: int, width: int):
+    """A length in original pixels of an ``height x width`` image, in pixels of the 1024 frame.
+
+    The one home of ``length * 1024 / max(H, W)``: node uncertainties and landmark errors
+    of images of every size are compared (and thresholded) on this scale.
+
+    Parameters
+    ----------
+    length : float or ndarray
+        Length(s) in original pixels.
+    height, width : int
+        Original image size.
+
+    Returns
+    -------
+    float or ndarray
+        ``length * 1024 / max(height, width)``, same shape as `length`.
+
+    Raises
+    ------
+    ValueError
+        If the size is not positive.
+
+    Examples
+    --------
+    >>> to_1024_frame(2.0, 2048, 1500)
+    1.0
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got height={height}, width={width}")
+    return length * FRAME_1024 / max(height, width)
 
 
 @dataclass(frozen=True)

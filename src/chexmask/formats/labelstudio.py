@@ -39,6 +39,7 @@ from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES, NODE_COUNTS, ORGANS, organ_slices
 from chexmask.formats.landmarks import format_landmarks, parse_landmarks
 from chexmask.formats.tables import MASK_COLUMNS, PHYSICIAN_COLUMNS, id_column, read_table
+from chexmask.preprocess import to_1024_frame
 
 __all__ = [
     "LABELS",
@@ -162,7 +163,7 @@ def _row_score(row: pd.Series, height: int, width: int) -> float | None:
         return min(1.0, max(0.0, float(rca)))
     unc = row.get("Uncertainty")
     if unc is not None and not pd.isna(unc) and str(unc) != "":
-        return 1.0 / (1.0 + max(0.0, float(unc)) * 1024 / max(height, width))
+        return 1.0 / (1.0 + to_1024_frame(max(0.0, float(unc)), height, width))
     return None
 
 

@@ -34,6 +34,7 @@ from chexmask._errors import ChexmaskError
 from chexmask.anatomy import ORGANS, organ_slices
 from chexmask.io.read import XrayImage
 from chexmask.model.default import DEFAULT_MODEL
+from chexmask.preprocess import to_1024_frame
 
 __all__ = [
     "NOISE_SIGMAS",
@@ -209,11 +210,10 @@ def run_corruption(
             for i, img in enumerate(images)
         ]
         for img, seg in zip(batch, segmenter.segment_images(batch)):
-            to_1024 = 1024.0 / max(img.height, img.width)
-            node_u = seg.node_uncertainty * to_1024
+            node_u = to_1024_frame(seg.node_uncertainty, img.height, img.width)
             ref = landmarks.get(img.image_id)
             err = (np.full(len(node_u), np.nan) if ref is None
-                   else np.sqrt(((seg.landmarks - ref) ** 2).sum(-1)) * to_1024)
+                   else to_1024_frame(np.sqrt(((seg.landmarks - ref) ** 2).sum(-1)), img.height, img.width))
             tags = {"image_id": img.image_id, "corruption": corruption.name, "kind": corruption.kind,
                     "level": corruption.level, "position": corruption.position or ""}
             organ = np.empty(len(node_u), object)

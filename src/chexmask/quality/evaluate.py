@@ -36,15 +36,14 @@ import pandas as pd
 from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES, organ_slices
 from chexmask.formats.landmarks import parse_landmarks
-from chexmask.formats.tables import id_column, mask_size, read_table
-from chexmask.masks.rle import decode_rle
+from chexmask.formats.stream import decode_masks
+from chexmask.formats.tables import MASK_COLUMNS, id_column, mask_size, read_table
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
 
 __all__ = ["Matching", "Report", "match_ids", "compare_tables", "summarize", "evaluate"]
 
 log = logging.getLogger(__name__)
 
-MASK_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
 REPORT_ORGANS = ("lungs", "heart", "right_lung", "left_lung")
 METRICS = ("dice", "hd", "hd95", "landmark_mse")
 _PARTS = {"lungs": ("right_lung", "left_lung"), "heart": ("heart",), "right_lung": ("right_lung",), "left_lung": ("left_lung",)}
@@ -167,17 +166,16 @@ def match_ids(ids_a, ids_b) -> Matching:
     return Matching(pairs, keys, unmatched_a, sorted(unmatched_b), dup_a, dup_b)
 
 
-def _masks(row: pd.Series, shape: tuple[int, int], source: str, problems: list[tuple[str, str]]) -> dict[str, np.ndarray | None]:
+def _masks(row: pd.Series, source: str, problems: list[tuple[str, str]]) -> dict[str, np.ndarray | None]:
+    """The row's masks (:func:`~chexmask.formats.stream.decode_masks`); an organ that fails is None and a problem."""
     out: dict[str, np.ndarray | None] = {}
     for organ, column in MASK_COLUMNS.items():
         if column not in row.index:
             out[organ] = None
             problems.append((organ, f"{source}: no {column!r} column"))
             continue
-        rle = row[column]
-        rle = "" if rle is None or (isinstance(rle, float) and np.isnan(rle)) else str(rle)
         try:
-            out[organ] = decode_rle(rle, shape[0], shape[1], source=f"{source} column {column!r}")
+            out[organ] = decode_masks(row, [organ], source=source)[organ]
         except InputError as exc:
             out[organ] = None
             problems.append((organ, str(exc)))
@@ -247,7 +245,7 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
         if shape_a is not None and shape_a != shape_b:
             problems.append(("", f"mask sizes differ: {shape_a[0]}x{shape_a[1]} in {sa} vs {shape_b[0]}x{shape_b[1]} in {sb}"))
         elif shape_a is not None:
-            ma, mb = _masks(ra, shape_a, sa, problems), _masks(rb, shape_b, sb, problems)
+            ma, mb = _masks(ra, sa, problems), _masks(rb, sb, problems)
             for organ, parts in _PARTS.items():
                 if any(ma[p] is None or mb[p] is None for p in parts):
                     continue

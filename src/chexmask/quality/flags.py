@@ -104,11 +104,10 @@ def normalised_uncertainty(uncertainty: float | None, height: int, width: int) -
     >>> normalised_uncertainty(2.0, 2048, 1500)
     1.0
     """
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image size must be positive, got height={height}, width={width}")
-    if uncertainty is None:
-        return None
-    return float(uncertainty) * 1024.0 / max(height, width)
+    from chexmask.preprocess import to_1024_frame
+
+    scaled = to_1024_frame(0.0 if uncertainty is None else float(uncertainty), height, width)  # validates the size
+    return None if uncertainty is None else scaled
 
 
 def _rca_value(rca: float | Mapping[str, float] | None) -> float | None:

@@ -42,6 +42,7 @@ from chexmask._errors import ChexmaskError
 from chexmask.io.read import XrayImage
 from chexmask.quality.flags import DEFAULT_THRESHOLD_PX, calibrate_threshold
 from chexmask.model.default import DEFAULT_MODEL
+from chexmask.preprocess import to_1024_frame
 
 __all__ = [
     "SCORES",
@@ -240,7 +241,7 @@ def ood_scores(segmentations: Sequence, reference: Reference | None = None) -> p
     rows = []
     for s in segmentations:
         row = {"image_id": s.image_id, "latent_sigma": float(np.mean(s.latent_sigma)),
-               "predictive_px": np.nan if s.uncertainty is None else s.uncertainty * 1024.0 / max(s.height, s.width)}
+               "predictive_px": np.nan if s.uncertainty is None else to_1024_frame(s.uncertainty, s.height, s.width)}
         if reference is None:
             row.update(mahalanobis_mu=np.nan, mahalanobis_logsigma=np.nan, shape=np.nan)
         else:

@@ -20,6 +20,7 @@ import numpy as np
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import organ_slices
 from chexmask.io.read import XrayImage
+from chexmask.preprocess import to_1024_frame
 from chexmask.quality.flags import DEFAULT_THRESHOLD_PX, QualityFlag
 
 __all__ = ["ORGAN_COLOURS", "draw_overlay", "render_overlay"]
@@ -94,7 +95,7 @@ def render_overlay(
     for organ, part in organ_slices().items():
         ring = np.rint(points[part] * 2**_SHIFT).astype(np.int32)
         cv2.polylines(canvas, [ring], True, ORGAN_COLOURS[organ], thick, cv2.LINE_AA, shift=_SHIFT)
-    to_1024 = 1024.0 / max(segmentation.height, segmentation.width)
+    to_1024 = to_1024_frame(1.0, segmentation.height, segmentation.width)
     std = segmentation.node_std
     radius = max(2, round(max(size) / 250))
     if std is None:

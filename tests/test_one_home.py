@@ -1,0 +1,81 @@
+"""One home per concept (issue 14): helpers, constants and the direction of imports.
+
+Each concept (the mask columns, decoding a row's masks, the 1024-frame rescale, node
+counts) is defined once and imported elsewhere; data flows one way, with quality and
+reports on top of inference.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "chexmask"
+#: Owned by other work (RCA, the network): not checked here.
+_SKIP = ("model/", "quality/rca", "quality/registration", "weights/")
+
+
+def _sources():
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if not rel.startswith(_SKIP):
+            yield rel, path.read_text(encoding="utf-8")
+
+
+def _code(text: str) -> str:
+    """The text without docstrings and comments (a rough cut, enough for these checks)."""
+    text = re.sub(r'"""(.|\n)*?"""', "", text)
+    return re.sub(r"#.*", "", text)
+
+
+def test_mask_columns_are_defined_once():
+    from chexmask.formats import tables
+    from chexmask.quality import evaluate
+
+    assert evaluate.MASK_COLUMNS is tables.MASK_COLUMNS
+    defined = [rel for rel, text in _sources() if re.search(r"^MASK_COLUMNS\b.*=", text, re.MULTILINE)]
+    assert defined == ["formats/tables.py"]
+
+
+def test_the_1024_frame_rescale_has_one_home():
+    from chexmask.preprocess import to_1024_frame
+
+    assert to_1024_frame(4.0, 2048, 1000) == 2.0
+    with pytest.raises(ValueError, match="height=0"):
+        to_1024_frame(1.0, 0, 10)
+    pattern = re.compile(r"(?<!\w)1024(\.0)?\s*/\s*max\(")
+    homes = [rel for rel, text in _sources() if pattern.search(_code(text))]
+    assert homes == [], f"use chexmask.preprocess.to_1024_frame in {homes}"
+
+
+def test_evaluate_decodes_masks_with_the_stream_helper(monkeypatch):
+    import pandas as pd
+
+    from chexmask.quality import evaluate
+
+    calls = []
+
+    def spy(row, organs, *, source="row"):
+        calls.append((tuple(organs), source))
+        raise evaluate.InputError(source, "spied")
+
+    monkeypatch.setattr(evaluate, "decode_masks", spy)
+    row = pd.Series({"Right Lung": "1 2", "Left Lung": "1 2", "Heart": "1 2", "Height": 4, "Width": 4})
+    problems: list = []
+    assert evaluate._masks(row, "t.csv row 1", problems) == dict.fromkeys(evaluate.MASK_COLUMNS)
+    assert [c[0] for c in calls] == [("right_lung",), ("left_lung",), ("heart",)]
+    assert all("spied" in msg for _, msg in problems)
+
+
+def test_node_counts_come_from_anatomy():
+    counts = re.compile(r"(?<![\w.])(94|120|166|46)(?![\w.])")
+    offenders = []
+    for rel, text in _sources():
+        if rel == "anatomy.py":
+            continue
+        for line in _code(text).splitlines():
+            if counts.search(line) and "help=" not in line and "dpi=" not in line and "NOISE" not in line:
+                offenders.append(f"{rel}: {line.strip()}")
+    assert offenders == []
