@@ -11,7 +11,8 @@ from chexmask import InputError
 from chexmask.anatomy import N_NODES
 from chexmask.cli import app
 from chexmask.masks.rle import encode_rle
-from chexmask.quality.evaluate import compare_tables, evaluate, match_ids, summarize
+from chexmask.quality.evaluate import compare_tables, match_ids, summarize
+from chexmask.reports.evaluation import evaluate
 from chexmask.reports.tables import summary_markdown
 
 SIZE = 48

@@ -79,3 +79,48 @@ def test_node_counts_come_from_anatomy():
             if counts.search(line) and "help=" not in line and "dpi=" not in line and "NOISE" not in line:
                 offenders.append(f"{rel}: {line.strip()}")
     assert offenders == []
+
+
+def _imports(text: str) -> set[str]:
+    """Every chexmask module a source imports, at module level or inside functions."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("chexmask"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("chexmask"))
+    return names
+
+
+@pytest.mark.parametrize(("layer", "above"), [("inference/", ("chexmask.quality", "chexmask.reports")),
+                                              ("quality/", ("chexmask.reports",))])
+def test_imports_flow_one_way(layer, above):
+    """Quality and reports sit on top of inference, reports on top of quality: never the other way."""
+    wrong = {rel: sorted(m for m in _imports(text) if m.startswith(above))
+             for rel, text in _sources() if rel.startswith(layer)}
+    assert {rel: mods for rel, mods in wrong.items() if mods} == {}
+
+
+def test_segment_receives_its_annotate_hook_from_above(tmp_path, tiny_weights, xray_folder):
+    """segment_dataset builds no RCA scorer itself: it calls the factory it is given with its model."""
+    from chexmask.inference.pipeline import segment_dataset
+
+    seen = []
+
+    class Hook:
+        def fingerprint(self):
+            return {"hook": 1}
+
+        def __call__(self, segmentation):
+            seen.append(segmentation.image_id)
+            return None
+
+    def factory(segmenter):
+        seen.append(type(segmenter).__name__)
+        return Hook()
+
+    run = segment_dataset([xray_folder / "JPCLN001.png"], tmp_path / "o.csv", weights=tiny_weights, uncertainty=0,
+                          workers=0, progress=False, annotate=factory)
+    assert run.segmented == 1 and seen == ["Segmenter", "JPCLN001.png"]

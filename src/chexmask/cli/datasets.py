@@ -45,6 +45,7 @@ def segment_cmd(
 ) -> None:
     """Segment images into a CheXmask table; resumable: rerun the same command after a crash."""
     from chexmask.inference.pipeline import segment_dataset
+    from chexmask.reports.annotate import annotator
 
     set_threads(threads)
     inputs = list(inputs or [])
@@ -64,8 +65,8 @@ def segment_cmd(
     with dataset_run_errors(resume_out=out):
         run = segment_dataset(inputs, out, weights=weights, device=device, uncertainty=uncertainty, seed=seed,
                               batch_size=batch_size, amp=amp, workers=workers, id_column=id_column, shard=shard,
-                              chunk_size=chunk_size, engine=engine, progress=progress, args=args, rca=rca, overlays=overlays,
-                              clavicles=clavicles)
+                              chunk_size=chunk_size, engine=engine, progress=progress, args=args,
+                              annotate=annotator(rca=rca, overlays=overlays), clavicles=clavicles)
     resumed = f", {run.resumed} resumed" if run.resumed else ""
     finish_run(run, f"segmented {run.segmented} of {run.images} images{resumed} in {run.seconds:.1f} s "
                     f"({run.images_per_second:.1f} images/s) -> {run.output}")
@@ -85,12 +86,13 @@ def build_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Build a public dataset's CheXmask table: frontal images, the source's ids, resumable."""
+    from chexmask.reports.annotate import annotator
     from chexmask.sources.build import build_source
 
     if workers is None:
         workers = _default_workers()
     with dataset_run_errors(resume_out=out):
-        run = build_source(source, root, out, weights=weights, uncertainty=uncertainty, rca=rca, batch_size=batch_size,
+        run = build_source(source, root, out, weights=weights, uncertainty=uncertainty, annotate=annotator(rca=rca), batch_size=batch_size,
                            workers=workers, device=device, shard=shard, progress=progress,
                            args={"source": source, "root": root, "out": out, "weights": weights, "uncertainty": uncertainty,
                                  "rca": rca, "shard": shard})

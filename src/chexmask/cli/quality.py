@@ -65,12 +65,14 @@ def evaluate_cmd(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% confidence intervals (0: none)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures (PNG and PDF)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Agreement of masks and landmarks: Dice, HD, HD95 and landmark MSE per image, organ and comparison."""
-    from chexmask.quality.evaluate import evaluate
+    from chexmask.reports.evaluation import evaluate
 
     with exit_on(chexmask.ChexmaskError):
-        report = evaluate(pred, refs, out, group_by=group_by, metadata=metadata, n_boot=bootstrap, seed=seed, figures=figures)
+        report = evaluate(pred, refs, out, group_by=group_by, metadata=metadata, n_boot=bootstrap, seed=seed, figures=figures,
+                          progress=progress)
     typer.echo((report.out_dir / "summary.md").read_text(encoding="utf-8"))
     if len(report.errors):
         typer.echo(f"{len(report.errors)} problems recorded in {report.out_dir / 'errors.csv'}", err=True)

@@ -388,8 +388,10 @@ def build_dataset(
         The command-line arguments to record in ``run.json``.
     pairs : sequence of (image_id, path), optional
         Explicit ids and files (a dataset builder's index) instead of ``inputs``.
-    annotate : chexmask.inference.annotate.Annotator, optional
-        Adds RCA scores and writes overlays (local engine only).
+    annotate : callable, optional
+        ``annotate(segmentation) -> RCA columns or None``, with a ``fingerprint()``
+        method (:class:`chexmask.reports.annotate.Annotator`): adds RCA scores and
+        writes overlays (local engine only).
 
     Returns
     -------
@@ -495,10 +497,8 @@ def segment_dataset(
     seed: int = 0,
     batch_size: int = 32,
     amp: bool = True,
-    rca: str | os.PathLike[str] | None = None,
-    rca_k: int = 5,
-    overlays: str | os.PathLike[str] | None = None,
     clavicles: bool = False,
+    annotate: Callable | None = None,
     **options,
 ) -> RunSummary:
     """Load a model and run :func:`build_dataset` (the ``chexmask segment`` command).
@@ -506,10 +506,11 @@ def segment_dataset(
     ``weights``, ``device``, ``uncertainty``, ``seed`` and ``batch_size`` are those of
     :class:`~chexmask.Segmenter`; ``amp`` enables float16 autocast on CUDA. The model
     runs micro-batches of :data:`MICRO_BATCH` images (8 on the CPU, 32 on CUDA), so
-    rows do not depend on ``batch_size``; use a multiple of it. ``rca`` (a JSRT folder
-    or atlas ``.npz``) fills the RCA columns with ``rca_k`` references; ``overlays``
-    is a folder for overlay PNGs; ``clavicles`` adds the clavicle columns (a model that
-    predicts them). ``options`` go to :func:`build_dataset`.
+    rows do not depend on ``batch_size``; use a multiple of it. ``clavicles`` adds the
+    clavicle columns (a model that predicts them). ``annotate`` is a factory called with
+    the loaded Segmenter that returns :func:`build_dataset`'s ``annotate`` hook (RCA
+    columns, overlays: :func:`chexmask.reports.annotate.annotator` builds it, so this
+    layer never imports quality or reports). ``options`` go to :func:`build_dataset`.
     """
     from chexmask.inference.segmenter import Segmenter
 
@@ -525,13 +526,6 @@ def segment_dataset(
             raise InputError(item, "no such file or folder")
     segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, seed=seed, batch_size=batch_size, amp=amp, clavicles=clavicles)
     segmenter.micro_batch = MICRO_BATCH.get(segmenter.device.type, 8)
-    if rca is not None or overlays is not None:
-        from chexmask.inference.annotate import Annotator
-
-        scorer = None
-        if rca is not None:
-            from chexmask.quality.rca import RCAScorer, open_atlas
-
-            scorer = RCAScorer(open_atlas(rca, segmenter), k=rca_k, segmenter=segmenter)
-        options["annotate"] = Annotator(scorer, overlays)
+    if annotate is not None:
+        options["annotate"] = annotate(segmenter)
     return build_dataset(segmenter, inputs, output, **options)

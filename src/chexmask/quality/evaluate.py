@@ -1,10 +1,11 @@
 """Agreement between CheXmask-format tables: matching, per-image metrics, summary.
 
-:func:`evaluate` compares a predicted table with one or more reference tables (CheXmask
-CSV/Parquet or physician CSVs), image by image and organ by organ, and writes the
-report: ``summary.csv``, ``summary.md``, ``per_image.csv``, ``per_landmark.csv``,
-``errors.csv`` and figures. With several references every pair is compared: the
-prediction against each reference, then each reference against the next ones.
+:func:`compare` compares a predicted table with one or more reference tables (CheXmask
+CSV/Parquet or physician CSVs), image by image and organ by organ;
+:func:`chexmask.reports.evaluation.evaluate` writes its report (``summary.csv``,
+``summary.md``, ``per_image.csv``, ``per_landmark.csv``, ``errors.csv`` and figures).
+With several references every pair is compared: the prediction against each
+reference, then each reference against the next ones.
 
 Conventions
 -----------
@@ -40,7 +41,7 @@ from chexmask.formats.stream import decode_masks
 from chexmask.formats.tables import MASK_COLUMNS, id_column, mask_size, read_table
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
 
-__all__ = ["Matching", "Report", "match_ids", "compare_tables", "summarize", "evaluate"]
+__all__ = ["Matching", "Evaluation", "match_ids", "compare_tables", "summarize", "compare"]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ class Matching:
 
 
 @dataclass(frozen=True)
-class Report:
-    """What :func:`evaluate` computed and wrote.
+class Evaluation:
+    """What :func:`compare` computed (:func:`chexmask.reports.evaluation.evaluate` writes it).
 
     Attributes
     ----------
@@ -88,10 +89,8 @@ class Report:
         One row per comparison and node: reference mean shape and error statistics.
     errors : DataFrame
         comparison, image_id, organ, error: one line per problem found.
-    out_dir : Path
-        The report folder.
-    files : tuple of Path
-        Everything written under it.
+    tables : dict of str to DataFrame
+        The tables compared, by file stem (for the score histograms).
     unscored : dict of str to str
         Comparisons in which no image got any metric (no ids in common, or every
         matched row was bad) -> why, in words; empty when every comparison has values.
@@ -102,8 +101,7 @@ class Report:
     per_image: pd.DataFrame
     per_landmark: pd.DataFrame
     errors: pd.DataFrame
-    out_dir: Path
-    files: tuple[Path, ...]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     unscored: dict[str, str] = field(default_factory=dict)
 
 
@@ -195,7 +193,7 @@ def _landmarks(row: pd.Series, source: str, problems: list[tuple[str, str]]) -> 
     return points_xy
 
 
-def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", source_a: str = "A", source_b: str = "B"):
+def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", source_a: str = "A", source_b: str = "B", bar=None):
     """Per-image, per-organ metrics of table A against table B.
 
     Parameters
@@ -207,6 +205,8 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
         The comparison's label, stored in every output row.
     source_a, source_b : str
         How to name each table in error messages (usually its path).
+    bar : tqdm, optional
+        Progress bar: its total grows by the matched images, and it advances per image.
 
     Returns
     -------
@@ -229,6 +229,9 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
     slices = organ_slices()
     node_sets = {organ: np.concatenate([np.arange(N_NODES)[slices[p]] for p in parts]) for organ, parts in _PARTS.items()}
     rows, node_sq, ref_points = [], [], []
+    if bar is not None:
+        bar.total += len(matching.pairs)
+        bar.refresh()
     for i, j in matching.pairs:
         ra, rb = a.iloc[i], b.iloc[j]
         image_id, ref_id = ra[col_a], rb[col_b]
@@ -269,6 +272,8 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
         rows += [(name, image_id, ref_id, organ, *scores[organ].values()) for organ in REPORT_ORGANS]
         node_sq.append(sq)
         ref_points.append(pts_b)
+        if bar is not None:
+            bar.update(1)
     per_image = pd.DataFrame(rows, columns=["comparison", "image_id", "ref_image_id", "organ", *METRICS])
     errors_df = pd.DataFrame(errors, columns=["comparison", "image_id", "organ", "error"])
     node_sq_arr = np.array(node_sq).reshape(-1, N_NODES)
@@ -357,18 +362,17 @@ def _groups(metadata: pd.DataFrame, column: str, ids: pd.Series) -> pd.Series:
     return out
 
 
-def evaluate(
+def compare(
     pred: str | Path,
     refs: list[str | Path],
-    out_dir: str | Path,
     *,
     group_by: str | None = None,
     metadata: str | Path | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    figures: bool = True,
-) -> Report:
-    """Compare a table of masks with one or more reference tables and write a report.
+    progress: bool = False,
+) -> Evaluation:
+    """Compare a table of masks with one or more reference tables (nothing is written).
 
     Parameters
     ----------
@@ -377,8 +381,6 @@ def evaluate(
     refs : list of path
         One or more reference tables. Comparisons: ``pred`` vs each reference, then
         every pair of references; each is named ``"<file stem A> vs <file stem B>"``.
-    out_dir : path
-        Report folder, created if needed.
     group_by : str, optional
         Column of ``metadata`` whose values split the images into groups (numeric
         columns with more than 10 distinct values are split into quartiles).
@@ -386,12 +388,12 @@ def evaluate(
         CSV/Parquet table with an image id column and ``group_by``; required with it.
     n_boot, seed : int
         Bootstrap resamples and seed for the 95% confidence intervals.
-    figures : bool
-        Also draw the figures (PNG and PDF) under ``out_dir/figures``.
+    progress : bool
+        Show a progress bar (matched images of every comparison) on stderr.
 
     Returns
     -------
-    Report
+    Evaluation
 
     Raises
     ------
@@ -399,9 +401,9 @@ def evaluate(
         If a table cannot be read, has no id column, two inputs share a file stem,
         or the grouping options are inconsistent.
     """
-    from chexmask.reports.tables import summary_markdown
+    from tqdm.auto import tqdm
 
-    pred, out_dir = Path(pred), Path(out_dir)
+    pred = Path(pred)
     paths = [pred, *map(Path, refs)]
     if len(paths) < 2:
         raise InputError("refs", "give at least one reference table")
@@ -417,45 +419,31 @@ def evaluate(
             raise InputError(metadata, f"no column {group_by!r}; columns are {list(meta.columns)}")
     pairs = [(pred, r) for r in paths[1:]] + list(combinations(paths[1:], 2))
     per_image, errors, landmarks, unscored = [], [], [], {}
-    for pa, pb in pairs:
-        name = f"{pa.stem} vs {pb.stem}"
-        log.info("comparing %s", name)
-        rows, errs, sq, ref_xy = compare_tables(tables[pa], tables[pb], name=name, source_a=str(pa), source_b=str(pb))
-        n_matched = rows["image_id"].nunique()
-        if not rows[list(METRICS)].notna().any(axis=None):
-            unscored[name] = (f"no image ids in common between {pa} ({len(tables[pa])} rows) and {pb} ({len(tables[pb])} rows)"
-                              if n_matched == 0 else f"all {n_matched} matched rows failed (see errors.csv)")
-            log.warning("%s: no image was compared: %s", name, unscored[name])
-        if meta is not None:
-            ids = rows["image_id"].drop_duplicates()
-            groups = _groups(meta, group_by, ids)
-            rows["group"] = rows["image_id"].map(dict(zip(ids, groups)))
-            missing = ids[groups.isna().to_numpy()]
-            if len(missing):
-                extra = pd.DataFrame({"comparison": name, "image_id": missing, "organ": "", "error": f"no {group_by!r} value in {metadata}"})
-                errs = pd.concat([errs, extra], ignore_index=True) if len(errs) else extra
-        per_image.append(rows)
-        errors.append(errs)
-        landmarks.append(_per_landmark(name, sq, ref_xy))
+    with tqdm(total=0, unit="img", disable=not progress, desc="evaluate") as bar:
+        for pa, pb in pairs:
+            name = f"{pa.stem} vs {pb.stem}"
+            log.debug("comparing %s", name)
+            rows, errs, sq, ref_xy = compare_tables(tables[pa], tables[pb], name=name, source_a=str(pa), source_b=str(pb), bar=bar)
+            n_matched = rows["image_id"].nunique()
+            if not rows[list(METRICS)].notna().any(axis=None):  # the caller says so (the CLI: on stderr, once)
+                unscored[name] = (f"no image ids in common between {pa} ({len(tables[pa])} rows) and {pb} ({len(tables[pb])} rows)"
+                                  if n_matched == 0 else f"all {n_matched} matched rows failed (see errors.csv)")
+            if meta is not None:
+                ids = rows["image_id"].drop_duplicates()
+                groups = _groups(meta, group_by, ids)
+                rows["group"] = rows["image_id"].map(dict(zip(ids, groups)))
+                missing = ids[groups.isna().to_numpy()]
+                if len(missing):
+                    extra = pd.DataFrame({"comparison": name, "image_id": missing, "organ": "", "error": f"no {group_by!r} value in {metadata}"})
+                    errs = pd.concat([errs, extra], ignore_index=True) if len(errs) else extra
+            per_image.append(rows)
+            errors.append(errs)
+            landmarks.append(_per_landmark(name, sq, ref_xy))
     per_image_df = pd.concat(per_image, ignore_index=True)
     errors_df = pd.concat(errors, ignore_index=True)
     per_landmark = pd.concat(landmarks, ignore_index=True)
     summary = summarize(per_image_df, n_boot=n_boot, seed=seed)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    for fname, df in (("summary.csv", summary), ("per_image.csv", per_image_df), ("per_landmark.csv", per_landmark), ("errors.csv", errors_df)):
-        df.to_csv(out_dir / fname, index=False)
-        files.append(out_dir / fname)
-    (out_dir / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
-    files.append(out_dir / "summary.md")
-    if figures:
-        from chexmask.reports.figures import draw_report_figures
-
-        files += draw_report_figures(out_dir / "figures", per_image_df, per_landmark, {p.stem: t for p, t in tables.items()})
-    if len(errors_df):
-        log.warning("%d problems recorded in %s", len(errors_df), out_dir / "errors.csv")
-    return Report(summary, per_image_df, per_landmark, errors_df, out_dir, tuple(files), unscored)
+    return Evaluation(summary, per_image_df, per_landmark, errors_df, {p.stem: t for p, t in tables.items()}, unscored)
 
 
 def _per_landmark(name: str, sq: np.ndarray, ref_xy: np.ndarray) -> pd.DataFrame:

@@ -3,18 +3,24 @@
 Both need the original image, so it is read again once per image when either is
 asked for. They run in the main process, after prediction: the RCA scorer holds
 the atlas and reuses each segmentation's latent mean to pick references.
+
+This sits on top of inference, quality and the overlay renderer: the pipeline
+(:func:`chexmask.inference.pipeline.segment_dataset`) only receives the
+``annotate`` factory that :func:`annotator` returns, and never imports quality.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from chexmask._errors import InputError
 from chexmask.io.read import read_image
 
-__all__ = ["Annotator"]
+__all__ = ["Annotator", "annotator"]
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +66,39 @@ class Annotator:
             rel = PurePosixPath(segmentation.image_id).with_suffix(".png")
             draw_overlay(image, segmentation, self.overlays.joinpath(*rel.parts), flag=quality_flag(segmentation, rca))
         return rca
+
+
+def annotator(
+    rca: str | os.PathLike[str] | None = None,
+    overlays: str | os.PathLike[str] | None = None,
+    k: int = 5,
+) -> Callable[..., Annotator] | None:
+    """The ``annotate`` factory of ``segment --rca/--overlays`` (None when neither is asked for).
+
+    Parameters
+    ----------
+    rca : path-like, optional
+        RCA atlas: a JSRT folder or an atlas ``.npz`` (see docs/rca.md).
+    overlays : path-like, optional
+        Folder for the overlay PNGs.
+    k : int
+        RCA references per image.
+
+    Returns
+    -------
+    callable or None
+        ``factory(segmenter) -> Annotator``: the pipeline calls it once its model is
+        loaded (the RCA scorer picks references with that model's latents).
+    """
+    if rca is None and overlays is None:
+        return None
+
+    def build(segmenter) -> Annotator:
+        scorer = None
+        if rca is not None:
+            from chexmask.quality.rca import RCAScorer, open_atlas
+
+            scorer = RCAScorer(open_atlas(rca, segmenter), k=k, segmenter=segmenter)
+        return Annotator(scorer, overlays)
+
+    return build
