@@ -1,5 +1,7 @@
 """`chexmask build` on miniature copies of each source, and `segment --sample --rca --overlays`."""
 
+import json
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -28,6 +30,8 @@ def test_build_writes_the_source_table(name, tmp_path, jsrt_dir, tiny_weights):
     assert table["Quality Flag"].isin(["good", "review"]).all()
     index = pd.read_csv(tmp_path / f"{name}.index.csv")
     assert index[id_col].tolist() == sorted(expected)
+    record = json.loads((tmp_path / f"{name}.run.json").read_text())
+    assert record["command"] == "build" and record["args"]["source"] == name  # the real command, not "segment"
 
 
 def test_build_rejects_unknown_source(tmp_path, tiny_weights):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chexmask.inference import pipeline
 from chexmask.inference.pipeline import segment_dataset
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'chexmask[ray]' to test --engine ray")
@@ -19,9 +20,11 @@ def local_ray():
     ray.shutdown()
 
 
-def run(weights, folder, out, **kw):
-    return segment_dataset([folder], out, weights=weights, uncertainty=2, batch_size=3, workers=0, chunk_size=3,
-                           progress=False, **kw)
+def run(weights, folder, out, stop_after_chunks=None, **kw):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "_stop_after_chunks", stop_after_chunks)  # the test hook: stop like a killed run
+        return segment_dataset([folder], out, weights=weights, uncertainty=2, batch_size=3, workers=0, chunk_size=3,
+                               progress=False, **kw)
 
 
 def test_ray_rows_equal_the_local_engine(local_ray, tiny_weights, xray_folder, tmp_path):
@@ -36,6 +39,6 @@ def test_ray_resumes_a_local_run(local_ray, tiny_weights, xray_folder, tmp_path)
     """Parts are engine-independent: stop a local run, finish it on Ray."""
     ref = run(tiny_weights, xray_folder, tmp_path / "ref.csv")
     out = tmp_path / "out.csv"
-    run(tiny_weights, xray_folder, out, _stop_after_chunks=1)
+    run(tiny_weights, xray_folder, out, stop_after_chunks=1)
     assert run(tiny_weights, xray_folder, out, engine="ray").resumed == 3
     assert out.read_bytes() == ref.output.read_bytes()

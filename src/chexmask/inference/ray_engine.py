@@ -27,7 +27,8 @@ import numpy as np
 
 from chexmask._errors import ChexmaskError
 from chexmask.anatomy import N_NODES, N_NODES_ALL
-from chexmask.inference.pipeline import WorkItem, failure_record, load_item, predict_segmentations, success_records
+from chexmask.inference.plan import WorkItem
+from chexmask.inference.stages import failure_record, load_item, predict_segmentations, success_records
 
 __all__ = ["RAY_VERSION", "run_ray", "load_batch", "Predictor", "record_batch"]
 

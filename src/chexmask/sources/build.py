@@ -40,6 +40,6 @@ def build_source(source: str, root: str | os.PathLike[str], output: str | os.Pat
         :, lambda df: ~df.columns.duplicated()
     ].to_csv(out.with_name(stem + ".index.csv"), index=False)
     pairs = list(zip(index["id"].astype(str), index["path"]))
-    return segment_dataset([], out, id_column=spec.id_column, pairs=pairs, **segment_options)
+    return segment_dataset([], out, id_column=spec.id_column, pairs=pairs, command="build", **segment_options)
 
 

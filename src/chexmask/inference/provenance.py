@@ -1,0 +1,86 @@
+"""Provenance of a dataset run: where its files go, what identifies it, its ``run.json``.
+
+Beside the output ``OUT`` (``<stem>.csv`` or ``<stem>.parquet``) a run keeps
+``OUT.parts/`` while it works, then writes ``<stem>.errors.csv`` and ``<stem>.run.json``.
+The *fingerprint* identifies a run: the model hash, every option that changes a row and
+a hash of the exact work list. Parts are resumed only by a run with the same
+fingerprint, and a finished output whose ``run.json`` has it (and the output's SHA256)
+is not redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import chexmask
+from chexmask.formats.records import atomic_write
+from chexmask.inference.plan import WorkItem
+from chexmask.measures import MEASURE_COLUMNS
+
+__all__ = ["run_paths", "fingerprint", "finished_run", "write_run_json", "utc_iso", "sha256"]
+
+log = logging.getLogger(__name__)
+
+
+def run_paths(output: Path) -> tuple[Path, Path, Path]:
+    """``(parts folder, errors file, run.json)`` of the output ``output``."""
+    stem = output.name[: -len(output.suffix)]
+    return output.with_name(output.name + ".parts"), output.with_name(stem + ".errors.csv"), output.with_name(stem + ".run.json")
+
+
+def fingerprint(segmenter, items: list[WorkItem], id_column: str, chunk_size: int, shard) -> dict:
+    """What makes two runs the same run: the model, the options that change rows, the work list."""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(f"{it.index}\t{it.image_id}\t{it.path}\n".encode())
+    return {
+        "chexmask": chexmask.__version__,
+        "weights_sha256": segmenter.info["sha256"],
+        "input_size": segmenter.input_size,
+        "uncertainty": segmenter.uncertainty,
+        "seed": segmenter.seed,
+        "device_type": segmenter.device.type,
+        "amp": segmenter.amp,
+        "micro_batch": segmenter.micro_batch,
+        "measures": MEASURE_COLUMNS,  # parts of a version without them are not resumed
+        "clavicles": segmenter.clavicles,
+        "id_column": id_column,
+        "chunk_size": chunk_size,
+        "shard": None if shard is None else list(shard),
+        "items": len(items),
+        "items_sha256": h.hexdigest(),
+    }
+
+
+def finished_run(output: Path, run_json: Path, fingerprint: dict) -> dict | None:
+    """The ``run.json`` record of a finished run of the same fingerprint whose output is intact, else None."""
+    if not (output.exists() and run_json.exists()):
+        return None
+    try:
+        previous = json.loads(run_json.read_text())
+    except (OSError, ValueError):
+        return None
+    if previous.get("fingerprint") == fingerprint and previous.get("output_sha256") == sha256(output):
+        return previous
+    return None
+
+
+def write_run_json(run_json: Path, record: dict) -> None:
+    """Write ``record`` as ``run.json`` (atomically: a killed run leaves the old file or none)."""
+    atomic_write(run_json, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+
+
+def utc_iso(moment: datetime | None = None) -> str:
+    """``moment`` (default: now) as UTC ISO 8601 to the second, e.g. ``2025-01-31T12:00:00+00:00``."""
+    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256(path: Path) -> str:
+    """SHA256 of a file, hex."""
+    from chexmask.model.weights import sha256_file
+
+    return sha256_file(path)
