@@ -99,3 +99,43 @@ def test_validate_command_reports_a_lungs_only_source(shared_data, tmp_path):
     res = CliRunner().invoke(app, ["validate", str(tmp_path), "--split", "val", "-o", str(tmp_path / "s.csv")])
     assert res.exit_code == 0, res.output
     assert "lungs_dice" in res.output and "heart_dice" not in res.output
+
+
+MULTI = "hybridgnet-multi-256"
+
+
+def test_multi_source_model_is_shipped_with_clavicles_and_a_card():
+    from importlib import resources
+
+    entry = registry()[MULTI]
+    model, info = load_model(MULTI)
+    assert info["sha256"] == entry["sha256"] and model.n_nodes == 166
+    assert entry["nodes"] == {"right_lung": 44, "left_lung": 50, "heart": 26, "right_clavicle": 23, "left_clavicle": 23}
+    card = (resources.files("chexmask") / "weights" / entry["card"]).read_text()
+    assert "JSRT test" in card and "Montgomery val" in card and "Shenzhen val" in card
+
+
+def test_multi_source_model_segments_held_out_jsrt_and_other_hospitals(jsrt_dir, shared_data, tmp_path):
+    """Two JSRT test images with clavicles, and Montgomery/Shenzhen val images, against expert masks."""
+    seg = chexmask.Segmenter(MULTI, batch_size=4, clavicles=True)
+    split = tmp_path / "jsrt" / "splits"
+    split.mkdir(parents=True)
+    for name in ("images", "landmarks", "scr_masks"):
+        (tmp_path / "jsrt" / name).symlink_to(jsrt_dir / name)
+    (split / "test.txt").write_text("\n".join((jsrt_dir / "splits" / "test.txt").read_text().split()[:2]))
+    scores = score_split(seg, tmp_path / "jsrt", "test")
+    assert (scores["lungs_dice"] > 0.93).all() and (scores["heart_dice"] > 0.85).all(), scores
+    assert (scores["clavicles_dice"] > 0.4).all(), scores
+    for source in ("montgomery", "shenzhen"):
+        folder = shared_data / source
+        if folder.exists():
+            one = score_split(chexmask.Segmenter(MULTI, batch_size=4), folder, "val").head(3)
+            assert (one["lungs_dice"] > 0.85).all(), one
+
+
+@pytest.mark.slow
+def test_multi_source_model_matches_its_card(jsrt_dir):
+    summary = summarise(score_split(chexmask.Segmenter(MULTI, batch_size=8, clavicles=True), jsrt_dir, "test"))
+    assert summary.loc["lungs_dice", "mean"] >= 0.9591 - 0.005
+    assert summary.loc["heart_dice", "mean"] >= 0.9294 - 0.005
+    assert summary.loc["clavicles_dice", "mean"] >= 0.7437 - 0.01
