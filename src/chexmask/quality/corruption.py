@@ -221,7 +221,8 @@ def run_corruption(
                 organ[part] = name
             node_rows.append(pd.DataFrame({
                 **tags, "node": np.arange(len(node_u)), "organ": organ, "uncertainty_px": node_u,
-                "std_x_px": seg.node_std[:, 0] * to_1024, "std_y_px": seg.node_std[:, 1] * to_1024, "error_px": err,
+                "std_x_px": to_1024_frame(seg.node_std[:, 0], img.height, img.width),
+                "std_y_px": to_1024_frame(seg.node_std[:, 1], img.height, img.width), "error_px": err,
             }))
             row = {**tags, "uncertainty_px": float(node_u.mean()), "latent_sigma": float(seg.latent_sigma.mean())}
             row.update({f"uncertainty_{o}": float(node_u[slices[o]].mean()) for o in ORGANS})
