@@ -18,7 +18,8 @@ import pandas as pd
 
 from chexmask._errors import InputError
 from chexmask.io.read import XrayImage
-from chexmask.quality.rca import RCAResult, RCAScorer, open_atlas
+from chexmask.quality.atlas import open_atlas
+from chexmask.quality.rca import RCAResult, RCAScorer
 
 __all__ = ["score_table", "run_rca", "RCARun"]
 
@@ -141,9 +142,11 @@ def run_rca(
     ----------
     images, table, id_column, progress
         As for :func:`score_table`.
-    atlas : str or path-like
-        A JSRT-layout folder (the atlas is built from its train split) or an atlas
-        ``.npz`` written by :meth:`chexmask.quality.rca.Atlas.save`.
+    atlas : str, path-like or sequence of them
+        JSRT-layout folders (a string may list several, comma-separated: the atlas is
+        built from their train splits once, then cached; see
+        :func:`chexmask.quality.atlas.open_atlas`) or an atlas ``.npz`` written by
+        :meth:`chexmask.quality.atlas.Atlas.save`.
     out : str or path-like
         Scores table, ``.csv``, ``.csv.gz`` or ``.parquet``.
     errors : str or path-like, optional
@@ -173,7 +176,7 @@ def run_rca(
         from chexmask.inference.segmenter import Segmenter
 
         segmenter = Segmenter(weights, device=device) if weights is not None else Segmenter(device=device)
-    scorer = RCAScorer(open_atlas(atlas, segmenter), k=k, segmenter=segmenter, embedding=embedding, method=method)
+    scorer = RCAScorer(open_atlas(atlas, segmenter, progress=progress), k=k, segmenter=segmenter, embedding=embedding, method=method)
     if save_atlas is not None:
         scorer.atlas.save(save_atlas)
     scores, failed = score_table(images, table, scorer, id_column=id_column, progress=progress)
