@@ -22,10 +22,22 @@ def _default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
+def _atlas_option(atlas: str | None, rca: str | None) -> str | None:
+    """``--atlas``, or the former ``--rca`` (kept working, with a note)."""
+    if rca is None:
+        return atlas
+    if atlas is not None and atlas != rca:
+        typer.echo("error: --rca is the former name of --atlas; give one of them", err=True)
+        raise typer.Exit(2)
+    typer.echo("note: --rca is now --atlas (the same option, named as in 'chexmask rca' and 'chexmask serve')", err=True)
+    return rca
+
+
 def segment_cmd(
     inputs: list[str] = typer.Argument(None, help="Image files, folders (searched recursively) or path lists (.txt/.csv)."),
     sample: bool = typer.Option(False, "--sample", help="Add the chest X-ray bundled with chexmask (CC BY 3.0, see its ATTRIBUTION.csv) to the inputs."),
-    rca: str = typer.Option(None, "--rca", help="Fill the Dice RCA columns, using this atlas: a JSRT folder or an atlas .npz (see docs/rca.md)."),
+    atlas: str = typer.Option(None, "--atlas", help="Fill the Dice RCA columns using this RCA atlas: JSRT-layout folders, comma-separated (built once, then cached), or an atlas .npz (see docs/rca.md)."),
+    rca: str = typer.Option(None, "--rca", hidden=True, help="Former name of --atlas."),
     overlays: str = typer.Option(None, "--overlays", help="Write an overlay PNG per image (contours + node uncertainty) into this folder."),
     clavicles: bool = typer.Option(False, "--clavicles", help="Add the clavicles: 'Clavicle Landmarks', 'Right Clavicle' and 'Left Clavicle' columns (the 120 CheXmask nodes stay as they are)."),
     out: str = typer.Option(..., "--out", "-o", help="Output table: .csv (CheXmask CSV) or .parquet (+ per-node arrays)."),
@@ -58,15 +70,16 @@ def segment_cmd(
         raise typer.Exit(2)
     if workers is None:
         workers = _default_workers()
+    atlas = _atlas_option(atlas, rca)
     args = {"inputs": inputs, "out": out, "id_column": id_column, "weights": weights, "uncertainty": uncertainty,
             "seed": seed, "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "shard": shard,
-            "chunk_size": chunk_size, "engine": engine, "threads": threads, "rca": rca, "overlays": overlays,
+            "chunk_size": chunk_size, "engine": engine, "threads": threads, "atlas": atlas, "overlays": overlays,
             "clavicles": clavicles}
     with dataset_run_errors(resume_out=out):
         run = segment_dataset(inputs, out, weights=weights, device=device, uncertainty=uncertainty, seed=seed,
                               batch_size=batch_size, amp=amp, workers=workers, id_column=id_column, shard=shard,
                               chunk_size=chunk_size, engine=engine, progress=progress, args=args,
-                              annotate=annotator(rca=rca, overlays=overlays), clavicles=clavicles)
+                              annotate=annotator(rca=atlas, overlays=overlays), clavicles=clavicles)
     resumed = f", {run.resumed} resumed" if run.resumed else ""
     finish_run(run, f"segmented {run.segmented} of {run.images} images{resumed} in {run.seconds:.1f} s "
                     f"({run.images_per_second:.1f} images/s) -> {run.output}")
@@ -78,7 +91,8 @@ def build_cmd(
     out: str = typer.Option(..., "--out", "-o", help="Output table: .csv or .parquet, keyed by the source's id column."),
     weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty (0 = off)."),
-    rca: str = typer.Option(None, "--rca", help="Fill the Dice RCA columns with this atlas (JSRT folder or atlas .npz)."),
+    atlas: str = typer.Option(None, "--atlas", help="Fill the Dice RCA columns using this RCA atlas (JSRT-layout folders, comma-separated, or an atlas .npz)."),
+    rca: str = typer.Option(None, "--rca", hidden=True, help="Former name of --atlas."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
     workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks [default: CPUs - 1, at most 8]."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
@@ -91,11 +105,12 @@ def build_cmd(
 
     if workers is None:
         workers = _default_workers()
+    atlas = _atlas_option(atlas, rca)
     with dataset_run_errors(resume_out=out):
-        run = build_source(source, root, out, weights=weights, uncertainty=uncertainty, annotate=annotator(rca=rca), batch_size=batch_size,
+        run = build_source(source, root, out, weights=weights, uncertainty=uncertainty, annotate=annotator(rca=atlas), batch_size=batch_size,
                            workers=workers, device=device, shard=shard, progress=progress,
                            args={"source": source, "root": root, "out": out, "weights": weights, "uncertainty": uncertainty,
-                                 "rca": rca, "shard": shard})
+                                 "atlas": atlas, "shard": shard})
     finish_run(run, f"segmented {run.segmented} of {run.images} {source} images in {run.seconds:.1f} s -> {run.output}")
 
 

@@ -15,7 +15,7 @@ experiment_app = typer.Typer(help="Experiments: uncertainty (corruption, out-of-
 def rca(
     images: list[str] = typer.Argument(..., help="Image files, folders or path lists (.txt/.csv)."),
     masks: str = typer.Option(..., "--masks", "-m", help="CheXmask table (.csv, .csv.gz or .parquet) holding the masks to score."),
-    atlas: str = typer.Option(..., "--atlas", help="JSRT folder (images/, scr_masks/, splits/train.txt) or an atlas .npz."),
+    atlas: str = typer.Option(..., "--atlas", help="RCA atlas: JSRT-layout folders, comma-separated (their train splits; built once, then cached), or an atlas .npz."),
     out: str = typer.Option(..., "--out", "-o", help="Scores table (.csv, .csv.gz or .parquet)."),
     errors: str = typer.Option(None, "--errors", help="Per-row errors CSV [default: OUT's name + .errors.csv]."),
     id_column: str = typer.Option(None, "--id-column", help="Image id column of the table [default: detected]."),

@@ -63,7 +63,7 @@ def serve(
     max_mb: float = typer.Option(32.0, help="Largest upload, in MiB."),
     max_megapixels: float = typer.Option(40.0, help="Largest image, in megapixels."),
     flag_threshold: float = typer.Option(DEFAULT_THRESHOLD_PX, help="Mean node uncertainty (px, 1024 frame) above which a result is flagged for review (with --atlas, also RCA < 0.7)."),
-    atlas: str = typer.Option(None, help="RCA atlas (.npz or JSRT folder): flag results by estimated Dice instead of uncertainty."),
+    atlas: str = typer.Option(None, help="RCA atlas (JSRT-layout folders, comma-separated, or an atlas .npz): flag results by estimated Dice instead of uncertainty."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host (the demo has no authentication)."),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also draw and download the clavicles (a model that predicts them)."),
 ) -> None:

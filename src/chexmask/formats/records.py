@@ -2,8 +2,9 @@
 
 A row holds the image id (column name chosen by the caller), then the published
 CheXmask columns (:data:`~chexmask.formats.tables.CHEXMASK_COLUMNS`: RCA scores,
-``Landmarks``, the three run-length masks, ``Height``, ``Width``), then the
-uncertainty summary (:data:`SUMMARY_COLUMNS`), the review flag and the measurements
+``Landmarks``, the three run-length masks, ``Height``, ``Width``), the per-organ RCA
+scores (:data:`RCA_ORGAN_COLUMNS`), the uncertainty summary (:data:`SUMMARY_COLUMNS`),
+the review flag and the measurements
 (:data:`~chexmask.measures.MEASURE_COLUMNS`: cardiothoracic ratio, areas, widths and
 heights, in mm too when the image's pixel spacing is known). The Parquet output adds the per-node
 and latent arrays (:data:`ARRAY_COLUMNS`) and the model that made the row
@@ -76,7 +77,7 @@ FLAG_COLUMNS: list[str] = ["Quality Flag"]
 #: ``x1,y1,...`` string of ``Landmarks``, which keeps the 120 CheXmask nodes; the masks
 #: are run-length encoded as the others.
 CLAVICLE_COLUMNS: list[str] = ["Clavicle Landmarks", "Right Clavicle", "Left Clavicle"]
-#: Per-organ RCA scores of the Parquet output (filled by ``--rca``).
+#: Per-organ RCA scores of both outputs, after the CheXmask columns (filled by ``--rca``).
 RCA_ORGAN_COLUMNS: list[str] = ["Dice RCA Lungs (Mean)", "Dice RCA Lungs (Max)", "Dice RCA Heart (Mean)", "Dice RCA Heart (Max)"]
 #: Per-image arrays of the Parquet output (float32 lists). ``Node Mean``/``Node Std``:
 #: mean and std of the decoded latent samples, flat ``x1, y1, x2, y2, ...`` over the
@@ -102,13 +103,13 @@ _ORGAN_UNCERTAINTY = {
 
 
 def csv_columns(id_column: str, clavicles: bool = False) -> list[str]:
-    """Columns of the CSV output, in order: id, CheXmask columns, uncertainty summary, flag (then the clavicles)."""
-    return [id_column, *CHEXMASK_COLUMNS, *SUMMARY_COLUMNS, *FLAG_COLUMNS, *MEASURE_COLUMNS, *(CLAVICLE_COLUMNS if clavicles else [])]
+    """Columns of the CSV output, in order: id, CheXmask columns, per-organ RCA, uncertainty summary, flag (then the clavicles)."""
+    return [id_column, *CHEXMASK_COLUMNS, *RCA_ORGAN_COLUMNS, *SUMMARY_COLUMNS, *FLAG_COLUMNS, *MEASURE_COLUMNS, *(CLAVICLE_COLUMNS if clavicles else [])]
 
 
 def parquet_columns(id_column: str, clavicles: bool = False) -> list[str]:
-    """Columns of the Parquet output: the CSV columns, then per-organ RCA, the arrays and the model."""
-    return [*csv_columns(id_column, clavicles), *RCA_ORGAN_COLUMNS, *ARRAY_COLUMNS, *MODEL_COLUMNS]
+    """Columns of the Parquet output: the CSV columns, then the arrays and the model."""
+    return [*csv_columns(id_column, clavicles), *ARRAY_COLUMNS, *MODEL_COLUMNS]
 
 
 def segmentation_record(
