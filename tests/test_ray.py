@@ -42,3 +42,18 @@ def test_ray_resumes_a_local_run(local_ray, tiny_weights, xray_folder, tmp_path)
     run(tiny_weights, xray_folder, out, stop_after_chunks=1)
     assert run(tiny_weights, xray_folder, out, engine="ray").resumed == 3
     assert out.read_bytes() == ref.output.read_bytes()
+
+
+def test_ray_run_prints_only_the_command_lines(tiny_weights, xray_folder, tmp_path):
+    """`segment --engine ray --no-progress` in a process of its own: no Ray banner, logs, plans or bars."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "from chexmask.cli import app; app()", "segment", str(xray_folder / "JPCLN001.png"),
+           str(xray_folder / "notes.png"), "-o", str(tmp_path / "o.csv"), "--weights", str(tiny_weights), "--uncertainty", "0",
+           "-j", "0", "-b", "2", "--device", "cpu", "--engine", "ray", "--no-progress", "--threads", "1"]
+    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [line for line in done.stdout.splitlines() if line.startswith("segmented 1 of 2 images")]
+    assert done.stderr.splitlines() == [f"1 inputs failed -> {tmp_path / 'o.errors.csv'}"], done.stderr

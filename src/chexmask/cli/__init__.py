@@ -1,19 +1,20 @@
 """The ``chexmask`` command line: a thin Typer shell over the library.
 
 Each command parses its options, makes one library call and maps the outcome to an
-exit code (:mod:`chexmask.cli._errors`). Logging is configured here and nowhere else.
+exit code (:mod:`chexmask.cli._errors`). Logging is configured here and nowhere else
+(:func:`chexmask.cli._logging.log_to_stderr`): every message is printed once, as one
+plain line on stderr; results go to stdout.
 The commands live by job in :mod:`~chexmask.cli.datasets`, :mod:`~chexmask.cli.quality`,
 :mod:`~chexmask.cli.review` and :mod:`~chexmask.cli.training`; this module registers them.
 """
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
 import chexmask
 from chexmask.cli import datasets, quality, review, training
+from chexmask.cli._logging import log_to_stderr
 
 __all__ = ["app"]
 
@@ -37,11 +38,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """chexmask: segment chest X-rays into lungs and heart, with quality and uncertainty."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ctx.call_on_close(log_to_stderr(verbose))
 
 
 app.command("train")(training.train)

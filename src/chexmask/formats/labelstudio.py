@@ -239,7 +239,7 @@ def export_tasks(
     out.write_text(json.dumps(tasks, indent=1) + "\n")
     config = out.with_suffix(".xml")
     config.write_text(labeling_config())
-    log.info("wrote %d tasks to %s and the labeling config to %s", len(tasks), out, config)
+    log.debug("wrote %d tasks to %s and the labeling config to %s", len(tasks), out, config)  # the caller reports it
     return config
 
 

@@ -478,7 +478,7 @@ def export_masks(
                 else:
                     errors.writerow(result[1:])
                     failed += 1
-                    logger.warning("skipped %s", result[4])
+                    logger.debug("skipped %s", result[4])  # every one is in errors.csv
             bar.update(len(results))
 
         tasks = _tasks(chunks, ident, set(), bad)

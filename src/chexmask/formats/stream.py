@@ -496,5 +496,5 @@ def convert_table(
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
-    logger.info("converted %d rows: %s -> %s", rows, src, dst)
+    logger.debug("converted %d rows: %s -> %s", rows, src, dst)  # the caller reports it (the CLI: once)
     return rows

@@ -15,13 +15,19 @@ errors file and ``run.json`` are exactly those of the local engine, and the rows
 bitwise equal to the local engine's.
 
 ``ray.init()`` is called when Ray is not initialised yet: it connects to the cluster
-named by ``RAY_ADDRESS`` or starts a local instance. Weights given as a file path must
-be readable at that path on every node (shipped model names always are).
+named by ``RAY_ADDRESS`` or starts a local instance, quietly (Ray's own log lines at
+ERROR only, workers' output not forwarded to the driver). Ray Data's
+progress bars, execution plans and stats are switched off while the run streams: the
+pipeline's own bar (``--progress``) is the one progress display. Weights given as a
+file path must be readable at that path on every node (shipped model names always are).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -134,7 +140,35 @@ def run_ray(segmenter, todo: list[tuple[int, list[WorkItem]]], parts, id_column:
     if not todo:
         return 0
     if not ray.is_initialized():
-        ray.init()
+        ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+    with _quiet_ray_data(ray):
+        return _stream(ray, segmenter, todo, parts, id_column, bar)
+
+
+#: Ray Data settings that print progress, plans and stats (the pipeline has its own bar).
+_QUIET = {"enable_progress_bars": False, "enable_operator_progress_bars": False, "print_on_execution_start": False,
+          "verbose_stats_logs": False, "enable_auto_log_stats": False}
+
+
+@contextmanager
+def _quiet_ray_data(ray) -> Iterator[None]:
+    """Silence Ray Data's progress bars and logs below ERROR for one run, then restore them."""
+    context = ray.data.DataContext.get_current()
+    saved = {name: getattr(context, name) for name in _QUIET if hasattr(context, name)}
+    data_log = logging.getLogger("ray.data")
+    level = data_log.level
+    for name in saved:
+        setattr(context, name, _QUIET[name])
+    data_log.setLevel(logging.ERROR)  # also its 'progress bars disabled' notice
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(context, name, value)
+        data_log.setLevel(level)
+
+
+def _stream(ray, segmenter, todo, parts, id_column: str, bar) -> int:
     cuda = segmenter.device.type == "cuda"
     actors = max(1, int(ray.cluster_resources().get("GPU", 0))) if cuda else 1
     rows = [{"chunk": c, "index": it.index, "image_id": it.image_id, "path": it.path} for c, chunk in todo for it in chunk]
@@ -142,12 +176,18 @@ def run_ray(segmenter, todo: list[tuple[int, list[WorkItem]]], parts, id_column:
     weights = str(segmenter.info["path"])
     ds = ray.data.from_items(rows)
     ds = ds.map_batches(load_batch, fn_kwargs={"size": size}, batch_size=batch_size, batch_format="numpy")
-    ds = ds.map_batches(
-        Predictor,
-        fn_constructor_args=(weights, segmenter.info["sha256"], str(segmenter.device), segmenter.uncertainty,
-                             segmenter.seed, batch_size, segmenter.micro_batch, segmenter.amp, segmenter.clavicles),
-        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if cuda else 0,
-    )
+    with warnings.catch_warnings():
+        # max_restarts has no named parameter in Ray 2.60 (RAY_VERSION): only the deprecated **ray_remote_args
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        ds = ds.map_batches(
+            Predictor,
+            fn_constructor_args=(weights, segmenter.info["sha256"], str(segmenter.device), segmenter.uncertainty,
+                                 segmenter.seed, batch_size, segmenter.micro_batch, segmenter.amp, segmenter.clavicles),
+            batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if cuda else 0,
+            # a dead model actor stops the run loudly (rerun to resume) instead of a silent restart, which
+            # Ray's core worker also warns about on every run (constructor arguments in the object store)
+            max_restarts=0,
+        )
     ds = ds.map_batches(record_batch, fn_kwargs={"id_column": id_column, "uncertainty": segmenter.uncertainty > 0,
                                                  "clavicles": segmenter.clavicles},
                         batch_size=batch_size, batch_format="numpy")
