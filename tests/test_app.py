@@ -241,3 +241,18 @@ def test_measures_in_the_result_panel_and_the_downloads(client):
     assert row["Heart Area (mm2)"] == pytest.approx(m["Heart Area (mm2)"])
     png = _post(client, "x.png", _encode(".png", _image())).json()["measures"]
     assert png["Heart Area (mm2)"] is None and png["Row Spacing (mm)"] is None and png["Heart Area (px)"] >= 0
+
+
+def test_the_demo_overlay_is_the_cli_renderer_on_its_fixed_scale(client, segmenter):
+    """One renderer: the demo's PNG is render_overlay's (filled organs, no legend), its scale in /api/info."""
+    from chexmask.app import render
+    from chexmask.reports.overlay import VMAX_PX, render_overlay
+
+    assert not hasattr(render, "overlay") and not hasattr(render, "ORGAN_COLOURS")
+    assert client.get("/api/info").json()["overlay_vmax_px"] == VMAX_PX == 5.0
+    pixels = _image()
+    r = _post(client, "cxr.png", _encode(".png", pixels)).json()
+    shown = cv2.imdecode(np.frombuffer(client.get(r["overlay"]).content, np.uint8), cv2.IMREAD_COLOR)
+    seg = segmenter.segment(pixels, image_id="cxr.png")
+    expected = render_overlay(pixels, seg, masks=seg.masks(), legend=False)
+    assert np.array_equal(shown, expected)

@@ -90,3 +90,47 @@ def test_overlay_of_a_segmenter_result(tiny_weights, tmp_path):
     seg = Segmenter(tiny_weights, uncertainty=4).segment(image, image_id="noise")
     path = draw_overlay(image, seg, tmp_path / "noise.png", flag=quality_flag(seg))
     assert cv2.imread(str(path)).shape == (90 + 28, 70 + 90, 3)
+
+
+def test_without_legend_the_overlay_is_the_image_size_and_masks_fill_the_organs():
+    seg = _segmentation(2.0)
+    plain = render_overlay(_image(), seg, legend=False, ellipses=False)
+    assert plain.shape == (H, W, 3)
+    masks = {o: np.zeros((H, W), np.uint8) for o in seg.organs}
+    masks["heart"][130:150, 80:90] = 255  # inside the heart ring, away from its nodes
+    filled = render_overlay(_image(), seg, legend=False, ellipses=False, masks=masks)
+    assert np.array_equal(plain[5, 5], filled[5, 5])
+    from chexmask.reports.overlay import ORGAN_COLOURS
+
+    expected = 0.75 * 128 + 0.25 * np.array(ORGAN_COLOURS["heart"])
+    assert np.abs(filled[140, 85].astype(float) - expected).max() <= 1
+
+
+def test_the_scale_is_fixed_in_the_1024_frame():
+    """The same std in the 1024 frame gives the same colour on images of any size."""
+    small = _segmentation(1.0)
+    x, y = np.rint(small.landmarks[0]).astype(int)
+    big = _segmentation(2.0)  # twice the std on an image twice as large: the same std in the 1024 frame
+    big.height, big.width, big.landmarks = 2 * H, 2 * W, small.landmarks * 2
+    a = render_overlay(_image(), small, legend=False, ellipses=False)[y, x]
+    b = render_overlay(np.full((2 * H, 2 * W), 128, np.uint8), big, legend=False, ellipses=False, max_side=2 * H)[2 * y, 2 * x]
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_clavicles_are_drawn_when_the_result_has_them():
+    from chexmask.anatomy import ALL_ORGANS, N_NODES_ALL, organ_slices as slices
+    from chexmask.reports.overlay import ORGAN_COLOURS
+
+    base = _segmentation(None)
+    landmarks = np.empty((N_NODES_ALL, 2))
+    landmarks[: len(base.landmarks)] = base.landmarks
+    for organ, y in (("right_clavicle", 20), ("left_clavicle", 188)):  # wide flat rings above and below the others
+        part = slices(organs=ALL_ORGANS)[organ]
+        t = np.linspace(0, 2 * np.pi, part.stop - part.start, endpoint=False)
+        landmarks[part] = np.c_[80 + 60 * np.cos(t), y + 8 * np.sin(t)]
+    seg = Segmentation("toy", None, H, W, landmarks, base.latent_mu, base.latent_sigma, None, None)
+    assert seg.organs[-2:] == ("right_clavicle", "left_clavicle")
+    out = render_overlay(_image(), seg, legend=False).astype(int)
+    for organ, rows in (("right_clavicle", slice(8, 32)), ("left_clavicle", slice(176, 200))):
+        close = np.abs(out[rows] - np.array(ORGAN_COLOURS[organ])).sum(-1) < 60
+        assert close.sum() > 20, organ

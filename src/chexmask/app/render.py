@@ -1,8 +1,8 @@
-"""Draw a segmentation over its image, and pack it for download.
+"""Pack a demo result for download.
 
-Colours: right lung blue, left lung green, heart red (filled lightly, contour solid);
-each node is a dot coloured by its predictive uncertainty (blue = low, red = high,
-on a scale from 0 to the image's largest node uncertainty).
+The overlay shown and zipped is drawn by the one renderer,
+:func:`chexmask.reports.overlay.render_overlay` (its fixed colour scale and organ
+colours); this module only bundles the files.
 """
 
 from __future__ import annotations
@@ -17,57 +17,7 @@ import pandas as pd
 
 from chexmask.anatomy import organ_slices
 
-__all__ = ["ORGAN_COLOURS", "overlay", "bundle"]
-
-#: Organ -> BGR colour of its fill and contour.
-ORGAN_COLOURS: dict[str, tuple[int, int, int]] = {
-    "right_lung": (180, 119, 31),
-    "left_lung": (44, 160, 44),
-    "heart": (40, 39, 214),
-    "right_clavicle": (0, 200, 255),
-    "left_clavicle": (200, 0, 200),
-}
-_MAX_SIDE = 1024  # the overlay is drawn at most this large; downloads keep full size
-
-
-def overlay(pixels: np.ndarray, seg, masks: dict[str, np.ndarray]) -> bytes:
-    """PNG bytes of the image with organ fills, contours and uncertainty-coloured nodes.
-
-    Parameters
-    ----------
-    pixels : (H, W) uint8 ndarray
-        The image as read.
-    seg : Segmentation
-        Its result (original frame).
-    masks : dict of str to (H, W) uint8 ndarray
-        ``seg.masks()``.
-    """
-    scale = min(1.0, _MAX_SIDE / max(pixels.shape))
-    size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
-    base = cv2.cvtColor(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR)
-    fill = base.copy()
-    for organ in seg.organs:
-        small = cv2.resize(masks[organ], size, interpolation=cv2.INTER_NEAREST) > 0
-        fill[small] = ORGAN_COLOURS[organ]
-    out = cv2.addWeighted(base, 0.75, fill, 0.25, 0)
-    points = seg.landmarks * scale
-    thick = max(1, round(max(size) / 400))
-    for organ, part in organ_slices(organs=seg.organs).items():
-        ring = np.rint(points[part] * 16).astype(np.int32)  # 4 fractional bits for subpixel lines
-        cv2.polylines(out, [ring], True, ORGAN_COLOURS[organ], thick, cv2.LINE_AA, shift=4)
-    node_u = seg.node_uncertainty
-    if node_u is None:
-        colours = np.tile(np.array([[255, 255, 255]], np.uint8), (len(points), 1))
-    else:
-        level = np.clip(node_u / max(float(node_u.max()), 1e-6) * 255, 0, 255).astype(np.uint8)
-        colours = cv2.applyColorMap(level[:, None], cv2.COLORMAP_JET)[:, 0]
-    radius = max(2, round(max(size) / 200))
-    for (x, y), colour in zip(np.rint(points * 16).astype(np.int32), colours):
-        cv2.circle(out, (int(x), int(y)), radius * 16, tuple(int(c) for c in colour), -1, cv2.LINE_AA, shift=4)
-    ok, png = cv2.imencode(".png", out)
-    if not ok:  # pragma: no cover - encoding a valid uint8 image does not fail
-        raise RuntimeError("PNG encoding of the overlay failed")
-    return png.tobytes()
+__all__ = ["bundle"]
 
 
 def _png(mask: np.ndarray) -> bytes:

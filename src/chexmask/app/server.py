@@ -29,7 +29,8 @@ from fastapi.staticfiles import StaticFiles
 from chexmask._errors import InputError
 from chexmask.quality import flags
 from chexmask.quality.flags import DEFAULT_THRESHOLD_PX
-from chexmask.app.render import bundle, overlay
+from chexmask.reports.overlay import VMAX_PX, overlay_png
+from chexmask.app.render import bundle
 from chexmask.app.upload import Limits, UploadRejected, check_upload, safe_name
 
 __all__ = ["create_app", "quality_flag"]
@@ -106,6 +107,7 @@ def create_app(
         "uncertainty_samples": segmenter.uncertainty,
         "limits": dataclasses.asdict(limits),
         "flag_threshold_px": flag_threshold_px,
+        "overlay_vmax_px": VMAX_PX,  # the overlay's fixed node colour scale, 0 to this (1024 frame)
         "rca": rca is not None,
     }
 
@@ -173,7 +175,7 @@ def create_app(
             "overlay": f"/api/results/{rid}/overlay.png",
             "download": f"/api/results/{rid}/download.zip",
         }
-        png = overlay(image.pixels, seg, masks)
+        png = overlay_png(image, seg, masks=masks, legend=False)  # the page shows the legend
         stored = {"overlay": png, "zip": bundle(seg, masks, summary, png, None if estimate is None else estimate.columns()),
                   "image_id": seg.image_id}
         with results_lock:

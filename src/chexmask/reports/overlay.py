@@ -1,12 +1,21 @@
 """Overlay images: organ contours and node uncertainty drawn over the X-ray.
 
-One PNG per image, for ``chexmask segment --overlays DIR``. Colours: right lung blue,
-left lung green, heart red. Each node is a dot coloured by its predictive
-uncertainty on a FIXED scale (pixels of a 1024 frame, 0 to ``vmax_px``) so overlays
-of different images can be compared by eye; each node also gets its 2-sigma
-ellipse, axis-aligned with semi-axes ``2 * std_x`` and ``2 * std_y`` (the samples
-give per-axis spreads only). A colour bar on the right gives the scale, a caption
-strip on top the image id, the mean uncertainty and the quality flag.
+The one renderer of chexmask: ``chexmask segment --overlays DIR`` writes one PNG per
+image with it and the web demo (:mod:`chexmask.app`) shows it. Colours
+(:data:`ORGAN_COLOURS`): right lung blue, left lung green, heart red, and with a model
+that predicts them right clavicle amber, left clavicle magenta; every organ the result
+has (``Segmentation.organs``) is outlined, and filled lightly when its masks are given.
+
+Each node is a dot coloured (turbo colour map) by its predictive uncertainty on ONE
+FIXED scale: pixels of the 1024 frame (``std * 1024 / max(H, W)``,
+:func:`chexmask.preprocess.to_1024_frame`), from 0 to :data:`VMAX_PX` = 5 px, twice the
+quality-flag threshold (:data:`chexmask.quality.flags.DEFAULT_THRESHOLD_PX`), so the
+threshold sits mid-scale and overlays of different images and sizes compare by eye;
+larger values saturate. Each node also gets its 2-sigma ellipse, axis-aligned with
+semi-axes ``2 * std_x`` and ``2 * std_y`` (the samples give per-axis spreads only). With
+``legend=True`` a colour bar on the right gives the scale and a caption strip on top
+the image id, the mean uncertainty and the quality flag (the demo page shows its own
+legend instead).
 """
 
 from __future__ import annotations
@@ -23,14 +32,19 @@ from chexmask.io.read import XrayImage
 from chexmask.preprocess import to_1024_frame
 from chexmask.quality.flags import DEFAULT_THRESHOLD_PX, QualityFlag
 
-__all__ = ["ORGAN_COLOURS", "draw_overlay", "render_overlay"]
+__all__ = ["ORGAN_COLOURS", "VMAX_PX", "draw_overlay", "render_overlay", "overlay_png"]
 
-#: Organ -> BGR colour of its contour.
+#: Organ -> BGR colour of its contour and fill.
 ORGAN_COLOURS: dict[str, tuple[int, int, int]] = {
     "right_lung": (180, 119, 31),
     "left_lung": (44, 160, 44),
     "heart": (40, 39, 214),
+    "right_clavicle": (0, 200, 255),
+    "left_clavicle": (200, 0, 200),
 }
+#: Top of the node colour scale: node uncertainty in pixels of the 1024 frame.
+VMAX_PX: float = 2 * DEFAULT_THRESHOLD_PX
+_FILL_ALPHA = 0.25  # weight of the organ colour in a filled organ
 _BAR_WIDTH = 90  # right-hand panel with the colour bar, pixels
 _CAPTION_HEIGHT = 28
 _SHIFT = 4  # fractional bits for sub-pixel drawing in OpenCV
@@ -40,10 +54,12 @@ def render_overlay(
     image: XrayImage | np.ndarray,
     segmentation,
     *,
-    vmax_px: float = 2 * DEFAULT_THRESHOLD_PX,
+    vmax_px: float = VMAX_PX,
     ellipses: bool = True,
     flag: QualityFlag | None = None,
     max_side: int = 1024,
+    masks: dict[str, np.ndarray] | None = None,
+    legend: bool = True,
 ) -> np.ndarray:
     """Draw the overlay of one segmentation and return it as a BGR image.
 
@@ -52,22 +68,29 @@ def render_overlay(
     image : XrayImage or (H, W) uint8 ndarray
         The image that was segmented, in its original frame.
     segmentation : chexmask.inference.segmenter.Segmentation
-        Its result: ``landmarks`` (120, 2) (x, y) = (col, row) in original pixels, and
-        ``node_std`` (120, 2) or None when uncertainty sampling was off.
+        Its result: ``landmarks`` (N, 2) (x, y) = (col, row) in original pixels for the
+        nodes of ``segmentation.organs`` (:data:`chexmask.anatomy.N_NODES`, or
+        :data:`~chexmask.anatomy.N_NODES_ALL` with the clavicles), and ``node_std``
+        (N, 2) or None when uncertainty sampling was off.
     vmax_px : float, optional
         Node uncertainty (1024 frame) drawn in the top colour; larger values saturate.
+        Keep the default (:data:`VMAX_PX`) for overlays that compare.
     ellipses : bool, optional
         Draw each node's 2-sigma ellipse.
     flag : QualityFlag, optional
         Printed in the caption.
     max_side : int, optional
         The image is drawn at most this large (longest side, pixels).
+    masks : dict of str to (H, W) uint8 ndarray, optional
+        ``segmentation.masks()``: the organs are also filled lightly.
+    legend : bool, optional
+        Add the caption strip and the colour bar panel.
 
     Returns
     -------
     (h + 28, w + 90, 3) uint8 ndarray
         BGR image (OpenCV order), scaled to fit `max_side`, under a caption strip and
-        beside the colour bar panel.
+        beside the colour bar panel; ``(h, w, 3)`` without the legend.
 
     Raises
     ------
@@ -90,18 +113,23 @@ def render_overlay(
     scale = min(1.0, max_side / max(pixels.shape))
     size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
     canvas = cv2.cvtColor(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR)
+    organs = organ_slices(organs=segmentation.organs)
+    if masks is not None:
+        fill = canvas.copy()
+        for organ in organs:
+            fill[cv2.resize(masks[organ], size, interpolation=cv2.INTER_NEAREST) > 0] = ORGAN_COLOURS[organ]
+        canvas = cv2.addWeighted(canvas, 1.0 - _FILL_ALPHA, fill, _FILL_ALPHA, 0)
     thick = max(1, round(max(size) / 500))
     points = np.asarray(segmentation.landmarks, np.float64) * scale
-    for organ, part in organ_slices().items():
+    for organ, part in organs.items():
         ring = np.rint(points[part] * 2**_SHIFT).astype(np.int32)
         cv2.polylines(canvas, [ring], True, ORGAN_COLOURS[organ], thick, cv2.LINE_AA, shift=_SHIFT)
-    to_1024 = to_1024_frame(1.0, segmentation.height, segmentation.width)
     std = segmentation.node_std
     radius = max(2, round(max(size) / 250))
     if std is None:
         colours = np.full((len(points), 3), 255, np.uint8)
     else:
-        node_u = np.sqrt((np.asarray(std, np.float64) ** 2).sum(-1)) * to_1024
+        node_u = to_1024_frame(np.sqrt((np.asarray(std, np.float64) ** 2).sum(-1)), segmentation.height, segmentation.width)
         colours = _colours(node_u / vmax_px)
         if ellipses:
             axes = np.asarray(std, np.float64) * 2.0 * scale
@@ -114,8 +142,18 @@ def render_overlay(
                    cv2.LINE_AA, shift=_SHIFT)
         cv2.circle(canvas, (int(round(x * 2**_SHIFT)), int(round(y * 2**_SHIFT))), radius * 2**_SHIFT, (0, 0, 0), 1,
                    cv2.LINE_AA, shift=_SHIFT)
+    if not legend:
+        return canvas
     body = np.concatenate([canvas, _colour_bar(size[1], vmax_px, std is not None)], axis=1)
-    return np.concatenate([_caption(body.shape[1], segmentation, to_1024, flag), body], axis=0)
+    return np.concatenate([_caption(body.shape[1], segmentation, flag), body], axis=0)
+
+
+def overlay_png(image: XrayImage | np.ndarray, segmentation, **options) -> bytes:
+    """PNG bytes of :func:`render_overlay` (``options`` are its keywords); the demo's overlay."""
+    ok, png = cv2.imencode(".png", render_overlay(image, segmentation, **options))
+    if not ok:  # pragma: no cover - encoding a valid uint8 image does not fail
+        raise ChexmaskError("PNG encoding of the overlay failed")
+    return png.tobytes()
 
 
 def draw_overlay(
@@ -134,7 +172,7 @@ def draw_overlay(
     path : str or path-like
         Output file; parent folders are created.
     **options
-        Passed to :func:`render_overlay` (``vmax_px``, ``ellipses``, ``flag``, ``max_side``).
+        Passed to :func:`render_overlay` (``vmax_px``, ``ellipses``, ``flag``, ``max_side``, ``masks``, ``legend``).
 
     Returns
     -------
@@ -156,13 +194,10 @@ def draw_overlay(
     PosixPath('overlays/JPCLN001.png')
     """
     out = Path(path)
-    bgr = render_overlay(image, segmentation, **options)
+    png = overlay_png(image, segmentation, **options)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        ok, png = cv2.imencode(".png", bgr)
-        if not ok:  # pragma: no cover - encoding a valid uint8 image does not fail
-            raise OSError("PNG encoding failed")
-        out.write_bytes(png.tobytes())
+        out.write_bytes(png)
     except OSError as exc:
         raise ChexmaskError(f"cannot write overlay {out}: {exc}") from exc
     return out
@@ -182,11 +217,12 @@ def _text(canvas: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.
     cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def _caption(width: int, segmentation, to_1024: float, flag: QualityFlag | None) -> np.ndarray:
+def _caption(width: int, segmentation, flag: QualityFlag | None) -> np.ndarray:
     strip = np.full((_CAPTION_HEIGHT, width, 3), 32, np.uint8)
     parts = [str(getattr(segmentation, "image_id", ""))]
     if segmentation.uncertainty is not None:
-        parts.append(f"mean node std {segmentation.uncertainty * to_1024:.1f} px (1024 frame)")
+        u = to_1024_frame(segmentation.uncertainty, segmentation.height, segmentation.width)
+        parts.append(f"mean node std {u:.1f} px (1024 frame)")
     if flag is not None:
         parts.append(f"flag: {flag.flag}")
     _text(strip, "  |  ".join(p for p in parts if p), (8, _CAPTION_HEIGHT - 9), 0.5)

@@ -8,6 +8,7 @@ fetch("/api/info").then((r) => r.json()).then((info) => {
   $("limits").textContent = `Model ${info.model}; ${info.uncertainty_samples} uncertainty samples. ` +
     `Limits: ${(l.max_bytes / 1048576).toFixed(0)} MiB, ${(l.max_pixels / 1e6).toFixed(0)} megapixels, ` +
     `sides at least ${l.min_side} px.`;
+  $("umax").textContent = fmt(info.overlay_vmax_px, 1);  // the overlay's fixed scale, as in segment --overlays
 }).catch(() => {});
 
 function showError(message) {
@@ -63,7 +64,6 @@ function show(r) {
   $("uncertainty").textContent = o
     ? `mean ${fmt(r.uncertainty)} px; right lung ${fmt(o.right_lung)}, left lung ${fmt(o.left_lung)}, heart ${fmt(o.heart)}`
     : "off";
-  $("umax").textContent = fmt(r.node_uncertainty_max);
   $("measures").textContent = measures(r.measures);
   $("seconds").textContent = `${fmt(r.seconds, 2)} s`;
   $("download").href = r.download;
