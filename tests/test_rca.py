@@ -290,7 +290,7 @@ def test_failed_registrations_are_left_out(atlas, query):
     res = RCAScorer(atlas, k=3, embedding="image", min_ncc=1.01).score(img, masks)  # every one "failed"
     kept = ~np.isnan(res.dice[:, 0])
     assert kept.sum() == 1 and res.ncc[kept][0] == res.ncc.max()  # the best-registered one is kept
-    assert RCAScorer(atlas, k=3, embedding="image").score(img, masks).ncc.min() > 0.3
+    assert not np.isnan(RCAScorer(atlas, k=3, embedding="image").score(img, masks).dice).any()  # none fails here
 
 
 def test_columns(atlas, query):

@@ -66,8 +66,9 @@ log = logging.getLogger(__name__)
 STRUCTURES: tuple[str, ...] = ("lungs", "heart")
 #: Ways to choose the references.
 EMBEDDINGS: tuple[str, ...] = ("latent", "image")
-#: Registrations with a normalised cross-correlation below this are failures.
-MIN_NCC = 0.3
+#: Registrations with a normalised cross-correlation below this are failures (good ones
+#: score 0.7-0.99; failed ones, with near-zero Dice for perfect masks, -0.1-0.45).
+MIN_NCC = 0.5
 _THUMB = 32
 
 
