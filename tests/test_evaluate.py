@@ -96,13 +96,18 @@ def test_compare_tables_hand_computed_and_row_errors():
     assert _metric(per_image, "nanlm.png", "right_lung", "landmark_mse") == 0.0
     assert node_sq.shape == (6, N_NODES) and ref_xy.shape == (6, N_NODES, 2)
 
-    by_id = errors.groupby("image_id")["error"].apply(" | ".join)
+    assert list(errors.columns) == ["path", "error", "reason", "comparison", "image_id", "organ"]  # every command's, then where
+    by_id = errors.groupby("image_id")["reason"].apply(" | ".join)
     assert "empty mask in b.csv row 3: HD and HD95 undefined" in by_id["noheart.png"]
     assert "mask sizes differ: 48x48 in a.csv row 4 vs 32x32 in b.csv row 4" in by_id["small.png"]
-    assert "b.csv row 5, column Heart" in by_id["badrle.png"]
+    assert "column Heart" in by_id["badrle.png"]
     assert "NaN landmarks" in by_id["nanlm.png"]
     assert by_id["only_in_a.png"] == "no matching row in b.csv"
     assert by_id["only_in_b"] == "no matching row in a.csv"
+    where = errors.set_index("image_id")
+    assert where.loc["badrle.png", ["path", "error"]].tolist() == ["b.csv row 5", "RLEError"]
+    assert where.loc["only_in_a.png", ["path", "error"]].tolist() == ["a.csv row 7", "NoMatch"]
+    assert where.loc["only_in_b", ["path", "error"]].tolist() == ["b.csv row 7", "NoMatch"]
 
 
 def test_summarize_mean_std_n_and_seeded_ci():
@@ -144,7 +149,7 @@ def test_evaluate_groups_and_figures(tmp_path):
     saved = pd.read_csv(tmp_path / "rep" / "summary.csv")
     assert list(saved.columns[:7]) == ["comparison", "group", "organ", "metric", "mean", "std", "n"]
     assert "| pred vs ref1 | F |" in (tmp_path / "rep" / "summary.md").read_text()
-    assert (report.errors["error"] == "no 'Patient Gender' value in " + str(tmp_path / "meta.csv")).sum() == 3
+    assert (report.errors["reason"] == "no 'Patient Gender' value in " + str(tmp_path / "meta.csv")).sum() == 3
     for name in ("dice_boxplots", "landmark_error_pred_vs_ref1", "scores_pred"):
         assert (tmp_path / "rep" / "figures" / f"{name}.png").stat().st_size > 0
         assert (tmp_path / "rep" / "figures" / f"{name}.pdf").stat().st_size > 0
@@ -186,7 +191,8 @@ def test_cli_evaluate_candid_ptx(chexmask_csv_dir, tmp_path):
     assert (summary.loc[(summary.organ == "lungs") & (summary.metric == "dice"), "mean"] > 0.9).all()
     assert (summary.loc[summary.metric != "landmark_mse", "n"] == 8).all()
     errors = pd.read_csv(out / "errors.csv")
-    assert errors["error"].tolist() == [f"no matching row in {p}" for p in paths[1:]]
+    assert errors["reason"].tolist() == [f"no matching row in {p}" for p in paths[1:]]
+    assert errors["path"].tolist() == [f"{paths[0]} row 9"] * 2 and set(errors["error"]) == {"NoMatch"}
     assert errors["image_id"].tolist() == [ids.iloc[8]] * 2
     assert (out / "figures" / "dice_boxplots.png").exists()
 
@@ -216,10 +222,12 @@ def test_evaluate_reads_empty_sizes_and_records_bad_rows(chexmask_csv_dir, tmp_p
     assert dice.drop(ids[2]).gt(0.9).all() and np.isnan(dice[ids[2]])
     heart = report.per_image[report.per_image.organ == "heart"].set_index("image_id")["dice"]
     assert np.isnan(heart[ids[5]]) and heart.drop([ids[2], ids[5]]).gt(0.8).all()
-    errors = report.errors.set_index("image_id")["error"]
+    errors = report.errors.set_index("image_id")
     assert len(errors) == 2
-    assert "ref.csv row 3: image size column Height is not a positive integer: 'tall'" in errors[ids[2]]
-    assert "ref.csv row 6, column Heart" in errors[ids[5]] and "beyond 1024x1024" in errors[ids[5]]
+    assert errors.loc[ids[2], "path"] == str(ref) + " row 3"
+    assert errors.loc[ids[2], "reason"] == "image size column Height is not a positive integer: 'tall'"
+    assert errors.loc[ids[5], "path"] == str(ref) + " row 6"
+    assert "column Heart" in errors.loc[ids[5], "reason"] and "beyond 1024x1024" in errors.loc[ids[5], "reason"]
 
 
 def test_cli_evaluate_missing_file_exits_1(tmp_path):

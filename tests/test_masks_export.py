@@ -70,8 +70,10 @@ def test_png_one_file_per_organ_at_original_size(cxr8, table, some_ids, tmp_path
             png = cv2.imread(str(tmp_path / organ / image_id), cv2.IMREAD_UNCHANGED)
             assert png.dtype == np.uint8 and png.shape == mask.shape
             np.testing.assert_array_equal(png, mask)  # uint8 {0, 255}
-    info = json.loads((tmp_path / "export.json").read_text())
-    assert info["format"] == "png" and info["written"] == 3 and info["ids"] == 3
+    info = json.loads((tmp_path / "run.json").read_text())  # the provenance record of every command
+    assert list(info)[:7] == ["chexmask", "command", "args", "started", "finished", "seconds", "counts"]
+    assert info["command"] == "masks" and info["started"].endswith("+00:00") and info["started"] <= info["finished"]
+    assert info["args"]["format"] == "png" and info["counts"] == {"written": 3, "failed": 0} and info["args"]["ids"] == 3
 
 
 def test_npz(cxr8, table, some_ids, tmp_path):
@@ -136,12 +138,13 @@ def test_bad_rows_are_recorded_and_skipped(bad_table, tmp_path):
     path, frame = bad_table
     summary = export_masks(path, tmp_path / "out", fmt="png", workers=2, chunksize=3)
     assert (summary.written, summary.failed) == (4, 4)
-    errors = sorted(read_errors(summary.errors_path), key=lambda e: int(e["row"]))
-    assert [e["row"] for e in errors] == ["2", "3", "4", "5"]
+    errors = sorted(read_errors(summary.errors_path), key=lambda e: int(e["path"].rsplit(" ", 1)[1]))
+    assert list(errors[0]) == ["path", "error", "reason"]  # the errors table of every command
+    assert [e["path"] for e in errors] == [f"{path} row {n}" for n in (2, 3, 4, 5)]
     assert errors[0]["error"] == "RLEError"
-    assert "bad.csv row 2, column Heart: non-integer token 'x'" in errors[0]["message"]
-    assert "row 3: image size column Height is missing" in errors[1]["message"]
-    assert "cannot be used as a relative output path" in errors[2]["message"]
+    assert "column Heart: non-integer token 'x'" in errors[0]["reason"]
+    assert "image size column Height is missing" in errors[1]["reason"]
+    assert "cannot be used as a relative output path" in errors[2]["reason"]
     assert errors[3]["error"] == "DuplicateId"
     written = sorted(p.name for p in (tmp_path / "out" / "heart").iterdir())
     expected = [frame.loc[i, "Image Index"] for i in (0, 5, 6, 7)]

@@ -66,7 +66,7 @@ def test_evaluate_decodes_masks_with_the_stream_helper(monkeypatch):
     problems: list = []
     assert evaluate._masks(row, "t.csv row 1", problems) == dict.fromkeys(evaluate.MASK_COLUMNS)
     assert [c[0] for c in calls] == [("right_lung",), ("left_lung",), ("heart",)]
-    assert all("spied" in msg for _, msg in problems)
+    assert all(reason == "spied" for *_, reason in problems)
 
 
 def test_node_counts_come_from_anatomy():
@@ -124,3 +124,13 @@ def test_segment_receives_its_annotate_hook_from_above(tmp_path, tiny_weights, x
     run = segment_dataset([xray_folder / "JPCLN001.png"], tmp_path / "o.csv", weights=tiny_weights, uncertainty=0,
                           workers=0, progress=False, annotate=factory)
     assert run.segmented == 1 and seen == ["Segmenter", "JPCLN001.png"]
+
+
+def test_errors_and_provenance_files_have_one_home():
+    from chexmask.formats import records, runfiles
+
+    assert runfiles.ERROR_COLUMNS == ["path", "error", "reason"]
+    assert not any(hasattr(records, name) for name in ("ERROR_COLUMNS", "write_errors"))
+    assert records.atomic_write is runfiles.atomic_write
+    writers = [rel for rel, text in _sources() if re.search(r"writerow\(\[\"(row|id)\"", text)]
+    assert writers == []

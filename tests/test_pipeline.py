@@ -73,6 +73,10 @@ def test_bad_inputs_go_to_the_errors_file_and_run_json_records_provenance(refere
     assert record["counts"] == {"images": 7, "segmented": 5, "failed": 2, "resumed": 0}
     assert record["chexmask"] and record["started"] <= record["finished"]
     assert record["command"] == "segment"
+    from chexmask.formats.runfiles import RUN_KEYS
+
+    assert list(record)[: len(RUN_KEYS)] == RUN_KEYS  # the provenance format of every command
+    assert record["started"].endswith("+00:00") and record["finished"].endswith("+00:00")  # UTC
     assert not summary.output.with_name("ref.csv.parts").exists()
 
 

@@ -7,8 +7,10 @@ drawn over the lungs), so no writer merges them into one label image: every orga
 stays its own mask.
 
 Each writer's docstring gives its file layout; ``docs/database.md`` has them in a
-table. Every run also writes ``errors.csv`` (row, image id, error type, message for
-each row that could not be written) and ``export.json`` (version, options, counts).
+table. Every run also writes ``errors.csv`` (``path, error, reason`` for each row that
+could not be written, ``path`` naming the table row) and ``run.json`` (version, command,
+options, UTC times, counts): the errors and provenance files of every command
+(:mod:`chexmask.formats.runfiles`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import pandas as pd
 
 from chexmask._errors import InputError
 from chexmask.anatomy import ORGANS
+from chexmask.formats.runfiles import ERROR_COLUMNS, failure, run_record, utc_iso, write_run_json
 from chexmask.formats.stream import (
     DEFAULT_CHUNKSIZE,
     TableSource,
@@ -325,12 +328,18 @@ def _write_rows(rows: list[tuple[int, str, str, dict[str, Any]]]) -> list[tuple]
             masks = decode_masks(values, writer.organs, source=where)
             out.append(("ok", row, image_id, writer.write(stem, image_id, masks)))
         except InputError as err:  # the row's data is bad: record it, go on
-            out.append(("error", row, image_id, type(err).__name__, str(err)))
+            out.append(_bad_row(where, image_id, err))
     return out
 
 
+def _bad_row(where: str, image_id: str, err: Exception) -> tuple:
+    """``("error", path, error, reason)``: a row of the errors table (:data:`~chexmask.formats.runfiles.ERROR_COLUMNS`)."""
+    path, error, reason = failure(where, err)
+    return ("error", path, error, f"image {image_id!r}: {reason}")
+
+
 def _tasks(
-    chunks: Iterator, ident: str, seen: set[str], bad: list[tuple]
+    chunks: Iterator, ident: str, seen: set[str], bad: list[tuple], source: str
 ) -> Iterator[list[tuple[int, str, str, dict[str, Any]]]]:
     task = []
     for chunk in chunks:
@@ -341,11 +350,11 @@ def _tasks(
             try:
                 stem = output_stem(image_id)
             except InputError as err:
-                bad.append(("error", row, image_id, type(err).__name__, str(err)))
+                bad.append(_bad_row(f"{source} row {row}", image_id, err))
                 continue
             if stem in seen:
-                bad.append(("error", row, image_id, "DuplicateId",
-                            f"row {row}: output {stem!r} was already written by an earlier row"))
+                bad.append(("error", f"{source} row {row}", "DuplicateId",
+                            f"image {image_id!r}: output {stem!r} was already written by an earlier row"))
                 continue
             seen.add(stem)
             task.append((row, image_id, stem, values))
@@ -457,7 +466,7 @@ def export_masks(
     out.mkdir(parents=True, exist_ok=True)
     writer = writer_cls(out, organs)  # fails early (e.g. nibabel missing)
     errors_path = out / "errors.csv"
-    start = time.time()
+    start, started = time.time(), utc_iso()
     written = failed = 0
     bad: list[tuple] = []
     from tqdm import tqdm
@@ -467,7 +476,7 @@ def export_masks(
         total=total, disable=not progress, unit="row", desc=f"masks -> {fmt}"
     ) as bar:
         errors = csv.writer(fh, lineterminator="\n")
-        errors.writerow(["row", "image_id", "error", "message"])
+        errors.writerow(ERROR_COLUMNS)
 
         def record(results: Sequence[tuple]) -> None:
             nonlocal written, failed
@@ -478,23 +487,17 @@ def export_masks(
                 else:
                     errors.writerow(result[1:])
                     failed += 1
-                    logger.debug("skipped %s", result[4])  # every one is in errors.csv
+                    logger.debug("skipped %s: %s", result[1], result[3])  # every one is in errors.csv
             bar.update(len(results))
 
-        tasks = _tasks(chunks, ident, set(), bad)
+        tasks = _tasks(chunks, ident, set(), bad, source)
         for batch in _run(tasks, workers, (fmt, str(out), organs, source, os.getpid())):
             record([*bad, *batch])
             bad.clear()
         record(bad)  # rows rejected after the last task
         writer.finish()
     seconds = time.time() - start
-    import chexmask
-
-    info = {
-        "chexmask_version": chexmask.__version__, "table": source, "format": fmt,
-        "organs": list(organs), "min_rca": min_rca, "ids": None if ids is None else len(ids),
-        "written": written, "failed": failed, "seconds": round(seconds, 3),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start)),
-    }
-    (out / "export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    args = {"table": source, "out_dir": str(out), "format": fmt, "organs": list(organs), "min_rca": min_rca,
+            "ids": None if ids is None else len(ids), "workers": workers, "chunksize": chunksize}
+    write_run_json(out / "run.json", run_record("masks", args, started, seconds, {"written": written, "failed": failed}))
     return ExportSummary(written, failed, out, errors_path, seconds)

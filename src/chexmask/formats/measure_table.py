@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chexmask._errors import InputError
+from chexmask.formats.runfiles import failure
 from chexmask.formats.stream import DEFAULT_CHUNKSIZE
 from chexmask.measures import arrow_types, measure_record
 
@@ -53,9 +54,8 @@ def _measure_rows(task: list[tuple[int, str, dict]], source: str) -> list[tuple]
         try:
             out.append(("ok", image_id, measure_record(decode_masks(values, _ORGANS, source=where))))
         except InputError as err:  # the row's data is bad: record it, go on
-            detail = str(err)
-            detail = detail[len(where):].lstrip(",: ") if detail.startswith(where) else detail
-            out.append(("error", where, type(err).__name__, f"image {image_id!r}: {detail}"))
+            path, error, reason = failure(where, err)
+            out.append(("error", path, error, f"image {image_id!r}: {reason}"))
     return out
 
 
@@ -199,7 +199,7 @@ def measure_table(
     import pandas as pd
     from tqdm import tqdm
 
-    from chexmask.formats.records import atomic_write, write_errors
+    from chexmask.formats.runfiles import atomic_write, write_errors
     from chexmask.formats.stream import count_rows, iter_chunks, table_columns
     from chexmask.formats.tables import MASK_COLUMNS, id_column
 
@@ -242,5 +242,5 @@ def measure_table(
         writer.close()
 
     atomic_write(out, write)
-    atomic_write(errors, lambda p: write_errors(p, failures))
+    write_errors(errors, failures)
     return MeasureRun(measured, len(failures), out, errors, time.perf_counter() - start)

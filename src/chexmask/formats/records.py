@@ -25,7 +25,6 @@ import csv
 import json
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import numpy as np
 from chexmask._errors import ChexmaskError
 from chexmask.anatomy import N_NODES
 from chexmask.formats.landmarks import format_landmarks
+from chexmask.formats.runfiles import atomic_write
 from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
 from chexmask.masks.rle import encode_rle
 from chexmask.measures import MEASURE_COLUMNS, arrow_types, measure_record
@@ -47,14 +47,11 @@ __all__ = [
     "MODEL_COLUMNS",
     "SUMMARY_DECIMALS",
     "PRIVATE_COLUMNS",
-    "ERROR_COLUMNS",
     "csv_columns",
     "parquet_columns",
     "segmentation_record",
     "part_schema",
     "TableWriter",
-    "write_errors",
-    "atomic_write",
     "PartStore",
     "assemble",
 ]
@@ -92,8 +89,6 @@ SUMMARY_DECIMALS = 4
 #: Bookkeeping columns of the pipeline's part files: input position, file, and for a
 #: failed input the error type and reason (null for segmented images).
 PRIVATE_COLUMNS: list[str] = ["_index", "_path", "_error", "_reason"]
-#: Columns of the errors file.
-ERROR_COLUMNS: list[str] = ["path", "error", "reason"]
 
 _ORGAN_UNCERTAINTY = {
     "right_lung": "Uncertainty Right Lung",
@@ -271,23 +266,6 @@ class TableWriter:
     def close(self) -> None:
         """Finish the file."""
         (self._fh if self.kind == "csv" else self._pq).close()
-
-
-def write_errors(path: str | os.PathLike[str], rows: list[list[str]]) -> None:
-    """Write the errors file: :data:`ERROR_COLUMNS` = path, error type, reason."""
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(ERROR_COLUMNS)
-        writer.writerows(rows)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through ``write(tmp)``, fsync, then rename: readers see all of it or nothing."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as fh:  # on disk before it is named done (a power cut, not just a kill)
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class PartStore:

@@ -31,11 +31,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import chexmask
 from chexmask._errors import InputError
-from chexmask.formats.records import PartStore, assemble, atomic_write, write_errors
+from chexmask.formats.records import PartStore, assemble
+from chexmask.formats.runfiles import run_record, utc_iso, write_errors, write_run_json
 from chexmask.inference.plan import WorkItem, chunks, items_from_pairs, parse_shard, plan_items
-from chexmask.inference.provenance import fingerprint, finished_run, run_paths, sha256, utc_iso, write_run_json
+from chexmask.inference.provenance import fingerprint, finished_run, run_paths, sha256
 from chexmask.inference.stages import load_item
 from chexmask.model.default import DEFAULT_MODEL
 
@@ -203,24 +203,15 @@ def build_dataset(
         return RunSummary(output, errors_path, run_json, len(items), 0, 0, resumed, time.perf_counter() - t0, complete=False)
 
     n_ok, failures = assemble(parts, len(work), output, (segmenter.info["name"], segmenter.info["sha256"]))
-    atomic_write(errors_path, lambda p: write_errors(p, failures))
+    write_errors(errors_path, failures)
     seconds = time.perf_counter() - t0
     summary = RunSummary(output, errors_path, run_json, len(items), n_ok, len(failures), resumed, seconds)
-    record = {
-        "chexmask": chexmask.__version__,
-        "command": command,
-        "args": args if args is not None else {"inputs": [str(p) for p in inputs], "workers": workers, "engine": engine},
-        "weights": {k: segmenter.info[k] for k in ("name", "path", "sha256")},
-        "device": str(segmenter.device),
-        "engine": engine,
-        "started": started,
-        "finished": utc_iso(),
-        "seconds": round(seconds, 3),
-        "counts": {"images": len(items), "segmented": n_ok, "failed": len(failures), "resumed": resumed},
-        "images_per_second": round(summary.images_per_second, 2),
-        "fingerprint": identity,
-        "output_sha256": sha256(output),
-    }
+    record = run_record(
+        command, args if args is not None else {"inputs": [str(p) for p in inputs], "workers": workers, "engine": engine},
+        started, seconds, {"images": len(items), "segmented": n_ok, "failed": len(failures), "resumed": resumed},
+        weights={k: segmenter.info[k] for k in ("name", "path", "sha256")}, device=str(segmenter.device), engine=engine,
+        images_per_second=round(summary.images_per_second, 2), fingerprint=identity, output_sha256=sha256(output),
+    )
     write_run_json(run_json, record)
     shutil.rmtree(parts_dir)
     return summary

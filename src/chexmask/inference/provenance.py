@@ -5,7 +5,8 @@ Beside the output ``OUT`` (``<stem>.csv`` or ``<stem>.parquet``) a run keeps
 The *fingerprint* identifies a run: the model hash, every option that changes a row and
 a hash of the exact work list. Parts are resumed only by a run with the same
 fingerprint, and a finished output whose ``run.json`` has it (and the output's SHA256)
-is not redone.
+is not redone. The record's format is that of every command
+(:mod:`chexmask.formats.runfiles`).
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 import chexmask
-from chexmask.formats.records import atomic_write
 from chexmask.inference.plan import WorkItem
 from chexmask.measures import MEASURE_COLUMNS
 
-__all__ = ["run_paths", "fingerprint", "finished_run", "write_run_json", "utc_iso", "sha256"]
+__all__ = ["run_paths", "fingerprint", "finished_run", "sha256"]
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +66,6 @@ def finished_run(output: Path, run_json: Path, fingerprint: dict) -> dict | None
     if previous.get("fingerprint") == fingerprint and previous.get("output_sha256") == sha256(output):
         return previous
     return None
-
-
-def write_run_json(run_json: Path, record: dict) -> None:
-    """Write ``record`` as ``run.json`` (atomically: a killed run leaves the old file or none)."""
-    atomic_write(run_json, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
-
-
-def utc_iso(moment: datetime | None = None) -> str:
-    """``moment`` (default: now) as UTC ISO 8601 to the second, e.g. ``2025-01-31T12:00:00+00:00``."""
-    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 def sha256(path: Path) -> str:

@@ -37,6 +37,7 @@ import pandas as pd
 from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES, organ_slices
 from chexmask.formats.landmarks import parse_landmarks
+from chexmask.formats.runfiles import ERROR_COLUMNS, failure
 from chexmask.formats.stream import decode_masks
 from chexmask.formats.tables import MASK_COLUMNS, id_column, mask_size, read_table
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
@@ -88,7 +89,9 @@ class Evaluation:
     per_landmark : DataFrame
         One row per comparison and node: reference mean shape and error statistics.
     errors : DataFrame
-        comparison, image_id, organ, error: one line per problem found.
+        :data:`ERROR_TABLE_COLUMNS`: ``path, error, reason`` (the errors table of every
+        command; ``path`` names the table row), then ``comparison, image_id, organ``;
+        one line per problem found.
     tables : dict of str to DataFrame
         The tables compared, by file stem (for the score histograms).
     unscored : dict of str to str
@@ -164,31 +167,35 @@ def match_ids(ids_a, ids_b) -> Matching:
     return Matching(pairs, keys, unmatched_a, sorted(unmatched_b), dup_a, dup_b)
 
 
-def _masks(row: pd.Series, source: str, problems: list[tuple[str, str]]) -> dict[str, np.ndarray | None]:
+#: Columns of ``errors.csv``: the errors table of every command, then where in the comparison.
+ERROR_TABLE_COLUMNS = [*ERROR_COLUMNS, "comparison", "image_id", "organ"]
+
+
+def _masks(row: pd.Series, source: str, problems: list[tuple]) -> dict[str, np.ndarray | None]:
     """The row's masks (:func:`~chexmask.formats.stream.decode_masks`); an organ that fails is None and a problem."""
     out: dict[str, np.ndarray | None] = {}
     for organ, column in MASK_COLUMNS.items():
         if column not in row.index:
             out[organ] = None
-            problems.append((organ, f"{source}: no {column!r} column"))
+            problems.append((organ, source, "MissingColumn", f"no {column!r} column"))
             continue
         try:
             out[organ] = decode_masks(row, [organ], source=source)[organ]
         except InputError as exc:
             out[organ] = None
-            problems.append((organ, str(exc)))
+            problems.append((organ, *failure(source, exc)))
     return out
 
 
-def _landmarks(row: pd.Series, source: str, problems: list[tuple[str, str]]) -> np.ndarray | None:
+def _landmarks(row: pd.Series, source: str, problems: list[tuple]) -> np.ndarray | None:
     text = row.get("Landmarks")
     if text is None or (isinstance(text, float) and np.isnan(text)) or str(text).strip() == "":
-        problems.append(("landmarks", f"{source}: no landmarks"))
+        problems.append(("landmarks", source, "MissingLandmarks", "no landmarks"))
         return None
     try:
-        points_xy = parse_landmarks(str(text), source=f"{source} column 'Landmarks'")
+        points_xy = parse_landmarks(str(text), source=f"{source}, column Landmarks")
     except InputError as exc:
-        problems.append(("landmarks", str(exc)))
+        problems.append(("landmarks", *failure(source, exc)))
         return None
     return points_xy
 
@@ -213,7 +220,7 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
     per_image : DataFrame
         comparison, image_id, ref_image_id, organ, dice, hd, hd95, landmark_mse.
     errors : DataFrame
-        comparison, image_id, organ, error.
+        :data:`ERROR_TABLE_COLUMNS` (path, error, reason, comparison, image_id, organ).
     node_sq_errors : (n_images, 120) ndarray
         Squared node errors (NaN where unavailable), in the order of ``per_image``'s images.
     ref_points_xy : (n_images, 120, 2) ndarray
@@ -221,10 +228,14 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
     """
     col_a, col_b = id_column(a, source=source_a), id_column(b, source=source_b)
     matching = match_ids(a[col_a].tolist(), b[col_b].tolist())
-    errors = [(name, a[col_a].iat[i], "", f"no matching row in {source_b}") for i in matching.unmatched_a]
-    errors += [(name, b[col_b].iat[j], "", f"no matching row in {source_a}") for j in matching.unmatched_b]
-    errors += [(name, a[col_a].iat[i], "", f"duplicate id in {source_a}; first row kept") for i in matching.duplicates_a]
-    errors += [(name, b[col_b].iat[j], "", f"duplicate id in {source_b}; first row kept") for j in matching.duplicates_b]
+    errors = [(f"{source_a} row {i + 1}", "NoMatch", f"no matching row in {source_b}", name, a[col_a].iat[i], "")
+              for i in matching.unmatched_a]
+    errors += [(f"{source_b} row {j + 1}", "NoMatch", f"no matching row in {source_a}", name, b[col_b].iat[j], "")
+               for j in matching.unmatched_b]
+    errors += [(f"{source_a} row {i + 1}", "DuplicateId", f"duplicate id in {source_a}; first row kept", name, a[col_a].iat[i], "")
+               for i in matching.duplicates_a]
+    errors += [(f"{source_b} row {j + 1}", "DuplicateId", f"duplicate id in {source_b}; first row kept", name, b[col_b].iat[j], "")
+               for j in matching.duplicates_b]
     use_landmarks = "Landmarks" in a.columns and "Landmarks" in b.columns
     slices = organ_slices()
     node_sets = {organ: np.concatenate([np.arange(N_NODES)[slices[p]] for p in parts]) for organ, parts in _PARTS.items()}
@@ -236,7 +247,7 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
         ra, rb = a.iloc[i], b.iloc[j]
         image_id, ref_id = ra[col_a], rb[col_b]
         sa, sb = f"{source_a} row {i + 1}", f"{source_b} row {j + 1}"  # 1-based data rows, as read_table says
-        problems: list[tuple[str, str]] = []
+        problems: list[tuple] = []  # (organ, path, error, reason)
         scores = {organ: dict.fromkeys(METRICS, np.nan) for organ in REPORT_ORGANS}
         sq = np.full(N_NODES, np.nan)
         pts_b = np.full((N_NODES, 2), np.nan)
@@ -244,9 +255,10 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
             shape_a, shape_b = mask_size(ra, source=sa), mask_size(rb, source=sb)
         except InputError as exc:
             shape_a = shape_b = None
-            problems.append(("", str(exc)))
+            problems.append(("", *failure(exc.source, exc)))
         if shape_a is not None and shape_a != shape_b:
-            problems.append(("", f"mask sizes differ: {shape_a[0]}x{shape_a[1]} in {sa} vs {shape_b[0]}x{shape_b[1]} in {sb}"))
+            problems.append(("", sa, "SizeMismatch",
+                             f"mask sizes differ: {shape_a[0]}x{shape_a[1]} in {sa} vs {shape_b[0]}x{shape_b[1]} in {sb}"))
         elif shape_a is not None:
             ma, mb = _masks(ra, sa, problems), _masks(rb, sb, problems)
             for organ, parts in _PARTS.items():
@@ -257,8 +269,8 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
                 s = mask_scores(x, y)
                 scores[organ].update(dice=s.dice, hd=s.hd, hd95=s.hd95)
                 if np.isnan(s.hd):
-                    which = " and ".join(n for n, m in ((sa, x), (sb, y)) if not m.any())
-                    problems.append((organ, f"empty mask in {which}: HD and HD95 undefined"))
+                    empty = [n for n, m in ((sa, x), (sb, y)) if not m.any()]
+                    problems.append((organ, empty[0], "EmptyMask", f"empty mask in {' and '.join(empty)}: HD and HD95 undefined"))
             if use_landmarks:
                 pa, pb = _landmarks(ra, sa, problems), _landmarks(rb, sb, problems)
                 if pa is not None and pb is not None:
@@ -267,15 +279,15 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
                     for organ, nodes in node_sets.items():
                         scores[organ]["landmark_mse"] = float(sq[nodes].mean())
                         if organ in MASK_COLUMNS and np.isnan(sq[nodes]).any():
-                            problems.append((organ, f"NaN landmarks in {sa} or {sb}: landmark MSE undefined"))
-        errors += [(name, image_id, organ, msg) for organ, msg in problems]
+                            problems.append((organ, sa, "NaNLandmarks", f"NaN landmarks in {sa} or {sb}: landmark MSE undefined"))
+        errors += [(path, error, reason, name, image_id, organ) for organ, path, error, reason in problems]
         rows += [(name, image_id, ref_id, organ, *scores[organ].values()) for organ in REPORT_ORGANS]
         node_sq.append(sq)
         ref_points.append(pts_b)
         if bar is not None:
             bar.update(1)
     per_image = pd.DataFrame(rows, columns=["comparison", "image_id", "ref_image_id", "organ", *METRICS])
-    errors_df = pd.DataFrame(errors, columns=["comparison", "image_id", "organ", "error"])
+    errors_df = pd.DataFrame(errors, columns=ERROR_TABLE_COLUMNS)
     node_sq_arr = np.array(node_sq).reshape(-1, N_NODES)
     ref_arr = np.array(ref_points).reshape(-1, N_NODES, 2)
     return per_image, errors_df, node_sq_arr, ref_arr
@@ -434,7 +446,8 @@ def compare(
                 rows["group"] = rows["image_id"].map(dict(zip(ids, groups)))
                 missing = ids[groups.isna().to_numpy()]
                 if len(missing):
-                    extra = pd.DataFrame({"comparison": name, "image_id": missing, "organ": "", "error": f"no {group_by!r} value in {metadata}"})
+                    extra = pd.DataFrame({"path": str(metadata), "error": "NoGroup", "reason": f"no {group_by!r} value in {metadata}",
+                                          "comparison": name, "image_id": missing, "organ": ""})
                     errs = pd.concat([errs, extra], ignore_index=True) if len(errs) else extra
             per_image.append(rows)
             errors.append(errs)
