@@ -116,7 +116,7 @@ def build_cmd(
 
 def masks_cmd(
     table: str = typer.Argument(..., help="CheXmask or physician table (.csv, .csv.gz or .parquet)."),
-    out_dir: str = typer.Option(..., "--out", "-o", help="Output folder (also gets errors.csv and export.json)."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Output folder (also gets errors.csv and run.json)."),
     fmt: str = typer.Option("png", "--format", "-f", help="png (ORGAN/ID.png), npz (ID.npz), nifti (ORGAN/ID.nii.gz) or coco (annotations.json)."),
     organs: list[str] = typer.Option(["right_lung", "left_lung", "heart"], "--organ", help="Organ to write; repeat for several."),
     min_rca: float = typer.Option(None, "--min-rca", help="Only rows with Dice RCA (Mean) >= this (0.7 is the reference's threshold)."),
