@@ -118,7 +118,7 @@ class Atlas:
         try:
             with np.load(path, allow_pickle=False) as d:
                 if "format" not in d.files or str(d["format"]) != _FORMAT:
-                    raise InputError(path, f"not an RCA atlas of this version (expected format {_FORMAT!r}); rebuild it with build_atlas")
+                    raise InputError(path, f"not an RCA atlas of this version (expected format {_FORMAT!r}); rebuild it: give the source folders instead")
                 images = d["images"]
                 latent = d["latent"].astype(np.float32) if "latent" in d.files else None
                 return cls(
