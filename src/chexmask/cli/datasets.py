@@ -17,9 +17,13 @@ MEASURE_EPILOG = ("Exit codes: 0 done (some rows may have failed, see the errors
 
 
 def _default_workers() -> int:
+    """CPUs - 1, at most 8; none on 2 CPUs or fewer, where a worker only takes a core from
+    the model (benchmarks/bench_segment.py, 2 cores: 12.5 images/s with one worker, 15.9
+    with none; docs/segment.md)."""
     import os
 
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    cpus = os.cpu_count() or 1
+    return 0 if cpus <= 2 else min(8, cpus - 1)
 
 
 def _atlas_option(atlas: str | None, rca: str | None) -> str | None:
@@ -46,7 +50,7 @@ def segment_cmd(
     uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty (0 = off)."),
     seed: int = typer.Option(0, help="Seed of the latent samples (each image's noise is also seeded by a hash of its pixels)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call (a multiple of 8 on CPU, 32 on CUDA wastes nothing)."),
-    workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks (0 = none) [default: CPUs - 1, at most 8]."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks (0 = none) [default: CPUs - 1, at most 8]; none on 2 CPUs or fewer."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="float16 autocast on CUDA (ignored on CPU)."),
     shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
@@ -94,7 +98,7 @@ def build_cmd(
     atlas: str = typer.Option(None, "--atlas", help="Fill the Dice RCA columns using this RCA atlas (JSRT-layout folders, comma-separated, or an atlas .npz)."),
     rca: str = typer.Option(None, "--rca", hidden=True, help="Former name of --atlas."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
-    workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks [default: CPUs - 1, at most 8]."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks [default: CPUs - 1, at most 8]; none on 2 CPUs or fewer."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
