@@ -73,7 +73,7 @@ class BatchPrediction:
     sample_std: np.ndarray | None = None
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_batch(
     model: HybridGNet,
     images: torch.Tensor,

@@ -43,6 +43,7 @@ def fingerprint(segmenter, items: list[WorkItem], id_column: str, chunk_size: in
         "uncertainty": segmenter.uncertainty,
         "seed": segmenter.seed,
         "device_type": segmenter.device.type,
+        "backend": segmenter.backend,
         "amp": segmenter.amp,
         "micro_batch": segmenter.micro_batch,
         "measures": MEASURE_COLUMNS,  # parts of a version without them are not resumed

@@ -1,0 +1,134 @@
+"""CPU backends for the model: torch eager vs inference_mode + channels_last vs ONNX Runtime.
+
+Usage: python benchmarks/bench_backends.py [--weights NAME] [--batch 8] [--samples 50] [--threads 2]
+
+Measures, in one process on the same random-free inputs (JSRT-like images are not needed
+for speed; the accuracy check uses the shipped weights on JSRT images when given
+``--images``), model-only images/s of the deterministic path (encoder + z = mu decoder)
+and of the 50-sample decoder, and the largest landmark difference (px, 256 frame) and
+uncertainty difference against torch eager. ONNX Runtime runs the encoder and the decoder
+exported with ``torch.onnx.export`` (opset 17). A backend becomes the default only if
+landmarks stay within 0.05 px and uncertainty within 1e-3 px of torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from chexmask.model.default import DEFAULT_MODEL
+from chexmask.model.weights import load_model
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        mu, logvar, feats = self.model.encode(x)
+        return mu, logvar, feats[-1], feats[-2]
+
+
+class _Decoder(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z, deep, upper):
+        return self.model.decode(z, [deep, upper])[0]
+
+
+def _time(fn, seconds: float = 3.0) -> float:
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n == 0:
+        fn()
+        n += 1
+    return (time.perf_counter() - t0) / n
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default=DEFAULT_MODEL)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--samples", type=int, default=50)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    model, info = load_model(args.weights)
+    s = model.config.input_size
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((args.batch, 1, s, s), dtype=np.float32))
+    eps = torch.from_numpy(rng.standard_normal((args.samples, model.config.latent_dim), dtype=np.float32))
+    print(f"{info['name']} {s} px; batch {args.batch}; {args.samples} samples; {platform.machine()} CPU, {args.threads} threads; "
+          f"{datetime.now(timezone.utc).isoformat(timespec='minutes')}; torch {torch.__version__}")
+
+    def torch_run(x):
+        mu, logvar, feats = model.encode(x)
+        points, _ = model.decode(mu, feats)
+        sigma = torch.exp(0.5 * logvar)
+        own = [f[:1] for f in feats]
+        samples = model.decode(mu[0] + eps * sigma[0], own)[0]
+        return points.numpy(), samples.std(0).numpy()
+
+    results = {}
+    with torch.no_grad():
+        ref = torch_run(x)
+        results["torch eager (no_grad)"] = (_time(lambda: torch_run(x)), ref)
+    with torch.inference_mode():
+        model_cl = model.to(memory_format=torch.channels_last)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        out = torch_run(xc)
+        results["torch inference_mode + channels_last"] = (_time(lambda: torch_run(xc)), out)
+        model.to(memory_format=torch.contiguous_format)
+        del model_cl
+
+    try:
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+            enc_path, dec_path = Path(tmp) / "enc.onnx", Path(tmp) / "dec.onnx"
+            mu, logvar, feats = model.encode(x)
+            torch.onnx.export(_Encoder(model), (x,), str(enc_path), opset_version=17, dynamo=False,
+                              input_names=["x"], output_names=["mu", "logvar", "deep", "upper"],
+                              dynamic_axes={"x": {0: "b"}, "mu": {0: "b"}, "logvar": {0: "b"}, "deep": {0: "b"}, "upper": {0: "b"}})
+            torch.onnx.export(_Decoder(model), (mu, feats[-1], feats[-2]), str(dec_path), opset_version=17, dynamo=False,
+                              input_names=["z", "deep", "upper"], output_names=["points"],
+                              dynamic_axes={"z": {0: "n"}, "deep": {0: "m"}, "upper": {0: "m"}, "points": {0: "n"}})
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = args.threads
+            enc = ort.InferenceSession(str(enc_path), opts, providers=["CPUExecutionProvider"])
+            dec = ort.InferenceSession(str(dec_path), opts, providers=["CPUExecutionProvider"])
+            xn, epsn = x.numpy(), eps.numpy()
+
+            def ort_run():
+                mu, logvar, deep, upper = enc.run(None, {"x": xn})
+                points = dec.run(None, {"z": mu, "deep": deep, "upper": upper})[0]
+                z = mu[0] + epsn * np.exp(0.5 * logvar[0])
+                n = len(z)  # the exported graph does not broadcast one image's features over the samples
+                samples = dec.run(None, {"z": z, "deep": np.repeat(deep[:1], n, 0), "upper": np.repeat(upper[:1], n, 0)})[0]
+                return points, samples.std(0, ddof=1)
+
+            out = ort_run()
+            results[f"onnxruntime {ort.__version__}"] = (_time(ort_run), out)
+    except Exception as exc:  # report, do not hide: the comparison says why a backend is missing
+        print(f"onnxruntime: not measured ({type(exc).__name__}: {str(exc)[:200]})")
+
+    base = results["torch eager (no_grad)"][0]
+    for name, (sec, (points, std)) in results.items():
+        dpts = float(np.abs(points - ref[0]).max() * s)
+        dstd = float(np.abs(std - ref[1]).max() * s)
+        print(f"{name:<40} {args.batch / sec:8.1f} img/s (batch + 1 image's {args.samples} samples)  x{base / sec:5.2f}  "
+              f"max |d landmark| {dpts:.2e} px  max |d std| {dstd:.2e} px")
+
+
+if __name__ == "__main__":
+    main()
