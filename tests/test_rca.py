@@ -370,7 +370,8 @@ def test_score_table_reports_bad_rows_and_scores_the_rest(atlas, table_case):
     folder, table = table_case
     scores, errors = score_table([folder], table, RCAScorer(atlas, k=2, embedding="image"))
     assert scores["image_id"].tolist() == ["good"] and scores["Dice RCA (Mean)"].iloc[0] > 0.7
-    msgs = dict(zip(errors["id"], errors["message"]))
+    assert list(errors.columns[:3]) == ["path", "error", "reason"]  # the errors table of every command
+    msgs = dict(zip(errors["image_id"], errors["reason"]))
     assert "masks are 100x100 (Height x Width) but the image" in msgs["small"] and "is 144x128" in msgs["small"]
     assert "heart mask is empty" in msgs["empty"]
     assert "no image given for id 'ghost'" in msgs["ghost"]

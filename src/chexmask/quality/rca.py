@@ -46,6 +46,7 @@ from chexmask._errors import InputError
 from chexmask.io.read import XrayImage
 from chexmask.preprocess import pad_resize
 from chexmask.quality.atlas import ORGANS, Atlas, build_atlas, latent_mean, open_atlas, resize_mask
+from chexmask.quality.metrics import dice as mask_dice
 from chexmask.quality.registration import METHODS, prepare, register, warp_mask
 
 __all__ = [
@@ -258,7 +259,7 @@ class RCAScorer:
             organs = len(ORGANS) if self.atlas.has_heart[r] else 2
             for i, working in enumerate(sets):
                 for o in range(organs):
-                    dice[i, j, o] = _dice(warp_mask(working[o], warp), self.atlas.masks[r, o])
+                    dice[i, j, o] = mask_dice(warp_mask(working[o], warp), self.atlas.masks[r, o])
         ids = [self.atlas.ids[r] for r in refs]
         return [_result(d, ids, ncc) for d in dice]
 
@@ -290,11 +291,6 @@ def _result(dice: np.ndarray, ids: list[str], ncc: np.ndarray) -> RCAResult:
         lung, h = per_organ["lungs"][stat], per_organ["heart"][stat]
         overall[stat] = lung if math.isnan(h) else (2 * lung + h) / 3
     return RCAResult(overall["mean"], overall["max"], per_organ, ids, dice, ncc)
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
 
 
 def score_segmentation(scorer: RCAScorer, image: XrayImage, segmentation) -> dict[str, float]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from chexmask._errors import InputError
+from chexmask.formats.runfiles import ERROR_COLUMNS
 from chexmask.io.read import XrayImage
 from chexmask.quality.atlas import open_atlas
 from chexmask.quality.rca import RCAResult, RCAScorer
@@ -66,9 +67,11 @@ def score_table(
         One row per scored table row: the id column, the columns of
         :meth:`RCAResult.columns` and ``RCA References``.
     errors : pandas.DataFrame
-        Columns ``id``, ``path``, ``error``, ``message``: table rows that could not be
-        scored (no or ambiguous image, unreadable image, masks of the wrong size,
-        malformed RLE, empty mask) and images with no table row.
+        The errors table of every command (:data:`chexmask.formats.runfiles.ERROR_COLUMNS`
+        ``path, error, reason``, ``path`` being ``"<table> row N"`` or the image file),
+        then ``image_id`` and ``image``: table rows that could not be scored (no or
+        ambiguous image, unreadable image, masks of the wrong size, malformed RLE, empty
+        mask) and images with no table row.
 
     Raises
     ------
@@ -100,14 +103,16 @@ def score_table(
             image = read_image(found[0])
             result = scorer.score(image, _row_masks(row, image, source))
         except InputError as exc:
-            log.warning("%s", exc)
+            log.debug("%s", exc)  # the errors file holds it
             reason = exc.reason if exc.source.startswith(str(table)) else str(exc)
-            errors.append({"id": row_id, "path": str(found[0]) if len(found) == 1 else "", "error": type(exc).__name__, "message": f"row {i + 1}: {reason}"})
+            errors.append({"path": source, "error": type(exc).__name__, "reason": reason, "image_id": row_id,
+                           "image": str(found[0]) if len(found) == 1 else ""})
             continue
         scores.append({column: row_id, **result.columns(), "RCA References": " ".join(result.references)})
-    errors += [{"id": image_stem(p.name), "path": str(p), "error": "InputError", "message": "no row in the table for this image"} for p in lookup.paths if p not in used]
+    errors += [{"path": str(p), "error": "InputError", "reason": "no row in the table for this image", "image_id": image_stem(p.name),
+                "image": str(p)} for p in lookup.paths if p not in used]
     columns = [column, *RCAResult.column_names(), "RCA References"]
-    return pd.DataFrame(scores, columns=columns), pd.DataFrame(errors, columns=["id", "path", "error", "message"])
+    return pd.DataFrame(scores, columns=columns), pd.DataFrame(errors, columns=[*ERROR_COLUMNS, "image_id", "image"])
 
 
 @dataclass(frozen=True)
