@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from chexmask.inference import pipeline
@@ -57,3 +58,12 @@ def test_ray_run_prints_only_the_command_lines(tiny_weights, xray_folder, tmp_pa
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [line for line in done.stdout.splitlines() if line.startswith("segmented 1 of 2 images")]
     assert done.stderr.splitlines() == [f"1 inputs failed -> {tmp_path / 'o.errors.csv'}"], done.stderr
+
+
+def test_placeholder_arrays_have_the_dtypes_of_real_results(tiny_weights, jsrt_dir):
+    """A Ray batch whose images all failed must carry arrays of the same dtypes as a good batch."""
+    from chexmask.inference.ray_engine import _FIELD_DTYPES
+    from chexmask.inference.segmenter import Segmenter
+
+    seg = Segmenter(tiny_weights, uncertainty=2).segment(jsrt_dir / "images" / "JPCLN001.png")
+    assert {f: getattr(seg, f).dtype for f in _FIELD_DTYPES} == {f: np.dtype(d) for f, d in _FIELD_DTYPES.items()}

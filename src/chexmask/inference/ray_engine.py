@@ -67,6 +67,12 @@ def load_batch(batch: dict, size: int) -> dict:
     return {**batch, "pixels": pixels, "geometry": geometry, "spacing": spacing, "error": error, "reason": reason}
 
 
+#: dtypes of the Segmentation fields stage 2 passes on (landmarks and node means are
+#: mapped to the original frame in float64; stds and latents stay float32).
+_FIELD_DTYPES = {"landmarks": np.float64, "node_mean": np.float64, "node_std": np.float32, "latent_mu": np.float32,
+                 "latent_sigma": np.float32}
+
+
 class Predictor:
     """Stage 2: holds one :class:`~chexmask.Segmenter` per actor and predicts a batch."""
 
@@ -88,13 +94,15 @@ class Predictor:
         segs = predict_segmentations(self.segmenter, loaded) if loaded else []
         # Arrays keep the dtypes of Segmentation's fields, so the rows built from them in
         # stage 3 are bitwise those of the local engine.
+        # A batch whose images all failed (or without sampling) gets placeholders of the
+        # same dtypes, or Ray cannot join it with the other batches' blocks.
         out = {}
-        for field in ("landmarks", "node_mean", "node_std", "latent_mu", "latent_sigma"):
+        for field, dtype in _FIELD_DTYPES.items():
             values = [getattr(seg, field) for seg in segs]
             if not values or values[0] is None:
                 nodes = N_NODES_ALL if self.segmenter.clavicles else N_NODES
-                values = [np.zeros((nodes, 2) if field.startswith(("land", "node")) else self.segmenter.model.config.latent_dim)]
-            column = np.zeros((n, *np.shape(values[0])), np.asarray(values[0]).dtype)
+                values = [np.zeros((nodes, 2) if field.startswith(("land", "node")) else self.segmenter.model.config.latent_dim, dtype)]
+            column = np.zeros((n, *np.shape(values[0])), dtype)
             if segs and getattr(segs[0], field) is not None:
                 column[np.flatnonzero(ok)] = values
             out[field] = column
