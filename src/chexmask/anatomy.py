@@ -34,6 +34,7 @@ __all__ = [
     "ALL_NODE_COUNTS",
     "N_NODES_ALL",
     "n_nodes",
+    "ORGAN_GROUPS",
 ]
 
 #: Organ keys in node order, as used in mask dictionaries.
@@ -50,6 +51,15 @@ ALL_ORGANS: tuple[str, ...] = ORGANS + CLAVICLES
 ALL_NODE_COUNTS: dict[str, int] = {**NODE_COUNTS, "right_clavicle": 23, "left_clavicle": 23}
 #: Node count with the clavicles (166).
 N_NODES_ALL: int = sum(ALL_NODE_COUNTS.values())
+
+
+#: The structures accuracy is reported on, and the organs each unites (lungs = both lungs,
+#: as the reference reports).
+ORGAN_GROUPS: dict[str, tuple[str, ...]] = {
+    "lungs": ("right_lung", "left_lung"),
+    "heart": ("heart",),
+    "clavicles": CLAVICLES,
+}
 
 
 def n_nodes(organs: tuple[str, ...] = ORGANS) -> int:

@@ -20,14 +20,12 @@ import numpy as np
 import pandas as pd
 
 from chexmask._errors import ChexmaskError
-from chexmask.anatomy import organ_slices
+from chexmask.anatomy import ORGAN_GROUPS, organ_slices
 from chexmask.io.read import read_image
 from chexmask.model.data import find_image, load_landmarks_npz, read_split
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
 
-__all__ = ["score_split", "summarise", "reference_masks"]
-
-_GROUPS = {"lungs": ("right_lung", "left_lung"), "heart": ("heart",), "clavicles": ("right_clavicle", "left_clavicle")}
+__all__ = ["segment_split", "score_split", "summarise", "reference_masks"]
 
 
 def reference_masks(folder: Path, image_id: str) -> dict[str, np.ndarray]:
@@ -35,10 +33,26 @@ def reference_masks(folder: Path, image_id: str) -> dict[str, np.ndarray]:
     npz, png = folder / "scr_masks" / f"{image_id}.npz", folder / "masks" / f"{image_id}.png"
     if npz.exists():
         with np.load(npz) as ref:
-            return {g: np.logical_or.reduce([ref[o] for o in organs]) for g, organs in _GROUPS.items() if all(o in ref.files for o in organs)}
+            return {g: np.logical_or.reduce([ref[o] for o in organs]) for g, organs in ORGAN_GROUPS.items() if all(o in ref.files for o in organs)}
     if png.exists():
         return {"lungs": read_image(png).pixels > 0}
     raise ChexmaskError(f"{folder}: no expert mask for {image_id} (scr_masks/{image_id}.npz or masks/{image_id}.png)")
+
+
+def segment_split(segmenter, folder: str | Path, split: str, limit: int | None = None):
+    """Segment the images of a split of a JSRT-layout folder, ``segmenter.batch_size`` at a time.
+
+    Yields
+    ------
+    (image_id, XrayImage, Segmentation)
+        In split order; ``limit`` keeps the first images only.
+    """
+    folder = Path(folder)
+    ids = read_split(folder, split)[:limit]
+    for start in range(0, len(ids), segmenter.batch_size):
+        chunk = ids[start : start + segmenter.batch_size]
+        images = [read_image(find_image(folder, i)) for i in chunk]
+        yield from zip(chunk, images, segmenter.segment_images(images))
 
 
 def score_split(segmenter, folder: str | Path, split: str = "test") -> pd.DataFrame:
@@ -59,26 +73,23 @@ def score_split(segmenter, folder: str | Path, split: str = "test") -> pd.DataFr
     the image's own frame) and ``landmark_mse_heart`` where the heart is annotated.
     """
     folder = Path(folder)
-    ids = read_split(folder, split)
     heart = organ_slices()["heart"]
     rows = []
-    for start in range(0, len(ids), segmenter.batch_size):
-        chunk = [read_image(find_image(folder, i)) for i in ids[start : start + segmenter.batch_size]]
-        for seg, image_id in zip(segmenter.segment_images(chunk), ids[start : start + segmenter.batch_size]):
-            masks = seg.masks()
-            row = {"image_id": image_id}
-            for group, ref in reference_masks(folder, image_id).items():
-                if all(o in masks for o in _GROUPS[group]):
-                    pred = np.logical_or.reduce([masks[o] > 0 for o in _GROUPS[group]])
-                    row.update({f"{group}_{k}": v for k, v in mask_scores(pred, ref)._asdict().items()})
-            expert = load_landmarks_npz(folder / "landmarks" / f"{image_id}.npz", seg.organs)
-            err = landmark_sq_errors(seg.landmarks, expert)
-            row["landmark_mse"] = float(np.nanmean(err[: heart.stop]))
-            if np.isfinite(err[heart]).any():
-                row["landmark_mse_heart"] = float(np.nanmean(err[heart]))
-            if seg.uncertainty is not None:
-                row["uncertainty"] = seg.uncertainty
-            rows.append(row)
+    for image_id, _, seg in segment_split(segmenter, folder, split):
+        masks = seg.masks()
+        row = {"image_id": image_id}
+        for group, ref in reference_masks(folder, image_id).items():
+            if all(o in masks for o in ORGAN_GROUPS[group]):
+                pred = np.logical_or.reduce([masks[o] > 0 for o in ORGAN_GROUPS[group]])
+                row.update({f"{group}_{k}": v for k, v in mask_scores(pred, ref)._asdict().items()})
+        expert = load_landmarks_npz(folder / "landmarks" / f"{image_id}.npz", seg.organs)
+        err = landmark_sq_errors(seg.landmarks, expert)
+        row["landmark_mse"] = float(np.nanmean(err[: heart.stop]))
+        if np.isfinite(err[heart]).any():
+            row["landmark_mse_heart"] = float(np.nanmean(err[heart]))
+        if seg.uncertainty is not None:
+            row["uncertainty"] = seg.uncertainty
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from chexmask._errors import ChexmaskError
-from chexmask.anatomy import ALL_ORGANS, ORGANS, organ_slices
+from chexmask.anatomy import ALL_ORGANS, ORGAN_GROUPS, ORGANS, organ_slices
 from chexmask.masks.fill import fill_polygon
 from chexmask.model.data import LandmarkDataset, augment, load_sources
 from chexmask.model.hybridgnet import HybridGNet, ModelConfig, kl_divergence
@@ -125,7 +125,6 @@ def _epoch_batches(data: LandmarkDataset, cfg: TrainConfig, epoch: int):
         yield x, y
 
 
-_GROUPS = {"lungs": ("right_lung", "left_lung"), "heart": ("heart",), "clavicles": ("right_clavicle", "left_clavicle")}
 _CANVAS = 512  # validation contours are filled at this size (normalised coordinates x 512)
 
 
@@ -151,7 +150,7 @@ def validation_scores(pred: np.ndarray, data: LandmarkDataset, organs: tuple[str
     for name in data.source_names():
         idx = [i for i, s in enumerate(data.sources) if s == name]
         row = {"mse_px2": landmark_mse(pred[idx], data.targets[idx])}
-        for group, members in _GROUPS.items():
+        for group, members in ORGAN_GROUPS.items():
             scores = []
             for i in idx:
                 ref = _group_mask(data.targets[i], members, slices)

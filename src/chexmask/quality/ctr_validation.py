@@ -180,37 +180,34 @@ def validate_ctr(
         ``limit`` below 1.
     """
     from chexmask.inference.segmenter import Segmenter
-    from chexmask.io.read import read_image
     from chexmask.masks.fill import landmarks_to_masks
-    from chexmask.model.data import find_image, load_landmarks_npz, read_split
+    from chexmask.model.data import load_landmarks_npz
+    from chexmask.model.report import segment_split
 
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
     jsrt_dir = Path(jsrt_dir)
-    ids = read_split(jsrt_dir, split)[:limit]
     segmenter = Segmenter(weights, device=device, batch_size=batch_size)
     rows = []
-    for start in range(0, len(ids), batch_size):
-        images = [read_image(find_image(jsrt_dir, i)) for i in ids[start : start + batch_size]]
-        for image, seg in zip(images, segmenter.segment_images(images)):
-            with np.load(jsrt_dir / "scr_masks" / f"{image.image_id}.npz") as ref:
-                scr = {o: ref[o] for o in _ORGANS}
-            pred = seg.masks()
-            points = load_landmarks_npz(jsrt_dir / "landmarks" / f"{image.image_id}.npz")
-            expert = landmarks_to_masks(np.rint(points).astype(np.int64), image.height, image.width)
-            measured = {
-                "scr": _ctr(scr["heart"], scr),
-                "model": _ctr(pred["heart"], pred),
-                "landmarks": _ctr(expert["heart"], expert),
-                "model_heart": _ctr(pred["heart"], scr),
-                "model_lungs": _ctr(scr["heart"], pred),
-            }
-            row = {"image_id": image.image_id}
-            row.update({f"ctr_{s}": m["CTR"] for s, m in measured.items()})
-            for s in ("scr", "model", "landmarks"):
-                row[f"heart_width_{s}"] = measured[s]["Heart Width (px)"]
-                row[f"thorax_width_{s}"] = measured[s]["Thorax Width (px)"]
-            rows.append(row)
+    for _, image, seg in segment_split(segmenter, jsrt_dir, split, limit):
+        with np.load(jsrt_dir / "scr_masks" / f"{image.image_id}.npz") as ref:
+            scr = {o: ref[o] for o in _ORGANS}
+        pred = seg.masks()
+        points = load_landmarks_npz(jsrt_dir / "landmarks" / f"{image.image_id}.npz")
+        expert = landmarks_to_masks(np.rint(points).astype(np.int64), image.height, image.width)
+        measured = {
+            "scr": _ctr(scr["heart"], scr),
+            "model": _ctr(pred["heart"], pred),
+            "landmarks": _ctr(expert["heart"], expert),
+            "model_heart": _ctr(pred["heart"], scr),
+            "model_lungs": _ctr(scr["heart"], pred),
+        }
+        row = {"image_id": image.image_id}
+        row.update({f"ctr_{s}": m["CTR"] for s, m in measured.items()})
+        for s in ("scr", "model", "landmarks"):
+            row[f"heart_width_{s}"] = measured[s]["Heart Width (px)"]
+            row[f"thorax_width_{s}"] = measured[s]["Thorax Width (px)"]
+        rows.append(row)
     per_image = pd.DataFrame(rows)
     summary = [{"source": s, "description": SOURCES[s], **ctr_agreement(per_image[f"ctr_{s}"], per_image["ctr_scr"])}
                for s in SOURCES if s != "scr"]

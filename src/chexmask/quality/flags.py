@@ -238,17 +238,11 @@ def source_uncertainties(segmenter, folders, split: str = "val"):
     """
     import pandas as pd
 
-    from chexmask.io.read import read_image
-    from chexmask.model.data import find_image, read_split
+    from chexmask.model.report import segment_split
 
     if segmenter.uncertainty < 1:
         raise ValueError("calibrating the flag needs latent samples (uncertainty >= 1)")
-    rows = []
-    for folder in map(Path, folders):
-        ids = read_split(folder, split)
-        for start in range(0, len(ids), segmenter.batch_size):
-            chunk = ids[start : start + segmenter.batch_size]
-            for image_id, seg in zip(chunk, segmenter.segment_images([read_image(find_image(folder, i)) for i in chunk])):
-                rows.append({"source": folder.resolve().name, "image_id": image_id,
-                             "uncertainty_px": normalised_uncertainty(seg.uncertainty, seg.height, seg.width)})
-    return pd.DataFrame(rows)
+    rows = [{"source": folder.resolve().name, "image_id": image_id,
+             "uncertainty_px": normalised_uncertainty(seg.uncertainty, seg.height, seg.width)}
+            for folder in map(Path, folders) for image_id, _, seg in segment_split(segmenter, folder, split)]
+    return pd.DataFrame(rows, columns=["source", "image_id", "uncertainty_px"])
