@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from chexmask.model.data import augment, load_jsrt
+from chexmask.model.data import augment, load_source
 from chexmask.model.train import TrainConfig, landmark_mse, train
 
 
@@ -29,7 +29,7 @@ def test_landmark_mse_ignores_missing():
 
 
 def test_load_jsrt_maps_landmarks(jsrt_dir):
-    d = load_jsrt(jsrt_dir, "val", 64, limit=2)
+    d = load_source(jsrt_dir, "val", 64, limit=2)
     assert d.images.shape == (2, 64, 64) and d.targets.shape == (2, 120, 2)
     assert np.isfinite(d.targets).all() and 0 < d.targets.min() and d.targets.max() < 1
 

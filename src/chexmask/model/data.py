@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 from chexmask._errors import ChexmaskError
-from chexmask.anatomy import ALL_NODE_COUNTS, ORGANS, n_nodes
+from chexmask.anatomy import ALL_NODE_COUNTS, ORGANS, n_nodes, organ_slices
 from chexmask.preprocess import pad_resize, to_model_frame
 
-__all__ = ["LandmarkDataset", "load_source", "load_sources", "load_jsrt", "load_landmarks_npz", "read_split", "find_image", "augment"]
+__all__ = ["LandmarkDataset", "load_source", "load_sources", "load_landmarks_npz", "read_split", "find_image", "augment"]
 
 _NPZ_KEYS = {"right_lung": "RL", "left_lung": "LL", "heart": "H", "right_clavicle": "RCLA", "left_clavicle": "LCLA"}
 
@@ -114,11 +114,6 @@ def load_sources(folders, split: str, size: int, limit: int | None = None, organ
     )
 
 
-def load_jsrt(jsrt_dir: Path, split: str, size: int, limit: int | None = None) -> LandmarkDataset:
-    """Load a JSRT split (lungs and heart) at ``size`` px."""
-    return load_source(jsrt_dir, split, size, limit)
-
-
 def augment(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, robust: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Random geometry and appearance change, landmarks moved with the image.
 
@@ -160,7 +155,8 @@ def augment(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, rob
 def _overlays(x: np.ndarray, pts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A cut frame, burnt-in text and wires on a uint8 image (OpenCV draws text on 8 bit only)."""
     s = x.shape[0]
-    lung_bottom = np.nanmax(pts[:94, 1]) if np.isfinite(pts[:94, 1]).any() else s
+    lung_y = pts[: organ_slices()["heart"].start, 1]  # the lungs come first in the node order
+    lung_bottom = np.nanmax(lung_y) if np.isfinite(lung_y).any() else s
     if rng.random() < 0.15:  # frame cut at or above the costophrenic angles
         cut = int(np.clip(lung_bottom - rng.uniform(0.0, 0.12) * s, s * 0.5, s))
         x[cut:] = 0

@@ -196,10 +196,10 @@ def _check_resume(out: Path, cfg: TrainConfig) -> None:
     if not (out / "last.ckpt").exists() or not saved.exists():
         return
     old = json.loads(saved.read_text())
-    for key in ("size", "clavicles"):
-        if old.get(key, False if key == "clavicles" else None) != getattr(cfg, key):
-            raise ChexmaskError(f"{out} holds a checkpoint trained with {key} = {old.get(key)}, this run asks for {key} = "
-                                f"{getattr(cfg, key)}; use another --out folder or the same setting")
+    for key, default in (("size", None), ("clavicles", False)):  # runs before --clavicles saved no such key
+        if old.get(key, default) != getattr(cfg, key):
+            raise ChexmaskError(f"{out} holds a checkpoint trained with {key} = {old.get(key, default)}, this run asks for "
+                                f"{key} = {getattr(cfg, key)}; use another --out folder or the same setting")
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
