@@ -119,7 +119,7 @@ def test_upload_jsrt_image_shows_result_and_downloads_zip(server, browser, jsrt_
           30, "the overlay image")
     assert browser.execute_script("return arguments[0].naturalWidth", overlay) == 1024
     assert not error.is_displayed()
-    assert browser.find_element(By.ID, "image-id").text == "JPCLN001"
+    assert browser.find_element(By.ID, "image-id").text == "JPCLN001.png"  # segment's id for a lone file
     assert browser.find_element(By.ID, "size").text == "1024 x 1024 px (PNG)"
     assert browser.find_element(By.ID, "flag").text in {"good", "review"}
     assert "right lung" in browser.find_element(By.ID, "uncertainty").text
