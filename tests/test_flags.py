@@ -7,14 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from chexmask.quality.flags import (
+from chexmask.flag import (
     DEFAULT_MIN_RCA,
     DEFAULT_THRESHOLD_PX,
     QualityFlag,
-    calibrate_threshold,
     normalised_uncertainty,
     quality_flag,
 )
+from chexmask.quality.flag_calibration import calibrate_threshold
 
 
 def _seg(u, h=1024, w=1024):

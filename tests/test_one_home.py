@@ -95,9 +95,17 @@ def _imports(text: str) -> set[str]:
 
 
 @pytest.mark.parametrize(("layer", "above"), [("inference/", ("chexmask.quality", "chexmask.reports")),
+                                              ("formats/", ("chexmask.quality", "chexmask.reports")),
+                                              ("masks/", ("chexmask.quality", "chexmask.reports", "chexmask.inference")),
+                                              ("io/", ("chexmask.quality", "chexmask.reports", "chexmask.inference")),
                                               ("quality/", ("chexmask.reports",))])
 def test_imports_flow_one_way(layer, above):
-    """Quality and reports sit on top of inference, reports on top of quality: never the other way."""
+    """Quality and reports sit on top of inference and the writers, reports on top of quality: never the other way.
+
+    The Quality Flag is a rule on values a row already holds (:mod:`chexmask.flag`), so the
+    row builder applies it without importing the quality layer; calibrating its threshold
+    on val images is quality's job (:mod:`chexmask.quality.flag_calibration`).
+    """
     wrong = {rel: sorted(m for m in _imports(text) if m.startswith(above))
              for rel, text in _sources() if rel.startswith(layer)}
     assert {rel: mods for rel, mods in wrong.items() if mods} == {}
@@ -134,3 +142,21 @@ def test_errors_and_provenance_files_have_one_home():
     assert records.atomic_write is runfiles.atomic_write
     writers = [rel for rel, text in _sources() if re.search(r"writerow\(\[\"(row|id)\"", text)]
     assert writers == []
+
+
+def test_rca_table_decodes_masks_with_the_stream_helper_in_the_rows_frame(monkeypatch):
+    """RCA of a table decodes a row with the one helper, in the row's stated frame (empty = 1024), never the image's."""
+    from types import SimpleNamespace
+
+    from chexmask._errors import InputError
+    from chexmask.formats import stream
+    from chexmask.quality import rca_table
+
+    calls = []
+    monkeypatch.setattr(stream, "decode_masks", lambda row, organs, *, source="row": calls.append(source) or {})
+    image = SimpleNamespace(height=2048, width=2048, path="big.png")
+    with pytest.raises(InputError, match="masks are 1024x1024 .* big.png is 2048x2048"):
+        rca_table._row_masks({"Height": "", "Width": "", "Heart": "1 2"}, image, "t.csv row 3")
+    assert calls == []
+    assert rca_table._row_masks({"Height": 2048, "Width": 2048}, image, "t.csv row 4") == {}
+    assert calls == ["t.csv row 4"]

@@ -9,7 +9,7 @@ import pytest
 from chexmask._errors import InputError
 from chexmask.anatomy import organ_slices
 from chexmask.inference.segmenter import Segmentation
-from chexmask.quality.flags import quality_flag
+from chexmask.flag import quality_flag
 from chexmask.reports.overlay import draw_overlay, render_overlay
 
 H, W = 200, 160

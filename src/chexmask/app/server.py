@@ -27,8 +27,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from chexmask._errors import InputError
-from chexmask.quality import flags
-from chexmask.quality.flags import DEFAULT_THRESHOLD_PX
+from chexmask import flag
+from chexmask.flag import DEFAULT_THRESHOLD_PX
 from chexmask.reports.overlay import VMAX_PX, overlay_png
 from chexmask.app.render import bundle
 from chexmask.app.upload import Limits, UploadRejected, check_upload, safe_name
@@ -43,7 +43,7 @@ _MULTIPART_SLACK = 64 * 1024
 
 
 def quality_flag(seg, threshold_px: float = DEFAULT_THRESHOLD_PX, rca=None) -> dict:
-    """The shared quality flag (:func:`chexmask.quality.flags.quality_flag`) as the page's JSON.
+    """The shared quality flag (:func:`chexmask.flag.quality_flag`) as the page's JSON.
 
     Returns
     -------
@@ -52,7 +52,7 @@ def quality_flag(seg, threshold_px: float = DEFAULT_THRESHOLD_PX, rca=None) -> d
         "score": float | None, "reason": str}``; ``basis`` and ``score`` name the RCA
         estimate when there is one, else the mean node uncertainty (1024 frame).
     """
-    q = flags.quality_flag(seg, None if rca is None else float(rca.mean), threshold_px=threshold_px)
+    q = flag.quality_flag(seg, None if rca is None else float(rca.mean), threshold_px=threshold_px)
     if q.rca is not None:
         basis, score = "rca", q.rca
     elif q.uncertainty_px is not None:

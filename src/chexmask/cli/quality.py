@@ -179,7 +179,7 @@ def experiment_threshold(
 ) -> None:
     """Quality-flag threshold for a model: a quantile of the mean node uncertainty on clean val images of its sources."""
     from chexmask.inference.segmenter import Segmenter
-    from chexmask.quality.flags import calibrate_threshold, source_uncertainties
+    from chexmask.quality.flag_calibration import calibrate_threshold, source_uncertainties
 
     set_threads(threads)
     with exit_on(chexmask.ChexmaskError, ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from chexmask.quality.flags import DEFAULT_THRESHOLD_PX
+from chexmask.flag import DEFAULT_THRESHOLD_PX
 
 import chexmask
 from chexmask.cli._errors import exit_on

@@ -36,7 +36,7 @@ from chexmask.formats.runfiles import atomic_write
 from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
 from chexmask.masks.rle import encode_rle
 from chexmask.measures import MEASURE_COLUMNS, arrow_types, measure_record
-from chexmask.quality.flags import quality_flag
+from chexmask.flag import quality_flag
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -66,7 +66,7 @@ SUMMARY_COLUMNS: list[str] = [
     "Latent Sigma",
 ]
 #: Review flag of both outputs: "good", "review" or "unknown" (see
-#: :func:`chexmask.quality.flags.quality_flag`: mean node uncertainty and, with
+#: :func:`chexmask.flag.quality_flag`: mean node uncertainty and, with
 #: ``--rca``, ``Dice RCA (Mean)`` against their thresholds).
 FLAG_COLUMNS: list[str] = ["Quality Flag"]
 #: Columns of both outputs with ``--clavicles`` (a model that predicts them):

@@ -40,7 +40,8 @@ from scipy.stats import rankdata
 
 from chexmask._errors import ChexmaskError
 from chexmask.io.read import XrayImage
-from chexmask.quality.flags import DEFAULT_THRESHOLD_PX, calibrate_threshold
+from chexmask.flag import DEFAULT_THRESHOLD_PX
+from chexmask.quality.flag_calibration import calibrate_threshold
 from chexmask.model.default import DEFAULT_MODEL
 from chexmask.preprocess import to_1024_frame
 
@@ -348,7 +349,7 @@ def write_ood_report(result: OODResult, out_dir: str | os.PathLike[str], meta: d
     """Write ``scores.csv``, ``auroc.csv``, ``auroc.json``, ``summary.md`` and ``ood_scores.png``.
 
     ``auroc.json`` and ``summary.md`` also give ``suggested_threshold_px``, the flag
-    threshold :func:`chexmask.quality.flags.calibrate_threshold` derives from the
+    threshold :func:`chexmask.quality.flag_calibration.calibrate_threshold` derives from the
     in-distribution images' predictive uncertainty.
     """
     out = Path(out_dir)

@@ -27,13 +27,14 @@ __all__ = ["score_table", "run_rca", "RCARun"]
 log = logging.getLogger(__name__)
 
 def _row_masks(row: dict, image: XrayImage, source: str) -> dict[str, np.ndarray]:
-    from chexmask.formats.tables import MASK_COLUMNS
-    from chexmask.masks.rle import decode_rle
+    """The row's masks, decoded in the row's own frame, which must be the image's."""
+    from chexmask.formats.stream import decode_masks
+    from chexmask.formats.tables import MASK_COLUMNS, mask_size
 
-    h, w = int(row.get("Height", image.height)), int(row.get("Width", image.width))
+    h, w = mask_size(row, source=source)
     if (h, w) != (image.height, image.width):
         raise InputError(source, f"masks are {h}x{w} (Height x Width) but the image {image.path} is {image.height}x{image.width}")
-    return {o: decode_rle(row[c], h, w, source=f"{source}, column {c}") for o, c in MASK_COLUMNS.items()}
+    return decode_masks(row, MASK_COLUMNS, source=source)
 
 
 def score_table(

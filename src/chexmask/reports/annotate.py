@@ -49,7 +49,7 @@ class Annotator:
         """The RCA columns of one segmentation (None without a scorer); writes its overlay."""
         if self.scorer is None and self.overlays is None:
             return None
-        from chexmask.quality.flags import quality_flag
+        from chexmask.flag import quality_flag
         from chexmask.quality.rca import score_segmentation
 
         image = read_image(segmentation.path)

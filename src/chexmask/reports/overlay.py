@@ -9,7 +9,7 @@ has (``Segmentation.organs``) is outlined, and filled lightly when its masks are
 Each node is a dot coloured (turbo colour map) by its predictive uncertainty on ONE
 FIXED scale: pixels of the 1024 frame (``std * 1024 / max(H, W)``,
 :func:`chexmask.preprocess.to_1024_frame`), from 0 to :data:`VMAX_PX` = 5 px, twice the
-quality-flag threshold (:data:`chexmask.quality.flags.DEFAULT_THRESHOLD_PX`), so the
+quality-flag threshold (:data:`chexmask.flag.DEFAULT_THRESHOLD_PX`), so the
 threshold sits mid-scale and overlays of different images and sizes compare by eye;
 larger values saturate. Each node also gets its 2-sigma ellipse, axis-aligned with
 semi-axes ``2 * std_x`` and ``2 * std_y`` (the samples give per-axis spreads only). With
@@ -30,7 +30,7 @@ from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import organ_slices
 from chexmask.io.read import XrayImage
 from chexmask.preprocess import to_1024_frame
-from chexmask.quality.flags import DEFAULT_THRESHOLD_PX, QualityFlag
+from chexmask.flag import DEFAULT_THRESHOLD_PX, QualityFlag
 
 __all__ = ["ORGAN_COLOURS", "VMAX_PX", "draw_overlay", "render_overlay", "overlay_png"]
 

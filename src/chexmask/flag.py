@@ -1,4 +1,9 @@
-"""A per-image quality flag from predictive uncertainty and, when present, RCA.
+"""The per-image Quality Flag: a rule on the predictive uncertainty and, when present, RCA.
+
+This is a postprocess of one result (like :mod:`chexmask.measures`): a pure function of
+values the row already holds, so the row builder, the demo and the overlays apply the
+same rule without depending on the quality layer. How the threshold is calibrated on
+val images is :mod:`chexmask.quality.flag_calibration`.
 
 The flag is a triage aid: ``"review"`` means "look at this segmentation", not "this
 segmentation is wrong". It combines two signals:
@@ -25,9 +30,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 
 __all__ = [
     "DEFAULT_THRESHOLD_PX",
@@ -35,15 +37,13 @@ __all__ = [
     "QualityFlag",
     "quality_flag",
     "normalised_uncertainty",
-    "calibrate_threshold",
-    "source_uncertainties",
 ]
 
 #: Mean node uncertainty (pixels of a 1024 frame) above which an image is flagged:
 #: the 95th percentile of the 51 clean JSRT test images with 20 latent samples
 #: (2.22 px with the shipped ``hybridgnet-jsrt-256``), rounded up to 0.5 px, i.e. at
 #: most a 5 % false-alarm rate on in-distribution images. It depends on the weights;
-#: ``chexmask experiment ood`` prints the value for the weights it runs
+#: ``chexmask experiment threshold`` prints the value for the weights it runs
 #: (docs/uncertainty.md, "Quality flag").
 DEFAULT_THRESHOLD_PX = 2.5
 
@@ -180,69 +180,3 @@ def quality_flag(
     if checks:
         return QualityFlag("good", u, r, "; ".join(checks))
     return QualityFlag("unknown", None, None, "no uncertainty (sampling off) and no RCA")
-
-
-def calibrate_threshold(uncertainties_px: np.ndarray, quantile: float = 0.95) -> float:
-    """A flag threshold from in-distribution uncertainties: their `quantile`, rounded up.
-
-    Parameters
-    ----------
-    uncertainties_px : (N,) array_like
-        Mean node uncertainties (1024 frame) of clean in-distribution images.
-    quantile : float, optional
-        Fraction of such images that should pass (the false-alarm rate is ``1 - quantile``).
-
-    Returns
-    -------
-    float
-        The quantile rounded up to 0.5 px.
-
-    Raises
-    ------
-    ValueError
-        If there are no finite values or `quantile` is outside (0, 1).
-
-    Examples
-    --------
-    >>> calibrate_threshold([1.0, 2.0, 3.0, 4.0], quantile=0.5)
-    2.5
-    """
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    u = np.asarray(uncertainties_px, dtype=np.float64).ravel()
-    u = u[np.isfinite(u)]
-    if u.size == 0:
-        raise ValueError("calibrate_threshold needs at least one finite uncertainty")
-    return float(math.ceil(np.quantile(u, quantile) * 2.0) / 2.0)
-
-
-def source_uncertainties(segmenter, folders, split: str = "val"):
-    """Mean node uncertainty (1024 frame) of every image of a split of each JSRT-layout source.
-
-    This is what the flag threshold is calibrated on (``chexmask experiment threshold``):
-    clean images of the sources the model was selected on.
-
-    Parameters
-    ----------
-    segmenter : chexmask.Segmenter
-        With ``uncertainty > 0`` latent samples.
-    folders : sequence of path
-        JSRT-layout folders (images/, splits/).
-    split : str
-        The split to use (``val`` for calibration; never the test split).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``source``, ``image_id``, ``uncertainty_px``.
-    """
-    import pandas as pd
-
-    from chexmask.model.report import segment_split
-
-    if segmenter.uncertainty < 1:
-        raise ValueError("calibrating the flag needs latent samples (uncertainty >= 1)")
-    rows = [{"source": folder.resolve().name, "image_id": image_id,
-             "uncertainty_px": normalised_uncertainty(seg.uncertainty, seg.height, seg.width)}
-            for folder in map(Path, folders) for image_id, _, seg in segment_split(segmenter, folder, split)]
-    return pd.DataFrame(rows, columns=["source", "image_id", "uncertainty_px"])
