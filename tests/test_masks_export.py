@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from chexmask.cli import app
-from chexmask.formats.masks_export import WRITERS, coco_rle, export_masks, get_writer
+from chexmask.formats.mask_writers import WRITERS, coco_rle, get_writer
+from chexmask.formats.masks_export import export_masks
 from chexmask.masks.rle import decode_rle
 
 COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
