@@ -12,8 +12,8 @@ import torch
 
 from chexmask import InputError, RLEError, UnreadableImageError
 from chexmask.dataset import MaskDataset, iter_records
+from chexmask.formats.convert import convert_table
 from chexmask.formats.landmarks import parse_landmarks
-from chexmask.formats.stream import convert_table
 from chexmask.masks.rle import decode_rle
 
 

@@ -131,5 +131,5 @@ def test_python_warnings_are_one_plain_line(small_table, tmp_path):
 
 def test_verbose_adds_debug_lines_with_their_module(small_table, tmp_path):
     result = invoke("--verbose", "convert", small_table, "-o", tmp_path / "t.parquet")
-    assert "debug: chexmask.formats.stream: converted 3 rows" in result.stderr
+    assert "debug: chexmask.formats.convert: converted 3 rows" in result.stderr
     assert result.stdout.strip().startswith("converted 3 rows")

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from chexmask import InputError
+from chexmask.formats.convert import convert_table
 from chexmask.formats.stream import (
-    convert_table,
     count_rows,
     iter_chunks,
     mask_size,

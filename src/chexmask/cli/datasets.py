@@ -157,7 +157,7 @@ def convert_cmd(
     chunksize: int = typer.Option(10000, "--chunk-size", help="Rows held in memory at a time."),
 ) -> None:
     """Convert a CheXmask table between CSV and Parquet without loss (text columns byte for byte)."""
-    from chexmask.formats.stream import convert_table
+    from chexmask.formats.convert import convert_table
 
     with exit_on(chexmask.ChexmaskError, ValueError):
         rows = convert_table(table, out, chunksize=chunksize)

@@ -1,4 +1,4 @@
-"""Read CheXmask tables in chunks with bounded memory, filter rows, convert formats.
+"""Read CheXmask tables in chunks with bounded memory, filter rows, decode a row's masks.
 
 The published CSVs run to gigabytes (one row is ~18 kB of landmark and run-length
 text), so nothing here loads a whole table: CSV is read ``chunksize`` rows at a
@@ -8,14 +8,12 @@ set by ``chunksize``, not by the table.
 Chunks are :class:`pandas.DataFrame` objects whose index is the 1-based data row
 number in the file (the header is not counted), so an error can name its row.
 CSV values stay text exactly as in the file (``dtype=str``, no NA parsing);
-Parquet values keep their stored types.
+Parquet values keep their stored types. Converting a table between CSV and Parquet
+is :mod:`chexmask.formats.convert`.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
-import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -40,23 +38,18 @@ __all__ = [
     "read_ids",
     "mask_size",
     "decode_masks",
-    "convert_table",
 ]
-
-logger = logging.getLogger(__name__)
 
 #: Rows per chunk: ~20 MB of CheXmask text.
 DEFAULT_CHUNKSIZE: int = 1000
 #: The quality column ``min_rca`` filters on.
 RCA_COLUMN: str = "Dice RCA (Mean)"
 
-_FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
-_INT_COLUMNS = ("Height", "Width")
-
 TableSource = str | os.PathLike[str] | pd.DataFrame
 
 
-def _kind(path: Path) -> str:
+def table_kind(path: Path) -> str:
+    """``"csv"`` (``.csv``, ``.csv.gz``) or ``"parquet"``, by the file name; else an :class:`InputError`."""
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz")):
         return "csv"
@@ -65,8 +58,9 @@ def _kind(path: Path) -> str:
     raise InputError(path, f"unknown table format {path.name!r} (expected .csv, .csv.gz or .parquet)")
 
 
-def _check_file(path: Path) -> str:
-    kind = _kind(path)
+def check_table_file(path: Path) -> str:
+    """The :func:`table_kind` of an existing file; an :class:`InputError` if it is missing or not a file."""
+    kind = table_kind(path)
     if not path.is_file():
         raise InputError(path, "file not found" if not path.exists() else "not a file")
     return kind
@@ -92,7 +86,7 @@ def table_columns(table: TableSource) -> list[str]:
     if isinstance(table, pd.DataFrame):
         return [str(c) for c in table.columns]
     path = Path(table)
-    kind = _check_file(path)
+    kind = check_table_file(path)
     try:
         if kind == "csv":
             return [str(c) for c in pd.read_csv(path, nrows=0, dtype=str).columns]
@@ -111,7 +105,7 @@ def count_rows(table: TableSource) -> int | None:
     if isinstance(table, pd.DataFrame):
         return len(table)
     path = Path(table)
-    if _check_file(path) == "parquet":
+    if check_table_file(path) == "parquet":
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
@@ -144,7 +138,8 @@ def read_ids(path: str | os.PathLike[str]) -> frozenset[str]:
     return frozenset(s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#"))
 
 
-def _check_options(chunksize: int, min_rca: float | None) -> None:
+def check_chunk_options(chunksize: int, min_rca: float | None) -> None:
+    """Raise a :class:`ValueError` unless ``chunksize`` is a positive integer and ``min_rca`` None or in [0, 1]."""
     if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
         raise ValueError(f"chunksize must be a positive integer, got {chunksize!r}")
     if min_rca is not None:
@@ -181,7 +176,7 @@ def _raw_chunks(table: TableSource, columns: list[str], chunksize: int) -> Itera
         return
     path = Path(table)
     first = 1
-    if _kind(path) == "csv":
+    if table_kind(path) == "csv":
         # usecols only for a subset: with it pandas drops a row's surplus fields silently.
         subset = columns if columns != table_columns(path) else None
         reader = pd.read_csv(
@@ -258,7 +253,7 @@ def iter_chunks(
     >>> [chunk.index.tolist() for chunk in iter_chunks(frame, min_rca=0.7, chunksize=2)]
     [[1], [3]]
     """
-    _check_options(chunksize, min_rca)
+    check_chunk_options(chunksize, min_rca)
     source = "table" if isinstance(table, pd.DataFrame) else str(table)
     ident, selected = _select(table_columns(table), columns, min_rca, source)
     wanted_ids = None if ids is None else frozenset(map(str, ids))
@@ -303,198 +298,3 @@ def decode_masks(
             raise InputError(f"{source}, column {column}", "mask value is missing")
         masks[organ] = decode_rle(text, height, width, source=f"{source}, column {column}")
     return masks
-
-
-# --- conversion -----------------------------------------------------------------
-
-
-def _is_list(arrow_type) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type)
-
-
-def _is_number(arrow_type) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
-
-
-def _number_text(value, item_type) -> str:
-    import pyarrow as pa
-
-    if value is None:
-        return "null"
-    if pa.types.is_integer(item_type):
-        return str(int(value))
-    value = np.float32(value) if pa.types.is_float32(item_type) else float(value)
-    if not np.isfinite(value):
-        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    # The shortest text that reads back to the same float32 (resp. float64).
-    return str(value) if isinstance(value, np.float32) else repr(value)
-
-
-def _list_text(value, arrow_type) -> str:
-    """A list cell of a Parquet table as a one-line JSON list (``""`` for null)."""
-    if value is None or (not isinstance(value, (list, tuple, np.ndarray)) and pd.isna(value)):
-        return ""
-    item_type = arrow_type.value_type
-    if not _is_number(item_type):
-        return json.dumps(np.asarray(value).tolist(), separators=(",", ":"))
-    return "[" + ",".join(_number_text(v, item_type) for v in value) + "]"
-
-
-def _parse_list(value: str, where: str) -> list | None:
-    if value == "":
-        return None
-    try:
-        items = json.loads(value)
-    except ValueError:
-        items = None
-    if not isinstance(items, list) or not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in items):
-        raise InputError(where, f"not a JSON list of numbers: {value[:60]!r}")
-    return items
-
-
-def _arrow_chunk(chunk: pd.DataFrame, schema, source: str):
-    """CSV text chunk -> Arrow table of ``schema``; empty numbers and lists become null."""
-    import pyarrow as pa
-
-    arrays = []
-    for field in schema:
-        values = chunk[field.name].tolist()
-        if pa.types.is_string(field.type):
-            arrays.append(pa.array(values, type=pa.string()))
-            continue
-        if _is_list(field.type):
-            parsed = [_parse_list(v, f"{source} row {row}, column {field.name}") for row, v in zip(chunk.index, values)]
-            arrays.append(pa.array(parsed, type=field.type))
-            continue
-        convert = float if pa.types.is_floating(field.type) else int
-        parsed = []
-        for row, value in zip(chunk.index, values):
-            if value == "":
-                parsed.append(None)
-                continue
-            try:
-                parsed.append(convert(value))
-            except ValueError:
-                raise InputError(
-                    f"{source} row {row}, column {field.name}",
-                    f"not {'a number' if convert is float else 'an integer'}: {value!r}",
-                ) from None
-        arrays.append(pa.array(parsed, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _csv_schema(columns: list[str]):
-    """Arrow schema of a CSV table: the types segment's Parquet output gives its columns
-    (float RCA and uncertainty, int sizes and pixel measures, float32 node and latent
-    lists, ...), string for every other column."""
-    import pyarrow as pa
-
-    from chexmask.formats.records import PRIVATE_COLUMNS, part_schema
-
-    known = {f.name: f.type for f in part_schema("\0", clavicles=True) if f.name not in ("\0", *PRIVATE_COLUMNS)}
-    known.update({c: pa.float64() for c in _FLOAT_COLUMNS})
-    known.update({c: pa.int64() for c in _INT_COLUMNS})
-    return pa.schema([(c, known.get(c, pa.string())) for c in columns])
-
-
-def _open_text(path: Path, gz: bool):
-    if gz:
-        return gzip.open(path, "wt", encoding="utf-8", newline="")
-    return open(path, "w", encoding="utf-8", newline="")
-
-
-def convert_table(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    *,
-    chunksize: int = 10 * DEFAULT_CHUNKSIZE,
-) -> int:
-    """Convert a table between CSV and Parquet, chunk by chunk, without loss.
-
-    Parameters
-    ----------
-    src, dst : str or path-like
-        ``.csv``, ``.csv.gz`` or ``.parquet``; the format is chosen by suffix.
-        ``dst`` is written to a temporary file first and renamed when complete, so
-        a failed conversion leaves no partial output.
-    chunksize : int, optional
-        Rows held in memory at a time.
-
-    Returns
-    -------
-    int
-        The number of rows written.
-
-    Raises
-    ------
-    InputError
-        If ``src`` is unreadable, or a CSV number column holds a value that is not
-        a number (the message names the row and column).
-    ValueError
-        If ``src`` and ``dst`` are the same file, or ``dst``'s suffix is unknown.
-
-    Notes
-    -----
-    In Parquet, ``Dice RCA (Mean)``/``(Max)`` are float64, ``Height``/``Width``
-    int64 (an empty CSV field becomes null), the other columns of ``chexmask
-    segment``'s output get the types it writes them with (the uncertainty and
-    measurement numbers, the per-node and latent float32 lists), and every other
-    column is a string kept byte for byte. Floats are written back in their shortest
-    round-trip form, as the published CSVs hold them; a list cell is written to CSV
-    as a one-line JSON list (``[1.5,-0.25]``, each number the shortest text of its
-    float32 or float64 value, ``""`` for null) and read back from it. So CSV ->
-    Parquet -> CSV reproduces a published file's bytes and Parquet -> CSV -> Parquet
-    reproduces the values. CSV is written with ``"\\n"`` line ends and minimal quoting.
-    """
-    src, dst = Path(src), Path(dst)
-    src_kind = _check_file(src)
-    try:
-        dst_kind = _kind(dst)
-    except InputError as err:
-        raise ValueError(str(err)) from None
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise ValueError(f"dst {dst} is the source table; choose another output path")
-    _check_options(chunksize, None)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.partial")
-    rows = 0
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if src_kind == "csv":
-            schema = _csv_schema(table_columns(src))
-        else:
-            schema = pq.ParquetFile(src).schema_arrow.remove_metadata()
-        chunks = iter_chunks(src, chunksize=chunksize)
-        if dst_kind == "parquet":
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for chunk in chunks:
-                    table = (
-                        _arrow_chunk(chunk, schema, str(src))
-                        if src_kind == "csv"
-                        else pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
-                    )
-                    writer.write_table(table)
-                    rows += len(chunk)
-        else:
-            lists = {f.name: f.type for f in schema if _is_list(f.type)} if src_kind == "parquet" else {}
-            with _open_text(tmp, dst.name.lower().endswith(".gz")) as fh:
-                header = True
-                for chunk in chunks:
-                    if lists:
-                        chunk = chunk.assign(**{c: [_list_text(v, t) for v in chunk[c]] for c, t in lists.items()})
-                    chunk.to_csv(fh, index=False, header=header, lineterminator="\n")
-                    header = False
-                    rows += len(chunk)
-                if header:  # an empty table still gets its header
-                    pd.DataFrame(columns=schema.names).to_csv(fh, index=False, lineterminator="\n")
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    logger.debug("converted %d rows: %s -> %s", rows, src, dst)  # the caller reports it (the CLI: once)
-    return rows
