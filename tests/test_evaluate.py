@@ -1,4 +1,4 @@
-"""Tests of chexmask.quality.evaluate, the Table-2 rendering, figures and the CLI."""
+"""Tests of the evaluation (matching, table comparison, summary, compare), the Table-2 rendering, figures and the CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from chexmask import InputError
 from chexmask.anatomy import N_NODES
 from chexmask.cli import app
 from chexmask.masks.rle import encode_rle
-from chexmask.quality.evaluate import compare_tables, match_ids, summarize
+from chexmask.quality.matching import match_ids
+from chexmask.quality.summary import summarize
+from chexmask.quality.table_comparison import compare_tables
 from chexmask.reports.evaluation import evaluate
 from chexmask.reports.tables import summary_markdown
 

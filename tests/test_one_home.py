@@ -32,9 +32,9 @@ def _code(text: str) -> str:
 
 def test_mask_columns_are_defined_once():
     from chexmask.formats import tables
-    from chexmask.quality import evaluate
+    from chexmask.quality import table_comparison
 
-    assert evaluate.MASK_COLUMNS is tables.MASK_COLUMNS
+    assert table_comparison.MASK_COLUMNS is tables.MASK_COLUMNS
     defined = [rel for rel, text in _sources() if re.search(r"^MASK_COLUMNS\b.*=", text, re.MULTILINE)]
     assert defined == ["formats/tables.py"]
 
@@ -53,18 +53,18 @@ def test_the_1024_frame_rescale_has_one_home():
 def test_evaluate_decodes_masks_with_the_stream_helper(monkeypatch):
     import pandas as pd
 
-    from chexmask.quality import evaluate
+    from chexmask.quality import table_comparison
 
     calls = []
 
     def spy(row, organs, *, source="row"):
         calls.append((tuple(organs), source))
-        raise evaluate.InputError(source, "spied")
+        raise table_comparison.InputError(source, "spied")
 
-    monkeypatch.setattr(evaluate, "decode_masks", spy)
+    monkeypatch.setattr(table_comparison, "decode_masks", spy)
     row = pd.Series({"Right Lung": "1 2", "Left Lung": "1 2", "Heart": "1 2", "Height": 4, "Width": 4})
     problems: list = []
-    assert evaluate._masks(row, "t.csv row 1", problems) == dict.fromkeys(evaluate.MASK_COLUMNS)
+    assert table_comparison._masks(row, "t.csv row 1", problems) == dict.fromkeys(table_comparison.MASK_COLUMNS)
     assert [c[0] for c in calls] == [("right_lung",), ("left_lung",), ("heart",)]
     assert all(reason == "spied" for *_, reason in problems)
 

@@ -270,7 +270,7 @@ def read_table(path: str | os.PathLike[str], *, bad_values: str = "raise") -> pd
     bad_values : {"raise", "keep"}, optional
         What a bad ``Height``/``Width`` value does (see :func:`mask_size`): raise, or
         stay in the table as read (both columns are then object dtype) for a consumer
-        that records bad rows one by one, as :func:`chexmask.quality.evaluate.evaluate`
+        that records bad rows one by one, as :func:`chexmask.quality.evaluate.compare`
         does.
 
     Returns

@@ -3,7 +3,7 @@
 The reference paper reports, per comparison (prediction vs physician 1, vs physician 2,
 physician vs physician), mean +- std of Dice, HD and HD95 for the lungs and the heart.
 :func:`summary_markdown` renders the long-form summary of
-:func:`chexmask.quality.evaluate.summarize` the same way, one line per comparison and
+:func:`chexmask.quality.summary.summarize` the same way, one line per comparison and
 group, followed by a second table for each lung and the landmark error.
 
 References
