@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from chexmask.cli import app
 from chexmask.io.read import XrayImage
-from chexmask.quality.corruption import Corruption, default_corruptions, run_corruption, write_corruption_report
+from chexmask.quality.corruption import run_corruption, write_corruption_report
+from chexmask.quality.image_corruptions import Corruption, default_corruptions
 from chexmask.quality.ood import run_ood
 from chexmask.quality.ood_scoring import SCORES, auroc, fit_reference, ood_scores
 from chexmask.quality.ood_sets import non_chest_images, synthetic_ood

@@ -98,7 +98,8 @@ def experiment_corruption(
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
 ) -> None:
     """Uncertainty and landmark error under Gaussian noise and occlusion, with Spearman correlations."""
-    from chexmask.quality.corruption import corruption_experiment, default_corruptions
+    from chexmask.quality.corruption import corruption_experiment
+    from chexmask.quality.image_corruptions import default_corruptions
 
     set_threads(threads)
 

@@ -1,11 +1,11 @@
 """Corruption experiment: does predictive uncertainty rise with corruption and track error?
 
-Each image is segmented clean and under every :class:`Corruption` (Gaussian noise of
-several strengths, black occluding blocks of several sizes and positions). Per node
-and per image the experiment records the predictive uncertainty (CheXmask-U std over
-latent samples) and, where reference landmarks exist, the landmark error; it then
-summarises per corruption level and reports Spearman correlations between uncertainty
-and error.
+Each image is segmented clean and under every
+:class:`~chexmask.quality.image_corruptions.Corruption` (Gaussian noise of several
+strengths, black occluding blocks of several sizes and positions). Per node and per
+image the experiment records the predictive uncertainty (CheXmask-U std over latent
+samples) and, where reference landmarks exist, the landmark error; it then summarises
+per corruption level and reports Spearman correlations between uncertainty and error.
 
 Lengths are pixels of a 1024 frame (``* 1024 / max(H, W)``) so images of every size
 pool. A corrupted copy keeps its image id, so its latent samples use the same noise
@@ -35,107 +35,17 @@ from chexmask.anatomy import ORGANS, organ_slices
 from chexmask.io.read import XrayImage
 from chexmask.model.default import DEFAULT_MODEL
 from chexmask.preprocess import to_1024_frame
+from chexmask.quality.experiment_inputs import resolve_images
+from chexmask.quality.image_corruptions import KINDS, OCCLUSION_POSITIONS, Corruption, default_corruptions
 
 __all__ = [
-    "NOISE_SIGMAS",
-    "OCCLUSION_SIZES",
-    "OCCLUSION_POSITIONS",
-    "Corruption",
-    "default_corruptions",
     "CorruptionResult",
     "run_corruption",
     "write_corruption_report",
-    "resolve_images",
     "corruption_experiment",
 ]
 
 log = logging.getLogger(__name__)
-
-#: Gaussian noise std, grey levels of the 8-bit image (the model sees it after
-#: downsampling, which averages it down: 1024 -> 256 px divides it by about 4).
-NOISE_SIGMAS: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0)
-#: Side of the square occluding block, as a fraction of the image's shorter side.
-OCCLUSION_SIZES: tuple[float, ...] = (0.15, 0.3, 0.45)
-#: Block centres (x, y) as fractions of the width and height. The patient's right lung
-#: is on the image's left in a PA view.
-OCCLUSION_POSITIONS: dict[str, tuple[float, float]] = {
-    "right_lung": (0.3, 0.4),
-    "left_lung": (0.7, 0.4),
-    "centre": (0.5, 0.55),
-}
-KINDS = ("clean", "noise", "occlusion")
-
-
-@dataclass(frozen=True)
-class Corruption:
-    """One corruption of an 8-bit grayscale image.
-
-    Attributes
-    ----------
-    kind : {"clean", "noise", "occlusion"}
-    level : float
-        Noise std in grey levels, or the occluding block's side as a fraction of the
-        image's shorter side; 0 for ``"clean"``.
-    position : str or None
-        Key of :data:`OCCLUSION_POSITIONS` (occlusion only).
-    """
-
-    kind: str
-    level: float = 0.0
-    position: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown corruption kind {self.kind!r}; expected one of {list(KINDS)}")
-        if self.level < 0 or (self.kind == "occlusion" and not 0 < self.level <= 1):
-            raise ValueError(f"corruption level out of range for {self.kind}: {self.level}")
-        if self.kind == "occlusion" and self.position not in OCCLUSION_POSITIONS:
-            raise ValueError(f"unknown occlusion position {self.position!r}; expected one of {list(OCCLUSION_POSITIONS)}")
-
-    @property
-    def name(self) -> str:
-        """``clean``, ``noise-30`` or ``occlusion-0.3-centre``."""
-        if self.kind == "clean":
-            return "clean"
-        if self.kind == "noise":
-            return f"noise-{self.level:g}"
-        return f"occlusion-{self.level:g}-{self.position}"
-
-    def apply(self, pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Corrupt a ``(H, W)`` uint8 image; returns a new ``(H, W)`` uint8 array.
-
-        Examples
-        --------
-        >>> img = np.full((10, 10), 200, np.uint8)
-        >>> out = Corruption("occlusion", 0.4, "centre").apply(img, np.random.default_rng(0))
-        >>> int((out == 0).sum())
-        16
-        """
-        if self.kind == "clean":
-            return pixels.copy()
-        if self.kind == "noise":
-            noisy = pixels.astype(np.float32) + rng.normal(0.0, self.level, pixels.shape).astype(np.float32)
-            return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-        h, w = pixels.shape
-        side = max(1, round(self.level * min(h, w)))
-        fx, fy = OCCLUSION_POSITIONS[self.position]
-        x0 = int(np.clip(round(fx * w - side / 2), 0, w - side))
-        y0 = int(np.clip(round(fy * h - side / 2), 0, h - side))
-        out = pixels.copy()
-        out[y0 : y0 + side, x0 : x0 + side] = 0
-        return out
-
-
-def default_corruptions(
-    noise: Sequence[float] = NOISE_SIGMAS,
-    sizes: Sequence[float] = OCCLUSION_SIZES,
-    positions: Sequence[str] = tuple(OCCLUSION_POSITIONS),
-) -> list[Corruption]:
-    """Clean, then every noise level, then every occlusion size at every position."""
-    out = [Corruption("clean")]
-    out += [Corruption("noise", float(s)) for s in noise]
-    out += [Corruption("occlusion", float(s), p) for s in sizes for p in positions]
-    return out
 
 
 @dataclass
@@ -183,7 +93,7 @@ def run_corruption(
         Reference landmarks (x, y) in each image's original frame, by image id; error
         columns are NaN for images without one.
     corruptions : sequence of Corruption, optional
-        Default: :func:`default_corruptions`.
+        Default: :func:`~chexmask.quality.image_corruptions.default_corruptions`.
     seed : int, optional
         Seed of the noise (each image and corruption get their own stream).
 
@@ -356,46 +266,6 @@ def write_corruption_report(result: CorruptionResult, out_dir: str | os.PathLike
     return path
 
 
-def resolve_images(
-    inputs: Sequence[str | os.PathLike[str]],
-    split: str | None = None,
-    limit: int | None = None,
-) -> list[Path]:
-    """Image paths from files, folders and path lists; a JSRT-layout folder gives one split.
-
-    Parameters
-    ----------
-    inputs : sequence of path
-        See :func:`chexmask.io.discover.find_images`. A folder holding
-        ``splits/<split>.txt`` and ``images/`` stands for ``images/<id>.png`` of the
-        ids listed in that split when `split` is given.
-    split : str, optional
-        ``train``, ``val`` or ``test``.
-    limit : int, optional
-        Keep the first `limit` paths.
-
-    Raises
-    ------
-    ChexmaskError
-        If a split file is missing or nothing is found.
-    """
-    from chexmask.io.discover import find_images
-    from chexmask.model.data import read_split
-
-    paths: list[Path] = []
-    for item in inputs:
-        folder = Path(item)
-        if split is not None and folder.is_dir() and (folder / "splits").is_dir():
-            if not (folder / "splits" / f"{split}.txt").is_file():
-                raise ChexmaskError(f"--split {split!r}: {folder / 'splits' / (split + '.txt')} does not exist")
-            paths += [folder / "images" / f"{i}.png" for i in read_split(folder, split)]
-        else:
-            paths += find_images(item)
-    if not paths:
-        raise ChexmaskError(f"no images found in {[str(i) for i in inputs]}")
-    return paths[:limit] if limit else paths
-
-
 def corruption_experiment(
     images: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -416,7 +286,7 @@ def corruption_experiment(
     ----------
     images : sequence of path
         Image files, folders or path lists, or JSRT-layout folders with `split` (see
-        :func:`resolve_images`).
+        :func:`chexmask.quality.experiment_inputs.resolve_images`).
     out_dir : path
         Report folder.
     weights : str, optional

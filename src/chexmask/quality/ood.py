@@ -194,7 +194,7 @@ def ood_experiment(
     in_inputs, out_inputs : sequence of path
         In-distribution and OOD images: files, folders or path lists. `out_inputs`
         may be empty when synthetic or non-chest sets are made. JSRT-layout folders
-        with `split`: see :func:`chexmask.quality.corruption.resolve_images`.
+        with `split`: see :func:`chexmask.quality.experiment_inputs.resolve_images`.
     out_dir : path
         Report folder.
     split : str, optional
@@ -223,7 +223,7 @@ def ood_experiment(
 
     from chexmask.inference.segmenter import Segmenter
     from chexmask.io.read import read_image
-    from chexmask.quality.corruption import resolve_images
+    from chexmask.quality.experiment_inputs import resolve_images
 
     if samples < 2:
         raise ChexmaskError(f"--uncertainty must be >= 2 to estimate a spread, got {samples}")
