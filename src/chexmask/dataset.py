@@ -3,9 +3,10 @@
 :func:`iter_records` streams a table (CSV, CSV.gz, Parquet or a frame) in bounded
 memory and yields one :class:`Record` per row: the image id, the decoded masks,
 the landmarks and the other columns. :class:`MaskDataset` gives random access for
-training loops, loading the image too when an image folder is given. Masks are
-``(H, W)`` uint8 {0, 255} at the original size; landmarks are (x, y) = (col, row)
-original pixels (not skimage's (row, col)).
+training loops (rows read by :func:`chexmask.formats.row_access.open_rows`), loading
+the image too when an image folder is given. Masks are ``(H, W)`` uint8 {0, 255} at
+the original size; landmarks are (x, y) = (col, row) original pixels (not skimage's
+(row, col)).
 
 References
 ----------
@@ -16,12 +17,9 @@ doi:10.1038/s41597-024-03358-1.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +32,9 @@ import torch.utils.data
 from chexmask._errors import InputError
 from chexmask.anatomy import ORGANS
 from chexmask.formats.landmarks import parse_landmarks
+from chexmask.formats.row_access import open_rows
 from chexmask.formats.stream import (
     DEFAULT_CHUNKSIZE,
-    RCA_COLUMN,
     TableSource,
     decode_masks,
     iter_chunks,
@@ -217,134 +215,6 @@ def iter_records(
             yield record
 
 
-# --- random access -------------------------------------------------------------------
-
-
-def _index_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """Header and byte offsets of the data records of an uncompressed CSV.
-
-    A record ends at a newline outside quotes (an even number of ``"`` so far), so
-    quoted fields may hold newlines; blank lines are skipped, as pandas does.
-    """
-    offsets, header = array("q"), None
-    with open(path, "rb") as fh:
-        pos, start, quotes, parts = 0, -1, 0, []
-        for line in fh:
-            if start < 0:
-                if not line.strip(b"\r\n"):
-                    pos += len(line)
-                    continue
-                start, quotes = pos, 0
-            quotes += line.count(b'"')
-            pos += len(line)
-            if header is None:
-                parts.append(line)
-            if quotes % 2 == 0:
-                if header is None:
-                    header = _parse_record(b"".join(parts), "utf-8-sig")
-                else:
-                    offsets.append(start)
-                start = -1
-    if header is None:
-        raise InputError(path, "empty CSV: no header")
-    return header, np.frombuffer(offsets, dtype=np.int64).copy()
-
-
-def _parse_record(raw: bytes, encoding: str = "utf-8") -> list[str]:
-    return next(csv.reader(io.StringIO(raw.decode(encoding), newline="")))
-
-
-class _CsvRows:
-    """Rows of an uncompressed CSV read on demand by byte offset."""
-
-    def __init__(self, path: Path, header: list[str], offsets: np.ndarray) -> None:
-        self.path, self.header, self.offsets = path, header, offsets
-        self._fh, self._pid = None, -1
-
-    def __getstate__(self):  # file handles do not cross processes
-        return {**self.__dict__, "_fh": None, "_pid": -1}
-
-    def __del__(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    def get(self, i: int) -> dict[str, Any]:
-        if self._fh is None or self._pid != os.getpid():
-            if self._fh is not None:  # a forked worker: close its copy, open its own
-                self._fh.close()
-            self._fh, self._pid = open(self.path, "rb"), os.getpid()
-        self._fh.seek(int(self.offsets[i]))
-        raw = self._fh.readline()
-        while raw.count(b'"') % 2 and (more := self._fh.readline()):
-            raw += more
-        fields = _parse_record(raw)
-        if len(fields) != len(self.header):
-            raise InputError(
-                f"{self.path} at byte {self.offsets[i]}",
-                f"{len(fields)} fields, header has {len(self.header)}",
-            )
-        return dict(zip(self.header, fields))
-
-
-class _ArrowRows:
-    """Rows of an Arrow table (Parquet kept in Arrow memory, no Python objects)."""
-
-    def __init__(self, table) -> None:
-        self.table = table
-
-    def __len__(self) -> int:
-        return self.table.num_rows
-
-    def get(self, i: int) -> dict[str, Any]:
-        return self.table.slice(i, 1).to_pylist()[0]
-
-
-class _FrameRows(_ArrowRows):
-    def get(self, i: int) -> dict[str, Any]:
-        return self.table.iloc[i].to_dict()
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-
-def _passing_rows(table: TableSource, min_rca, ids, chunksize: int) -> np.ndarray:
-    """1-based numbers of the rows passing the filters, reading only the id and RCA."""
-    wanted = [RCA_COLUMN] if min_rca is not None else []
-    chunks = iter_chunks(table, columns=wanted, min_rca=min_rca, ids=ids, chunksize=chunksize)
-    return np.concatenate([np.zeros(0, np.int64), *(c.index.to_numpy(np.int64) for c in chunks)])
-
-
-def _open_rows(table: TableSource, min_rca, ids, chunksize: int) -> tuple[Any, np.ndarray]:
-    """Random-access rows of a table after filtering, and their 1-based row numbers."""
-    filtered = min_rca is not None or ids is not None
-    path = None if isinstance(table, pd.DataFrame) else Path(table)
-    kind = "frame" if path is None else path.name.lower().rsplit(".", 1)[-1]
-    if path is not None and kind in ("csv", "parquet") and path.is_file():
-        if kind == "csv":
-            header, offsets = _index_csv(path)
-            total = len(offsets)
-        else:
-            import pyarrow.parquet as pq
-
-            arrow = pq.read_table(path)
-            total = arrow.num_rows
-        numbers = _passing_rows(path, min_rca, ids, chunksize) if filtered else np.arange(1, total + 1)
-        if len(numbers) and numbers[-1] > total:
-            raise InputError(path, "rows could not be indexed (malformed quoting?)")
-        if kind == "csv":
-            return _CsvRows(path, header, offsets[numbers - 1]), numbers
-        return _ArrowRows(arrow.take(numbers - 1) if filtered else arrow), numbers
-    # Frames, and compressed CSV (no random access): held in memory.
-    chunks = list(iter_chunks(table, min_rca=min_rca, ids=ids, chunksize=chunksize))
-    if not chunks:
-        return _FrameRows(pd.DataFrame(columns=table_columns(table))), np.zeros(0, np.int64)
-    frame = pd.concat(chunks)
-    return _FrameRows(frame), frame.index.to_numpy(np.int64)
-
-
 class MaskDataset(torch.utils.data.Dataset):
     """A CheXmask table as a map-style PyTorch dataset of masks (and images).
 
@@ -423,7 +293,7 @@ class MaskDataset(torch.utils.data.Dataset):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self._source = "table" if isinstance(table, pd.DataFrame) else str(table)
         self._ident = id_column(pd.DataFrame(columns=table_columns(table)), source=self._source)
-        self._rows, self.row_numbers = _open_rows(table, min_rca, ids, chunksize)
+        self._rows, self.row_numbers = open_rows(table, min_rca, ids, chunksize)
         if image_root is not None and not Path(image_root).is_dir():
             raise InputError(image_root, "image_root is not a folder")
         self._images = None if image_root is None else ImageLookup(image_root, anywhere=True)
