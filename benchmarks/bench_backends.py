@@ -1,4 +1,4 @@
-"""CPU backends for the model: torch eager vs inference_mode + channels_last vs ONNX Runtime.
+"""CPU backends for the model: torch eager vs inference_mode + channels_last vs ONNX Runtime vs OpenVINO.
 
 Usage: python benchmarks/bench_backends.py [--weights NAME] [--batch 8] [--samples 50] [--threads 2]
 
@@ -7,7 +7,8 @@ for speed; the accuracy check uses the shipped weights on JSRT images when given
 ``--images``), model-only images/s of the deterministic path (encoder + z = mu decoder)
 and of the 50-sample decoder, and the largest landmark difference (px, 256 frame) and
 uncertainty difference against torch eager. ONNX Runtime runs the encoder and the decoder
-exported with ``torch.onnx.export`` (opset 17). A backend becomes the default only if
+exported with ``torch.onnx.export`` (opset 17); OpenVINO is chexmask's own backend
+(:class:`chexmask.inference.openvino_net.OpenVINONet`, float32). A backend becomes the default only if
 landmarks stay within 0.05 px and uncertainty within 1e-3 px of torch.
 """
 
@@ -23,27 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chexmask.inference.openvino_net import _Decoder, _Encoder  # the wrappers the backend converts
 from chexmask.model.default import DEFAULT_MODEL
 from chexmask.model.weights import load_model
-
-
-class _Encoder(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        mu, logvar, feats = self.model.encode(x)
-        return mu, logvar, feats[-1], feats[-2]
-
-
-class _Decoder(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, z, deep, upper):
-        return self.model.decode(z, [deep, upper])[0]
 
 
 def _time(fn, seconds: float = 3.0) -> float:
@@ -71,12 +54,12 @@ def main() -> None:
     print(f"{info['name']} {s} px; batch {args.batch}; {args.samples} samples; {platform.machine()} CPU, {args.threads} threads; "
           f"{datetime.now(timezone.utc).isoformat(timespec='minutes')}; torch {torch.__version__}")
 
-    def torch_run(x):
-        mu, logvar, feats = model.encode(x)
-        points, _ = model.decode(mu, feats)
+    def torch_run(x, net=model):
+        mu, logvar, feats = net.encode(x)
+        points, _ = net.decode(mu, feats)
         sigma = torch.exp(0.5 * logvar)
         own = [f[:1] for f in feats]
-        samples = model.decode(mu[0] + eps * sigma[0], own)[0]
+        samples = net.decode(mu[0] + eps * sigma[0], own)[0]
         return points.numpy(), samples.std(0).numpy()
 
     results = {}
@@ -97,10 +80,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
             enc_path, dec_path = Path(tmp) / "enc.onnx", Path(tmp) / "dec.onnx"
             mu, logvar, feats = model.encode(x)
-            torch.onnx.export(_Encoder(model), (x,), str(enc_path), opset_version=17, dynamo=False,
+            torch.onnx.export(_Encoder(model).eval(), (x,), str(enc_path), opset_version=17, dynamo=False,
                               input_names=["x"], output_names=["mu", "logvar", "deep", "upper"],
                               dynamic_axes={"x": {0: "b"}, "mu": {0: "b"}, "logvar": {0: "b"}, "deep": {0: "b"}, "upper": {0: "b"}})
-            torch.onnx.export(_Decoder(model), (mu, feats[-1], feats[-2]), str(dec_path), opset_version=17, dynamo=False,
+            torch.onnx.export(_Decoder(model).eval(), (mu, feats[-1], feats[-2]), str(dec_path), opset_version=17, dynamo=False,
                               input_names=["z", "deep", "upper"], output_names=["points"],
                               dynamic_axes={"z": {0: "n"}, "deep": {0: "m"}, "upper": {0: "m"}, "points": {0: "n"}})
             opts = ort.SessionOptions()
@@ -121,6 +104,16 @@ def main() -> None:
             results[f"onnxruntime {ort.__version__}"] = (_time(ort_run), out)
     except Exception as exc:  # report, do not hide: the comparison says why a backend is missing
         print(f"onnxruntime: not measured ({type(exc).__name__}: {str(exc)[:200]})")
+
+    try:
+        from chexmask.inference.openvino_net import OpenVINONet
+
+        net = OpenVINONet(model, info["sha256"], args.threads)  # the shipped backend, from its cache
+        with torch.no_grad():
+            out = torch_run(x, net)
+            results[f"openvino {net.version}"] = (_time(lambda: torch_run(x, net)), out)
+    except Exception as exc:  # report, do not hide
+        print(f"openvino: not measured ({type(exc).__name__}: {str(exc)[:200]})")
 
     base = results["torch eager (no_grad)"][0]
     for name, (sec, (points, std)) in results.items():

@@ -18,6 +18,10 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+    # Derived files (the OpenVINO export of each weights file, RCA atlases) go to pytest's
+    # own cache folder, not the user's ~/.cache, and are reused by later runs.
+    if config.cache is not None:
+        os.environ.setdefault("CHEXMASK_CACHE", str(config.cache.mkdir("chexmask")))
 
 
 def _need(path: Path) -> Path:
@@ -91,6 +95,9 @@ def _tiny_model(path: Path, organs: tuple[str, ...]) -> Path:
         torch.nn.init.normal_(head.weight, std=0.01)
     torch.nn.init.constant_(model.fc_logvar.bias, -2.0)
     save_weights(model, path, {"note": "random weights for tests"})
+    from chexmask.inference.segmenter import Segmenter
+
+    Segmenter(path)  # exports the OpenVINO network now: command-line subprocesses find it cached
     return path
 
 

@@ -241,7 +241,7 @@ def test_open_atlas_caches_by_sources_and_model(jsrt_like, lungs_only, tmp_path,
 
 
 def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
-    from chexmask.quality.atlas import cache_dir
+    from chexmask._cache import cache_dir
 
     monkeypatch.delenv("CHEXMASK_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -53,6 +53,7 @@ def segment_cmd(
     workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks (0 = none) [default: CPUs - 1, at most 8]; none on 2 CPUs or fewer."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="float16 autocast on CUDA (ignored on CPU)."),
+    backend: str = typer.Option("auto", help="What runs the network: auto (OpenVINO on the CPU, torch on CUDA), openvino or torch."),
     shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
     chunk_size: int = typer.Option(1000, "--chunk-size", help="Images per part file (what a kill can lose)."),
     engine: str = typer.Option("local", help="local (this machine) or ray (Ray Data; pip install 'chexmask[ray]')."),
@@ -78,12 +79,12 @@ def segment_cmd(
     args = {"inputs": inputs, "out": out, "id_column": id_column, "weights": weights, "uncertainty": uncertainty,
             "seed": seed, "batch_size": batch_size, "workers": workers, "device": device, "amp": amp, "shard": shard,
             "chunk_size": chunk_size, "engine": engine, "threads": threads, "atlas": atlas, "overlays": overlays,
-            "clavicles": clavicles}
+            "clavicles": clavicles, "backend": backend}
     with dataset_run_errors(resume_out=out):
         run = segment_dataset(inputs, out, weights=weights, device=device, uncertainty=uncertainty, seed=seed,
                               batch_size=batch_size, amp=amp, workers=workers, id_column=id_column, shard=shard,
                               chunk_size=chunk_size, engine=engine, progress=progress, args=args,
-                              annotate=annotator(rca=atlas, overlays=overlays), clavicles=clavicles)
+                              annotate=annotator(rca=atlas, overlays=overlays), clavicles=clavicles, backend=backend)
     resumed = f", {run.resumed} resumed" if run.resumed else ""
     finish_run(run, f"segmented {run.segmented} of {run.images} images{resumed} in {run.seconds:.1f} s "
                     f"({run.images_per_second:.1f} images/s) -> {run.output}")
@@ -100,6 +101,7 @@ def build_cmd(
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
     workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks [default: CPUs - 1, at most 8]; none on 2 CPUs or fewer."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
+    backend: str = typer.Option("auto", help="What runs the network: auto (OpenVINO on the CPU, torch on CUDA), openvino or torch."),
     shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -112,9 +114,9 @@ def build_cmd(
     atlas = _atlas_option(atlas, rca)
     with dataset_run_errors(resume_out=out):
         run = build_source(source, root, out, weights=weights, uncertainty=uncertainty, annotate=annotator(rca=atlas), batch_size=batch_size,
-                           workers=workers, device=device, shard=shard, progress=progress,
+                           workers=workers, device=device, backend=backend, shard=shard, progress=progress,
                            args={"source": source, "root": root, "out": out, "weights": weights, "uncertainty": uncertainty,
-                                 "atlas": atlas, "shard": shard})
+                                 "atlas": atlas, "shard": shard, "backend": backend})
     finish_run(run, f"segmented {run.segmented} of {run.images} {source} images in {run.seconds:.1f} s -> {run.output}")
 
 

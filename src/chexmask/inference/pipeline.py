@@ -228,13 +228,14 @@ def segment_dataset(
     batch_size: int = 32,
     amp: bool = True,
     clavicles: bool = False,
+    backend: str = "auto",
     annotate: Callable | None = None,
     **options,
 ) -> RunSummary:
     """Load a model and run :func:`build_dataset` (the ``chexmask segment`` command).
 
-    ``weights``, ``device``, ``uncertainty``, ``seed`` and ``batch_size`` are those of
-    :class:`~chexmask.Segmenter`; ``amp`` enables float16 autocast on CUDA. The model
+    ``weights``, ``device``, ``uncertainty``, ``seed``, ``batch_size`` and ``backend`` are
+    those of :class:`~chexmask.Segmenter`; ``amp`` enables float16 autocast on CUDA. The model
     runs micro-batches of :data:`MICRO_BATCH` images (8 on the CPU, 32 on CUDA), so
     rows do not depend on ``batch_size``; use a multiple of it. ``clavicles`` adds the
     clavicle columns (a model that predicts them). ``annotate`` is a factory called with
@@ -254,7 +255,8 @@ def segment_dataset(
     for item in inputs:  # before the (slow) model load; discovery checks the rest
         if not Path(item).exists():
             raise InputError(item, "no such file or folder")
-    segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, seed=seed, batch_size=batch_size, amp=amp, clavicles=clavicles)
+    segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, seed=seed, batch_size=batch_size, amp=amp, clavicles=clavicles,
+                          backend=backend)
     segmenter.micro_batch = MICRO_BATCH.get(segmenter.device.type, 8)
     if annotate is not None:
         options["annotate"] = annotate(segmenter)

@@ -86,7 +86,8 @@ def predict_batch(
 
     Parameters
     ----------
-    model : HybridGNet in eval mode.
+    model : HybridGNet in eval mode, or a network with its ``encode``/``decode``
+        (:class:`chexmask.inference.openvino_net.OpenVINONet`).
     images : (B, 1, S, S) float tensor in [0, 1], on the model's device.
     seeds : list of int
         One seed per image for its latent samples (:func:`image_seed` of its pixels).

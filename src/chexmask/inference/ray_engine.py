@@ -77,11 +77,11 @@ class Predictor:
     """Stage 2: holds one :class:`~chexmask.Segmenter` per actor and predicts a batch."""
 
     def __init__(self, weights: str, sha256: str, device: str, uncertainty: int, seed: int, batch_size: int, micro_batch: int, amp: bool,
-                 clavicles: bool = False) -> None:
+                 clavicles: bool = False, backend: str = "torch") -> None:
         from chexmask.inference.segmenter import Segmenter
 
         self.segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, seed=seed, batch_size=batch_size, micro_batch=micro_batch,
-                                   amp=amp, clavicles=clavicles)
+                                   amp=amp, clavicles=clavicles, backend=backend)
         if self.segmenter.info["sha256"] != sha256:
             raise ChexmaskError(f"weights {weights} on this node differ from the driver's (SHA256 {sha256[:12]}...)")
 
@@ -190,7 +190,8 @@ def _stream(ray, segmenter, todo, parts, id_column: str, bar) -> int:
         ds = ds.map_batches(
             Predictor,
             fn_constructor_args=(weights, segmenter.info["sha256"], str(segmenter.device), segmenter.uncertainty,
-                                 segmenter.seed, batch_size, segmenter.micro_batch, segmenter.amp, segmenter.clavicles),
+                                 segmenter.seed, batch_size, segmenter.micro_batch, segmenter.amp, segmenter.clavicles,
+                                 segmenter.backend.split()[0]),  # the driver's backend ("openvino ..." -> "openvino"), never a fallback
             batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if cuda else 0,
             # a dead model actor stops the run loudly (rerun to resume) instead of a silent restart, which
             # Ray's core worker also warns about on every run (constructor arguments in the object store)

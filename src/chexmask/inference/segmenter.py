@@ -154,6 +154,11 @@ class Segmenter:
     clavicles : bool
         Also return the clavicle landmarks (and masks); the model must predict them.
         The 120 CheXmask nodes and the uncertainty are the same either way.
+    backend : {"auto", "openvino", "torch"}
+        What runs the network. ``"auto"`` (default): OpenVINO on the CPU when it is
+        installed (about 2x torch there, the same results within 2e-5 px:
+        :mod:`chexmask.inference.openvino_net`), torch otherwise and on CUDA. The choice
+        is :attr:`backend`, recorded in ``run.json``.
 
     Examples
     --------
@@ -173,6 +178,7 @@ class Segmenter:
         micro_batch: int | None = None,
         amp: bool = False,
         clavicles: bool = False,
+        backend: str = "auto",
     ) -> None:
         if uncertainty < 0:
             raise ValueError(f"uncertainty must be >= 0 samples, got {uncertainty}")
@@ -180,11 +186,7 @@ class Segmenter:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = _resolve_device(device)
         self.model, self.info = load_model(weights, self.device)
-        # The CPU backend: channels-last convolutions under inference_mode, 1.20x torch's
-        # default at batch 8 with landmarks within 2e-5 px and node std within 1e-5 px
-        # (benchmarks/bench_backends.py; ONNX Runtime's export was not faithful yet).
-        self.model.to(memory_format=torch.channels_last)
-        self.backend = f"torch {torch.__version__} channels_last inference_mode"
+        self.net, self.backend = _network(self.model, self.info["sha256"], self.device, backend)
         self.uncertainty = uncertainty
         self.seed = seed
         self.batch_size = batch_size
@@ -223,7 +225,7 @@ class Segmenter:
             x = x.float() / 255.0
         x = x[:, None].contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            pred = predict_batch(self.model, x, seeds, self.uncertainty, micro_batch=self.micro_batch)
+            pred = predict_batch(self.net, x, seeds, self.uncertainty, micro_batch=self.micro_batch)
         if not self.clavicles:
             for name in ("points", "sample_mean", "sample_std"):
                 if getattr(pred, name) is not None:
@@ -304,6 +306,26 @@ def _array_image(pixels: np.ndarray, image_id: str) -> XrayImage:
     if pixels.ndim != 2 or pixels.dtype != np.uint8:
         raise InputError(image_id, f"array images must be 2-D uint8 grayscale, got {pixels.dtype} {pixels.shape}")
     return XrayImage(pixels, "", image_id, pixels.shape[0], pixels.shape[1], "MONOCHROME2", None, 8)
+
+
+BACKENDS = ("auto", "openvino", "torch")
+
+
+def _network(model, sha256: str, device: torch.device, backend: str):
+    """What runs the network, and its description: ``(net, "openvino 2026.4.1 f32")``."""
+    from chexmask.inference.openvino_net import OpenVINONet, openvino_version
+
+    if backend not in BACKENDS:
+        raise ChexmaskError(f"--backend {backend!r}: expected one of {list(BACKENDS)}")
+    if backend == "openvino" and (device.type != "cpu" or openvino_version() is None):
+        raise ChexmaskError("--backend openvino runs on the CPU only, with OpenVINO installed (pip install openvino)"
+                            if openvino_version() is None else "--backend openvino runs on the CPU only; use --backend torch on CUDA")
+    if backend != "torch" and device.type == "cpu" and openvino_version() is not None:
+        return OpenVINONet(model, sha256), f"openvino {openvino_version()} f32"
+    # torch on the CPU: channels-last convolutions under inference_mode, 1.20x torch's
+    # default at batch 8 with landmarks within 2e-5 px (benchmarks/bench_backends.py).
+    model.to(memory_format=torch.channels_last)
+    return model, f"torch {torch.__version__} channels_last inference_mode"
 
 
 def _resolve_device(device: str) -> torch.device:

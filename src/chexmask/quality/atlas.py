@@ -14,7 +14,7 @@ Reference masks, in order of preference:
    the image's left) and the left lung by connected components.
 
 :func:`open_atlas` builds an atlas once, with a progress bar, and caches it under
-:func:`cache_dir`, keyed by the sources (folder, split and its ids), the working size and
+:func:`chexmask._cache.cache_dir`, keyed by the sources (folder, split and its ids), the working size and
 the SHA256 of the model whose latents pick the references; later runs load it in about
 a second.
 
@@ -35,10 +35,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from chexmask._cache import cache_dir
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.preprocess import pad_resize
 
-__all__ = ["Atlas", "ORGANS", "build_atlas", "open_atlas", "atlas_cache_path", "cache_dir"]
+__all__ = ["Atlas", "ORGANS", "build_atlas", "open_atlas", "atlas_cache_path"]
 
 log = logging.getLogger(__name__)
 
@@ -260,14 +261,6 @@ def latent_mean(segmenter, pixels: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         mu = segmenter.model.encode(t)[0]
     return mu[0].cpu().numpy().astype(np.float32)
-
-
-def cache_dir() -> Path:
-    """Folder of cached atlases: ``$CHEXMASK_CACHE``, else ``$XDG_CACHE_HOME/chexmask``, else ``~/.cache/chexmask``."""
-    if os.environ.get("CHEXMASK_CACHE"):
-        return Path(os.environ["CHEXMASK_CACHE"])
-    base = Path(os.environ["XDG_CACHE_HOME"]) if os.environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "chexmask"
 
 
 def atlas_cache_path(sources: _Sources, model_sha256: str | None, split: str = "train", size: int = 256) -> Path:

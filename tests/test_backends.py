@@ -1,0 +1,78 @@
+"""What runs the network: OpenVINO by default on the CPU, torch as the fallback, the same answer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from chexmask._errors import ChexmaskError
+from chexmask.inference import openvino_net
+from chexmask.inference.segmenter import Segmenter
+from chexmask.io.read import read_image
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def jsrt_images(jsrt_dir):
+    return [read_image(p) for p in sorted((jsrt_dir / "images").glob("*.png"))[:4]]
+
+
+def test_openvino_gives_torchs_answer_on_jsrt_images(jsrt_images):
+    """The bar for a default backend: landmarks within 0.05 px, uncertainty within 1e-3 px of torch."""
+    ov = Segmenter(uncertainty=10, batch_size=4)
+    pt = Segmenter(uncertainty=10, batch_size=4, backend="torch")
+    assert ov.backend.startswith("openvino ") and pt.backend.startswith("torch ")
+    for a, b in zip(ov.segment_images(jsrt_images), pt.segment_images(jsrt_images)):
+        assert np.abs(a.landmarks - b.landmarks).max() < 0.05
+        assert np.abs(a.node_std - b.node_std).max() < 1e-3
+        assert abs(a.uncertainty - b.uncertainty) < 1e-3
+        np.testing.assert_allclose(a.latent_mu, b.latent_mu, atol=1e-4)
+        assert (a.masks()["heart"] != b.masks()["heart"]).mean() < 1e-4
+
+
+def test_openvino_repeats_itself_bitwise(jsrt_images, tiny_weights):
+    seg = Segmenter(tiny_weights, uncertainty=5, batch_size=2, micro_batch=2)
+    first, again = seg.segment_images(jsrt_images), seg.segment_images(jsrt_images[::-1])[::-1]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a.landmarks, b.landmarks)
+        np.testing.assert_array_equal(a.node_std, b.node_std)
+
+
+def test_the_export_is_cached_and_a_broken_cache_is_rebuilt(tiny_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHEXMASK_CACHE", str(tmp_path))
+    Segmenter(tiny_weights)
+    (folder,) = (tmp_path / "openvino").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["decoder.onnx", "encoder.onnx", "sample_decoder.onnx"]
+
+    def no_export(*args):
+        raise AssertionError("exported again")
+
+    with monkeypatch.context() as m:
+        m.setattr(openvino_net, "_convert", no_export)
+        Segmenter(tiny_weights)  # read from the cache
+    (folder / "decoder.onnx").unlink()  # e.g. a run killed while saving
+    assert Segmenter(tiny_weights).backend.startswith("openvino")
+    assert (folder / "decoder.onnx").exists()
+
+
+def test_without_openvino_auto_falls_back_to_torch_and_openvino_says_why(tiny_weights, monkeypatch):
+    monkeypatch.setattr(openvino_net, "openvino_version", lambda: None)
+    assert Segmenter(tiny_weights).backend.startswith("torch ")
+    with pytest.raises(ChexmaskError, match="pip install openvino"):
+        Segmenter(tiny_weights, backend="openvino")
+    with pytest.raises(ChexmaskError, match=r"--backend 'onnx': expected one of \['auto', 'openvino', 'torch'\]"):
+        Segmenter(tiny_weights, backend="onnx")
+
+
+def test_run_json_names_the_backend(tiny_weights, xray_folder, tmp_path):
+    from chexmask.inference.pipeline import segment_dataset
+
+    for backend in ("torch", "auto"):
+        out = tmp_path / f"{backend}.csv"
+        segment_dataset([xray_folder / "JPCLN001.png"], out, weights=tiny_weights, uncertainty=2, workers=0, progress=False,
+                        backend=backend)
+        record = json.loads(out.with_suffix(".run.json").read_text())
+        assert record["fingerprint"]["backend"].split()[0] == ("torch" if backend == "torch" else "openvino")
