@@ -22,13 +22,8 @@ from typer.testing import CliRunner
 from chexmask import InputError
 from chexmask.anatomy import N_NODES, organ_slices
 from chexmask.cli import app
-from chexmask.formats.labelstudio import (
-    export_tasks,
-    import_corrections,
-    labeling_config,
-    make_task,
-    read_corrections,
-)
+from chexmask.formats.labelstudio_corrections import import_corrections, read_corrections
+from chexmask.formats.labelstudio_tasks import export_tasks, labeling_config, make_task
 from chexmask.formats.landmarks import format_landmarks, parse_landmarks
 from chexmask.formats.tables import read_table, write_table
 from chexmask.masks.fill import landmarks_to_masks

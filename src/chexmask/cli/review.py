@@ -24,7 +24,7 @@ def export_labelstudio(
     model_version: str = typer.Option("chexmask", help="model_version of the predictions."),
 ) -> None:
     """Write Label Studio tasks with the predicted contours, scored so the worst sort first."""
-    from chexmask.formats.labelstudio import export_tasks
+    from chexmask.formats.labelstudio_tasks import export_tasks
 
     with exit_on(chexmask.ChexmaskError):
         config = export_tasks(table, images_dir, out, url_prefix=url_prefix, dataset=dataset, model_version=model_version)
@@ -39,7 +39,7 @@ def import_labelstudio(
     dataset: str = typer.Option(None, help="Dataset column for every row (default: from the tasks)."),
 ) -> None:
     """Turn reviewed Label Studio tasks into a CheXmask table in the original image frame."""
-    from chexmask.formats.labelstudio import import_corrections
+    from chexmask.formats.labelstudio_corrections import import_corrections
 
     with exit_on(chexmask.ChexmaskError):
         df = import_corrections(export, out, annotator=annotator, dataset=dataset)
