@@ -39,6 +39,12 @@ def test_mask_columns_are_defined_once():
     assert defined == ["formats/tables.py"]
 
 
+@pytest.mark.parametrize("name", ["FLOAT_COLUMNS", "INT_COLUMNS"])
+def test_typed_columns_are_defined_once(name):
+    defined = [rel for rel, text in _sources() if re.search(rf"^_?{name}\b.*=", text, re.MULTILINE)]
+    assert defined == ["formats/tables.py"]
+
+
 def test_the_1024_frame_rescale_has_one_home():
     from chexmask.preprocess import to_1024_frame
 

@@ -12,11 +12,10 @@ from chexmask.formats.convert import convert_table
 from chexmask.formats.stream import (
     count_rows,
     iter_chunks,
-    mask_size,
     read_ids,
     table_columns,
 )
-from chexmask.formats.tables import read_table
+from chexmask.formats.tables import mask_size, read_table
 
 PUBLISHED = [
     "ChestX-Ray8.csv",

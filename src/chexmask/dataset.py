@@ -41,14 +41,13 @@ from chexmask.formats.stream import (
     mask_size,
     table_columns,
 )
-from chexmask.formats.tables import MASK_COLUMNS, id_column
+from chexmask.formats.tables import FLOAT_COLUMNS, MASK_COLUMNS, id_column
 from chexmask.io.lookup import ImageLookup
 
 __all__ = ["Record", "row_to_record", "iter_records", "MaskDataset"]
 
 logger = logging.getLogger(__name__)
 
-_FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
 _SKIPPED = {"Landmarks", *MASK_COLUMNS.values()}
 
 
@@ -128,7 +127,7 @@ def row_to_record(
     for column, value in row.items():
         if column in _SKIPPED:
             continue
-        metadata[column] = _float(value) if column in _FLOAT_COLUMNS else value
+        metadata[column] = _float(value) if column in FLOAT_COLUMNS else value
     metadata["Height"], metadata["Width"] = height, width
     return Record(str(image_id), masks, points, metadata)
 

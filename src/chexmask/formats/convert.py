@@ -25,13 +25,11 @@ from chexmask.formats.stream import (
     table_columns,
     table_kind,
 )
+from chexmask.formats.tables import FLOAT_COLUMNS, INT_COLUMNS
 
 __all__ = ["convert_table"]
 
 logger = logging.getLogger(__name__)
-
-_FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
-_INT_COLUMNS = ("Height", "Width")
 
 
 def _is_list(arrow_type) -> bool:
@@ -122,8 +120,8 @@ def _csv_schema(columns: list[str]):
     from chexmask.formats.records import PRIVATE_COLUMNS, part_schema
 
     known = {f.name: f.type for f in part_schema("\0", clavicles=True) if f.name not in ("\0", *PRIVATE_COLUMNS)}
-    known.update({c: pa.float64() for c in _FLOAT_COLUMNS})
-    known.update({c: pa.int64() for c in _INT_COLUMNS})
+    known.update({c: pa.float64() for c in FLOAT_COLUMNS})
+    known.update({c: pa.int64() for c in INT_COLUMNS})
     return pa.schema([(c, known.get(c, pa.string())) for c in columns])
 
 

@@ -22,21 +22,17 @@ import numpy as np
 import pandas as pd
 
 from chexmask._errors import InputError
-from chexmask.formats.tables import MASK_COLUMNS, PHYSICIAN_SIZE, id_column, mask_size
+from chexmask.formats.tables import MASK_COLUMNS, id_column, mask_size
 from chexmask.masks.rle import decode_rle
 
-# PHYSICIAN_SIZE and mask_size live in chexmask.formats.tables; they are listed here
-# too because the row readers below are where most callers meet them.
 __all__ = [
     "DEFAULT_CHUNKSIZE",
     "RCA_COLUMN",
-    "PHYSICIAN_SIZE",
     "TableSource",
     "table_columns",
     "count_rows",
     "iter_chunks",
     "read_ids",
-    "mask_size",
     "decode_masks",
 ]
 
@@ -276,7 +272,7 @@ def iter_chunks(
 def decode_masks(
     row: Mapping[str, object], organs: Iterable[str], *, source: str = "row"
 ) -> dict[str, np.ndarray]:
-    """Decode the masks of ``organs`` from a table row at its :func:`mask_size`.
+    """Decode the masks of ``organs`` from a table row at its :func:`~chexmask.formats.tables.mask_size`.
 
     Returns
     -------
@@ -286,7 +282,7 @@ def decode_masks(
     Raises
     ------
     InputError
-        If the size is bad (see :func:`mask_size`), a mask value is missing, or an
+        If the size is bad (see :func:`~chexmask.formats.tables.mask_size`), a mask value is missing, or an
         RLE string is malformed (:class:`~chexmask.RLEError`, naming the column).
     """
     height, width = mask_size(row, source=source)

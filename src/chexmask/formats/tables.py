@@ -84,8 +84,9 @@ PHYSICIAN_SIZE: tuple[int, int] = (1024, 1024)
 REQUIRED_COLUMNS: tuple[str, ...] = ("Landmarks", "Right Lung", "Left Lung", "Heart")
 
 _TEXT_COLUMNS = ("Landmarks", "Right Lung", "Left Lung", "Heart", "Dataset")
-_FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
-_INT_COLUMNS = ("Height", "Width")
+#: Columns read as numbers: the RCA scores (float) and the frame of the masks (int).
+FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
+INT_COLUMNS = ("Height", "Width")
 _KNOWN_DATA = set(CHEXMASK_COLUMNS) | set(PHYSICIAN_COLUMNS[1:])
 _FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
 
@@ -211,10 +212,10 @@ def mask_size(row: Mapping[str, object], *, source: str = "row") -> tuple[int, i
     >>> mask_size({"ImageID": "x"}), mask_size({"Height": "", "Width": None})
     ((1024, 1024), (1024, 1024))
     """
-    if all(_is_blank(row.get(column)) for column in _INT_COLUMNS):
+    if all(_is_blank(row.get(column)) for column in INT_COLUMNS):
         return PHYSICIAN_SIZE
     size = []
-    for column in _INT_COLUMNS:
+    for column in INT_COLUMNS:
         value = row.get(column)
         try:
             number = float(value)  # type: ignore[arg-type]
@@ -229,7 +230,7 @@ def mask_size(row: Mapping[str, object], *, source: str = "row") -> tuple[int, i
 
 def _read_sizes(df: pd.DataFrame, source: str, ident: str, keep_bad: bool) -> None:
     """Height/Width -> int64 in place; both empty is the 1024 frame (one warning)."""
-    columns = [c for c in _INT_COLUMNS if c in df.columns]
+    columns = [c for c in INT_COLUMNS if c in df.columns]
     if not columns:
         return
     raw = {c: df[c].tolist() for c in columns}
@@ -239,7 +240,7 @@ def _read_sizes(df: pd.DataFrame, source: str, ident: str, keep_bad: bool) -> No
     for i in range(len(df)):
         values = {c: raw[c][i] for c in columns}
         try:
-            size = dict(zip(_INT_COLUMNS, mask_size(values, source=f"{source} row {i + 1} ({ident} {ids[i]!r})")))
+            size = dict(zip(INT_COLUMNS, mask_size(values, source=f"{source} row {i + 1} ({ident} {ids[i]!r})")))
         except InputError:
             if not keep_bad:
                 raise
@@ -331,7 +332,7 @@ def read_table(path: str | os.PathLike[str], *, bad_values: str = "raise") -> pd
     for column in (ident, *_TEXT_COLUMNS):
         if column in df.columns:
             df[column] = pd.Series(_as_text(df[column]), index=df.index, dtype="str")
-    for column in _FLOAT_COLUMNS:
+    for column in FLOAT_COLUMNS:
         if column in df.columns:
             values = _as_float(df[column], source, column)
             df[column] = pd.Series(values, index=df.index, dtype="float64")
