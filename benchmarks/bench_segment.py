@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_segment.py IMAGES_DIR --weights NAME_OR_FILE [--n 32] [--uncertainty 0 50]
-        [--batch-size 32] [--workers 1] [--device cpu] [--threads N]
+        [--batch-size 32] [--workers 1] [--device cpu] [--threads N] [--backends torch openvino]
 
 For each uncertainty setting, on the same N images and in one process:
 
@@ -14,7 +14,8 @@ For each uncertainty setting, on the same N images and in one process:
   fill, encode).
 
 It prints images/s and the ratios end-to-end / model-only (goal >= 0.8) and
-end-to-end / loop. Absolute times on a shared machine are noisy; the ratios, measured
+end-to-end / loop, for each backend (:class:`~chexmask.Segmenter`'s ``backend``), and each
+backend's end-to-end speed over the first one's. Absolute times on a shared machine are noisy; the ratios, measured
 back to back in one process, are the figures to compare.
 """
 
@@ -80,6 +81,7 @@ def main() -> None:
     p.add_argument("--chunk-size", type=int, default=1000)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--backends", nargs="+", default=["torch", "openvino"], help="Backends to compare; the first is the baseline.")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,19 +90,21 @@ def main() -> None:
     print(f"up to {len(items)} images from {args.images}; weights {args.weights}; device {device}"
           f"{' ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}; torch threads {torch.get_num_threads()}; "
           f"batch {args.batch_size}; workers {args.workers}")
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for u in args.uncertainty:
             subset = items[: args.n_sampled] if u else items
-            seg = Segmenter(args.weights, device=args.device, uncertainty=u, batch_size=args.batch_size, amp=True)
-            seg.micro_batch = MICRO_BATCH.get(seg.device.type, 8)
-            limit = model_only(seg, subset, len(subset))
-            e2e = end_to_end(seg, args, subset, Path(tmp))
-            single = Segmenter(args.weights, device=args.device, uncertainty=u, batch_size=1)
-            one = loop(single, subset[: max(4, len(subset) // 4)])
-            rows.append((u, limit, e2e, one))
-            print(f"uncertainty {u:>3}, {len(subset)} images: model-only {limit:8.2f} img/s | end-to-end {e2e:8.2f} img/s | loop {one:8.2f} img/s"
-                  f" | e2e/model {e2e / limit:5.2f} | e2e/loop {e2e / one:5.2f}", flush=True)
+            base = None
+            for backend in args.backends:
+                seg = Segmenter(args.weights, device=args.device, uncertainty=u, batch_size=args.batch_size, amp=True, backend=backend)
+                seg.micro_batch = MICRO_BATCH.get(seg.device.type, 8)
+                limit = model_only(seg, subset, len(subset))
+                e2e = end_to_end(seg, args, subset, Path(tmp))
+                single = Segmenter(args.weights, device=args.device, uncertainty=u, batch_size=1, backend=backend)
+                one = loop(single, subset[: max(4, len(subset) // 4)])
+                base = base or e2e
+                print(f"{seg.backend}, uncertainty {u:>3}, {len(subset)} images: model-only {limit:8.2f} img/s | end-to-end {e2e:8.2f} img/s"
+                      f" | loop {one:8.2f} img/s | e2e/model {e2e / limit:5.2f} | e2e/loop {e2e / one:5.2f} | e2e/{args.backends[0]} {e2e / base:5.2f}",
+                      flush=True)
     print(f"model input {seg.input_size} px; end-to-end includes worker start-up, not the model load")
 
 
