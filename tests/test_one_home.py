@@ -166,3 +166,17 @@ def test_rca_table_decodes_masks_with_the_stream_helper_in_the_rows_frame(monkey
     assert calls == []
     assert rca_table._row_masks({"Height": 2048, "Width": 2048}, image, "t.csv row 4") == {}
     assert calls == ["t.csv row 4"]
+
+
+def test_atlas_latents_come_from_the_network_segment_runs(tiny_weights, jsrt_dir):
+    """RCA picks references by latent distance: its latents are those of segment's own network (its backend)."""
+    import numpy as np
+
+    from chexmask.inference.segmenter import Segmenter
+    from chexmask.io.read import read_image
+    from chexmask.quality.atlas import latent_mean
+
+    image = read_image(jsrt_dir / "images" / "JPCLN001.png")
+    for backend in ("auto", "torch"):
+        seg = Segmenter(tiny_weights, backend=backend)
+        np.testing.assert_allclose(latent_mean(seg, image.pixels), seg.segment(image).latent_mu, atol=1e-6)

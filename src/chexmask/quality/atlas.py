@@ -259,7 +259,7 @@ def latent_mean(segmenter, pixels: np.ndarray) -> np.ndarray:
     x, _ = pad_resize(pixels, segmenter.input_size)
     t = torch.from_numpy(x.astype(np.float32) / 255.0)[None, None].to(segmenter.device)
     with torch.inference_mode():
-        mu = segmenter.model.encode(t)[0]
+        mu = segmenter.net.encode(t)[0]  # the network segment runs (OpenVINO or torch), so atlas and query latents agree
     return mu[0].cpu().numpy().astype(np.float32)
 
 
