@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from chexmask.io.read import read_image
-from chexmask.model.data import read_split
+from chexmask.io.layout import read_split
 from chexmask.model.default import DEFAULT_MODEL
 from chexmask.preprocess import pad_resize
 from chexmask.quality.atlas import ORGANS, latent_mean, open_atlas, resize_mask

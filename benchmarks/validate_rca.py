@@ -46,7 +46,7 @@ import pandas as pd
 
 from chexmask.inference.segmenter import Segmenter
 from chexmask.io.read import read_image
-from chexmask.model.data import find_image, read_split
+from chexmask.io.layout import find_image, read_split
 from chexmask.model.default import DEFAULT_MODEL
 from chexmask.quality.atlas import open_atlas
 from chexmask.quality.metrics import dice
@@ -115,7 +115,7 @@ def expert_masks(folder: Path, image_id: str, height: int, width: int) -> dict[s
         with np.load(scr) as d:
             return {o: d[o].astype(np.uint8) * 255 for o in ORGANS}
     from chexmask.masks.fill import landmarks_to_masks
-    from chexmask.model.data import load_landmarks_npz
+    from chexmask.io.layout import load_landmarks_npz
 
     masks = landmarks_to_masks(load_landmarks_npz(folder / "landmarks" / f"{image_id}.npz"), height, width)
     return {o: masks[o] for o in ORGANS[:2]}

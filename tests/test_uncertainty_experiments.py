@@ -228,7 +228,7 @@ def test_shipped_model_separates_non_chest_images(jsrt_dir):
     from chexmask._errors import ChexmaskError
     from chexmask.inference.segmenter import Segmenter
     from chexmask.io.read import read_image
-    from chexmask.model.data import read_split
+    from chexmask.io.layout import read_split
 
     try:
         seg = Segmenter("hybridgnet-jsrt-256", uncertainty=0)

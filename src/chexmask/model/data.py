@@ -15,13 +15,11 @@ import cv2
 import numpy as np
 
 from chexmask._errors import ChexmaskError
-from chexmask.anatomy import ALL_NODE_COUNTS, ORGANS, n_nodes, organ_slices
+from chexmask.anatomy import ORGANS, n_nodes, organ_slices
+from chexmask.io.layout import find_image, load_landmarks_npz, read_split
 from chexmask.preprocess import pad_resize, to_model_frame
 
-__all__ = ["LandmarkDataset", "load_source", "load_sources", "load_landmarks_npz", "read_split", "find_image", "augment"]
-
-_NPZ_KEYS = {"right_lung": "RL", "left_lung": "LL", "heart": "H", "right_clavicle": "RCLA", "left_clavicle": "LCLA"}
-
+__all__ = ["LandmarkDataset", "load_source", "load_sources", "augment"]
 
 @dataclass
 class LandmarkDataset:
@@ -53,32 +51,6 @@ class LandmarkDataset:
         """The images of one source."""
         idx = [i for i, s in enumerate(self.sources) if s == source]
         return LandmarkDataset([self.ids[i] for i in idx], self.images[idx], self.targets[idx], [source] * len(idx))
-
-
-def read_split(jsrt_dir: Path, split: str) -> list[str]:
-    """Image ids of a split (``train``, ``val`` or ``test``) of a JSRT-layout folder."""
-    path = Path(jsrt_dir) / "splits" / f"{split}.txt"
-    if not path.exists():
-        raise ChexmaskError(f"{path}: no such split file (a JSRT-layout folder has splits/{{train,val,test}}.txt)")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
-def load_landmarks_npz(path: Path, organs: tuple[str, ...] = ORGANS) -> np.ndarray:
-    """Read a landmark file into an ``(n_nodes, 2)`` array, NaN for organs it lacks.
-
-    Keys are those of the Chest X-ray Landmark dataset: ``RL``, ``LL``, ``H``, ``RCLA``, ``LCLA``.
-    """
-    with np.load(path) as d:
-        parts = [d[_NPZ_KEYS[o]] if _NPZ_KEYS[o] in d.files else np.full((ALL_NODE_COUNTS[o], 2), np.nan) for o in organs]
-    return np.concatenate(parts).astype(np.float64)
-
-
-def find_image(folder: Path, image_id: str) -> Path:
-    """The image file of ``image_id`` in a JSRT-layout folder (``images/<ID>.png``, ``.jpg`` or ``.jpeg``)."""
-    for suffix in (".png", ".jpg", ".jpeg"):
-        if (path := folder / "images" / f"{image_id}{suffix}").exists():
-            return path
-    raise ChexmaskError(f"{folder / 'images'}: no image for id {image_id!r} listed in the split")
 
 
 def load_source(folder: Path, split: str, size: int, limit: int | None = None, organs: tuple[str, ...] = ORGANS) -> LandmarkDataset:

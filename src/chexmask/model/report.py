@@ -22,7 +22,7 @@ import pandas as pd
 from chexmask._errors import ChexmaskError
 from chexmask.anatomy import ORGAN_GROUPS, organ_slices
 from chexmask.io.read import read_image
-from chexmask.model.data import find_image, load_landmarks_npz, read_split
+from chexmask.io.layout import find_image, load_landmarks_npz, read_split
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
 
 __all__ = ["segment_split", "score_split", "summarise", "reference_masks"]

@@ -161,7 +161,7 @@ def _reference_masks(folder: Path, image_id: str, height: int, width: int) -> di
     landmarks = folder / "landmarks" / f"{image_id}.npz"
     if landmarks.is_file():
         from chexmask.masks.fill import landmarks_to_masks
-        from chexmask.model.data import load_landmarks_npz
+        from chexmask.io.layout import load_landmarks_npz
 
         with np.load(landmarks) as d:
             has_heart = "H" in d.files
@@ -223,7 +223,7 @@ def build_atlas(sources: _Sources, segmenter=None, split: str = "train", size: i
     from tqdm.auto import tqdm
 
     from chexmask.io.read import read_image
-    from chexmask.model.data import find_image
+    from chexmask.io.layout import find_image
 
     items = [(folder, image_id) for folder in _folders(sources) for image_id in _split_ids(folder, split)]
     n = len(items)

@@ -311,7 +311,7 @@ def corruption_experiment(
     """
     from chexmask.inference.segmenter import Segmenter
     from chexmask.io.read import read_image
-    from chexmask.model.data import load_landmarks_npz
+    from chexmask.io.layout import load_landmarks_npz
 
     if samples < 2:
         raise ChexmaskError(f"--uncertainty must be >= 2 to estimate a spread, got {samples}")

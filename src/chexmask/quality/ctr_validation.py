@@ -181,7 +181,7 @@ def validate_ctr(
     """
     from chexmask.inference.segmenter import Segmenter
     from chexmask.masks.fill import landmarks_to_masks
-    from chexmask.model.data import load_landmarks_npz
+    from chexmask.io.layout import load_landmarks_npz
     from chexmask.model.report import segment_split
 
     if limit is not None and limit < 1:

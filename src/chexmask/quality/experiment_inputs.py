@@ -39,7 +39,7 @@ def resolve_images(
         If a split file is missing or nothing is found.
     """
     from chexmask.io.discover import find_images
-    from chexmask.model.data import read_split
+    from chexmask.io.layout import read_split
 
     paths: list[Path] = []
     for item in inputs:

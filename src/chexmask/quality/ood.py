@@ -162,7 +162,7 @@ def write_ood_report(result: OODResult, out_dir: str | os.PathLike[str], meta: d
 
 def _reference_paths(source: Path) -> list[Path]:
     from chexmask.io.discover import find_images
-    from chexmask.model.data import read_split
+    from chexmask.io.layout import read_split
 
     if (source / "splits" / "train.txt").is_file():  # JSRT layout: the training split only
         return [source / "images" / f"{i}.png" for i in read_split(source, "train")]

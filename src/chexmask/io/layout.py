@@ -1,0 +1,47 @@
+"""Reading a JSRT-layout source folder: its splits, its images by id, its landmark files.
+
+A source folder (``../shared/data/jsrt``, ``montgomery``, ``shenzhen``) holds
+``images/<ID>.png``, ``landmarks/<ID>.npz`` (the Chest X-ray Landmark dataset's keys, in
+the stored image's frame), ``splits/{train,val,test}.txt`` and expert masks
+(``scr_masks/<ID>.npz`` or ``masks/<ID>.png``). Training, validation, RCA atlases and the
+experiments all read sources through this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from chexmask._errors import ChexmaskError
+from chexmask.anatomy import ALL_NODE_COUNTS, ORGANS
+
+__all__ = ["read_split", "find_image", "load_landmarks_npz"]
+
+_NPZ_KEYS = {"right_lung": "RL", "left_lung": "LL", "heart": "H", "right_clavicle": "RCLA", "left_clavicle": "LCLA"}
+
+
+def read_split(jsrt_dir: Path, split: str) -> list[str]:
+    """Image ids of a split (``train``, ``val`` or ``test``) of a JSRT-layout folder."""
+    path = Path(jsrt_dir) / "splits" / f"{split}.txt"
+    if not path.exists():
+        raise ChexmaskError(f"{path}: no such split file (a JSRT-layout folder has splits/{{train,val,test}}.txt)")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_landmarks_npz(path: Path, organs: tuple[str, ...] = ORGANS) -> np.ndarray:
+    """Read a landmark file into an ``(n_nodes, 2)`` array, NaN for organs it lacks.
+
+    Keys are those of the Chest X-ray Landmark dataset: ``RL``, ``LL``, ``H``, ``RCLA``, ``LCLA``.
+    """
+    with np.load(path) as d:
+        parts = [d[_NPZ_KEYS[o]] if _NPZ_KEYS[o] in d.files else np.full((ALL_NODE_COUNTS[o], 2), np.nan) for o in organs]
+    return np.concatenate(parts).astype(np.float64)
+
+
+def find_image(folder: Path, image_id: str) -> Path:
+    """The image file of ``image_id`` in a JSRT-layout folder (``images/<ID>.png``, ``.jpg`` or ``.jpeg``)."""
+    for suffix in (".png", ".jpg", ".jpeg"):
+        if (path := folder / "images" / f"{image_id}{suffix}").exists():
+            return path
+    raise ChexmaskError(f"{folder / 'images'}: no image for id {image_id!r} listed in the split")
