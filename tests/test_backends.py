@@ -76,3 +76,14 @@ def test_run_json_names_the_backend(tiny_weights, xray_folder, tmp_path):
                         backend=backend)
         record = json.loads(out.with_suffix(".run.json").read_text())
         assert record["fingerprint"]["backend"].split()[0] == ("torch" if backend == "torch" else "openvino")
+
+
+def test_an_unusable_cache_falls_back_to_torch_with_a_warning(tiny_weights, tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("CHEXMASK_CACHE", str(blocker / "cache"))
+    with caplog.at_level("WARNING"):
+        seg = Segmenter(tiny_weights)
+    assert seg.backend.startswith("torch ") and "OpenVINO could not load the network" in caplog.text
+    with pytest.raises(ChexmaskError, match="--backend openvino: "):
+        Segmenter(tiny_weights, backend="openvino")

@@ -321,7 +321,12 @@ def _network(model, sha256: str, device: torch.device, backend: str):
         raise ChexmaskError("--backend openvino runs on the CPU only, with OpenVINO installed (pip install openvino)"
                             if openvino_version() is None else "--backend openvino runs on the CPU only; use --backend torch on CUDA")
     if backend != "torch" and device.type == "cpu" and openvino_version() is not None:
-        return OpenVINONet(model, sha256), f"openvino {openvino_version()} f32"
+        try:
+            return OpenVINONet(model, sha256), f"openvino {openvino_version()} f32"
+        except (OSError, RuntimeError) as exc:  # e.g. an unwritable cache, a CPU OpenVINO does not support
+            if backend == "openvino":
+                raise ChexmaskError(f"--backend openvino: {exc}") from exc
+            log.warning("OpenVINO could not load the network (%s); using torch", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     # torch on the CPU: channels-last convolutions under inference_mode, 1.20x torch's
     # default at batch 8 with landmarks within 2e-5 px (benchmarks/bench_backends.py).
     model.to(memory_format=torch.channels_last)
