@@ -6,8 +6,9 @@ Each stage runs on its own over the same ``--n`` images (the stages of one image
 sequence in the pipeline; workers overlap decode and rows with the model): decode
 (``read_image``), preprocess (pad + resize to the model frame), model (encoder + z = mu
 decoder, batch 8), sampling (the 50-sample decoder on top, batch 8), postprocess
-(landmarks back to the original frame), fill (``landmarks_to_masks`` at the original
-size), RLE (``encode_rle`` of the three masks), measures, flag and row (the rest of
+(landmarks back to the original frame), mask runs (``landmarks_to_runs`` at the
+original size: the masks' pixels without painting them), RLE (``runs_to_rle`` of the
+three organs), measures (``measure_runs``), flag and row (the rest of
 ``segmentation_record``), IPC (pickling what a worker sends: the model-frame pixels and
 geometry to the main process, the row back) and write (``TableWriter``, CSV). It prints
 one table and, with ``--markdown``, the same as a Markdown table.
@@ -31,8 +32,9 @@ from chexmask.formats.records import TableWriter, part_schema, segmentation_reco
 from chexmask.inference.pipeline import plan_items
 from chexmask.inference.segmenter import Segmenter
 from chexmask.io.read import read_image
-from chexmask.masks.rle import encode_rle
-from chexmask.measures import measure_record
+from chexmask.masks.fill import landmarks_to_runs
+from chexmask.masks.rle import runs_to_rle
+from chexmask.measures import measure_record, measure_runs
 from chexmask.model.default import DEFAULT_MODEL
 from chexmask.preprocess import pad_resize
 
@@ -78,13 +80,13 @@ def main() -> None:
             segs.append(sampler.postprocess(sampled[i // 8], i % 8, im, pre[i][1]))
 
     stages["postprocess"] = _ms(post, n)
-    masks: list = []
-    stages["fill"] = _ms(lambda: masks.extend(s.masks() for s in segs), n)
-    stages["rle"] = _ms(lambda: [encode_rle(m[o]) for m in masks for o in ("left_lung", "right_lung", "heart")], n)
-    stages["measures"] = _ms(lambda: [measure_record(m) for m in masks], n)
+    runs: list = []
+    stages["mask runs"] = _ms(lambda: runs.extend(landmarks_to_runs(s.landmarks_int, s.height, s.width) for s in segs), n)
+    stages["rle"] = _ms(lambda: [runs_to_rle(*r[o]) for r in runs for o in ("left_lung", "right_lung", "heart")], n)
+    stages["measures"] = _ms(lambda: [measure_record(measure_runs(r, s.width)) for r, s in zip(runs, segs)], n)
     rows: list = []
     row_ms = _ms(lambda: rows.extend(segmentation_record(s) for s in segs), n)
-    stages["flag, landmarks and arrays (rest of the row)"] = max(row_ms - stages["fill"] - stages["rle"] - stages["measures"], 0.0)
+    stages["flag, landmarks and arrays (rest of the row)"] = max(row_ms - stages["mask runs"] - stages["rle"] - stages["measures"], 0.0)
     stages["IPC (pickle: pixels in, row out)"] = _ms(
         lambda: [pickle.loads(pickle.dumps((q[0], q[1]))) and pickle.loads(pickle.dumps(r)) for q, r in zip(pre, rows)], n)
     import pyarrow as pa

@@ -202,3 +202,43 @@ def test_example_original_frame(example_dir):
     for organ, ref in zip(ORGANS, refs):
         np.testing.assert_array_equal(exact[organ], ref)
         assert dice(default[organ], ref) > 0.99998
+
+
+def test_polygon_runs_are_the_runs_of_fill_polygon():
+    """Bit-exact on random polygons, inside and across the frame (the runs path writes the CSV masks)."""
+    from chexmask.masks.fill import polygon_runs
+    from chexmask.masks.rle import encode_rle, runs_to_rle
+
+    rng = np.random.default_rng(7)
+    for trial in range(600):
+        h, w = int(rng.integers(3, 120)), int(rng.integers(3, 120))
+        n = int(rng.integers(3, 50))
+        if trial % 2:
+            ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+            r = rng.uniform(0.2, 0.7, n) * min(h, w)
+            pts = np.stack([w / 2 + r * np.cos(ang), h / 2 + r * np.sin(ang)], 1).astype(int)
+        else:
+            pts = np.stack([rng.integers(-20, w + 20, n), rng.integers(-20, h + 20, n)], 1)
+        for rule in ("inside", "round"):
+            assert runs_to_rle(*polygon_runs(pts, h, w, rule=rule)) == encode_rle(fill_polygon(pts, h, w, rule=rule)), (h, w, pts)
+
+
+def test_landmarks_to_runs_matches_landmarks_to_masks_and_measures_agree():
+    from chexmask.masks.fill import landmarks_to_runs
+    from chexmask.masks.rle import encode_rle, runs_to_rle
+    from chexmask.measures import measure_masks, measure_runs
+
+    rng = np.random.default_rng(3)
+    pts = np.concatenate([rng.uniform(-5, 70, (120, 2)), rng.uniform(0, 60, (46, 2))])
+    pts[94:120] = np.nan  # no heart: empty runs, NaN heart measures
+    pts[:44, 0] = np.where(np.arange(44) % 2, -3, 70)  # the right lung spans the whole width: runs wrap rows
+    runs, masks = landmarks_to_runs(pts, 50, 64), landmarks_to_masks(pts, 50, 64)
+    assert list(runs) == list(masks)
+    for organ in masks:
+        assert runs_to_rle(*runs[organ]) == encode_rle(masks[organ]), organ
+    a, b = measure_runs(runs, 64, (0.5, 0.25)), measure_masks(masks, (0.5, 0.25))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (np.isnan(a[k]) and np.isnan(b[k])) or a[k] == b[k], k
+    with pytest.raises(ValueError, match="runs lacks"):
+        measure_runs({"heart": runs["right_lung"]}, 64)

@@ -11,7 +11,7 @@ from chexmask.cli import app
 from chexmask.formats.measure_table import measure_table
 from chexmask.formats.stream import decode_masks
 from chexmask.formats.tables import read_table
-from chexmask.measures import MEASURE_COLUMNS, measure_record
+from chexmask.measures import MEASURE_COLUMNS, measure_masks, measure_record
 
 runner = CliRunner()
 ORGANS = ("right_lung", "left_lung", "heart")
@@ -22,7 +22,7 @@ def measure(*args):
 
 
 def _expected(row) -> dict:
-    return measure_record(decode_masks(row, ORGANS))
+    return measure_record(measure_masks(decode_masks(row, ORGANS)))
 
 
 @pytest.mark.parametrize("name", ["ChestX-Ray8.csv", "CANDID-PTX.csv"])

@@ -68,10 +68,10 @@ def test_record_rounds_for_tables():
     masks = _masks()
     masks["heart"][20:30, 20:41] = 255  # width 21: CTR 0.42
     masks["left_lung"][:, 54] = 0  # thorax 49 cols: CTR 21/49
-    row = measure_record(masks, pixel_spacing=(0.139, 0.143))
+    row = measure_record(measure_masks(masks, pixel_spacing=(0.139, 0.143)))
     assert row["CTR"] == round(21 / 49, 4) and isinstance(row["Heart Width (px)"], int)
     assert row["Heart Width (mm)"] == round(21 * 0.143, 4) and row["Row Spacing (mm)"] == 0.139
-    assert measure_record(masks)["Heart Width (mm)"] is None
+    assert measure_record(measure_masks(masks))["Heart Width (mm)"] is None
 
 
 @pytest.mark.parametrize(

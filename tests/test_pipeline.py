@@ -221,7 +221,7 @@ def test_build_dataset_with_an_existing_segmenter(tiny_weights, xray_folder, tmp
 
 
 def test_measure_columns_follow_the_chexmask_ones_and_match_the_masks(reference):
-    from chexmask.measures import MEASURE_COLUMNS, measure_record
+    from chexmask.measures import MEASURE_COLUMNS, measure_masks, measure_record
 
     df = pd.read_csv(reference[0].output, dtype=str, keep_default_na=False)
     columns = list(df.columns)
@@ -229,7 +229,7 @@ def test_measure_columns_follow_the_chexmask_ones_and_match_the_masks(reference)
     for _, row in df.iterrows():
         h, w = int(row["Height"]), int(row["Width"])
         masks = {o: decode_rle(row[c], h, w) for o, c in (("right_lung", "Right Lung"), ("left_lung", "Left Lung"), ("heart", "Heart"))}
-        expected = measure_record(masks)
+        expected = measure_record(measure_masks(masks))
         assert float(row["CTR"]) == expected["CTR"] and int(row["Heart Area (px)"]) == expected["Heart Area (px)"]
         assert int(row["Thorax Width (px)"]) == expected["Thorax Width (px)"]
         assert row["Heart Width (mm)"] == "" and row["Row Spacing (mm)"] == ""  # PNGs have no pixel spacing
@@ -255,11 +255,11 @@ def test_dicom_pixel_spacing_gives_the_mm_columns(tiny_weights, jsrt_dir, tmp_pa
 
 def test_segmentation_measures_are_the_row_measures(tiny_weights, xray_folder):
     from chexmask.io.read import read_image
-    from chexmask.measures import measure_record
+    from chexmask.measures import measure_masks, measure_record
 
     seg = Segmenter(tiny_weights).segment(read_image(xray_folder / "JPCLN001.png"))
     m = seg.measures()
-    assert m["Heart Area (px)"] == measure_record(seg.masks())["Heart Area (px)"] and np.isnan(m["Heart Width (mm)"])
+    assert m["Heart Area (px)"] == measure_record(measure_masks(seg.masks()))["Heart Area (px)"] and np.isnan(m["Heart Width (mm)"])
     assert seg.measures((0.5, 0.5))["Heart Width (mm)"] == m["Heart Width (px)"] * 0.5
     assert segmentation_record(seg, pixel_spacing=(0.5, 0.5))["CTR"] == round(m["CTR"], 4)
 

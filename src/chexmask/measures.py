@@ -20,8 +20,9 @@ heights the row spacing and areas their product.
 columns) of a frontal view. The thorax width takes both lungs together, so it does not
 depend on which is which.
 
-:func:`measure_masks` is the one place the numbers are computed; :func:`measure_record`
-rounds them for tables (the ``chexmask segment`` columns), and
+:func:`measure_masks` (of masks) and :func:`measure_runs` (of the runs a row's RLE holds,
+no mask painted) give the same numbers, computed in one place from where each organ's
+pixels are; :func:`measure_record` rounds them for tables (the ``chexmask segment`` columns), and
 :func:`chexmask.formats.measure_table.measure_table` runs them over any CheXmask table
 (``chexmask measure``).
 
@@ -35,10 +36,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MEASURE_COLUMNS", "MEASURE_DECIMALS", "measure_masks", "measure_record", "arrow_types"]
+__all__ = ["MEASURE_COLUMNS", "MEASURE_DECIMALS", "measure_masks", "measure_runs", "measure_record", "arrow_types"]
 
 #: The measurement columns, in table order: pixel lengths and areas, then mm and mm²
 #: (NaN/empty without a pixel spacing), then the spacing used.
@@ -68,10 +70,39 @@ MEASURE_DECIMALS = 4
 _ORGANS = ("right_lung", "left_lung", "heart")
 
 
-def _extent(profile: np.ndarray) -> float:
-    """``last - first + 1`` of the True entries of a 1-D profile; NaN when there are none."""
-    idx = np.flatnonzero(profile)
-    return float(idx[-1] - idx[0] + 1) if idx.size else math.nan
+class _Extent(NamedTuple):
+    """Where an organ's pixels are: first and last column and row (NaN when empty), and how many."""
+
+    col0: float
+    col1: float
+    row0: float
+    row1: float
+    area: float
+
+
+_EMPTY = _Extent(math.nan, math.nan, math.nan, math.nan, 0.0)
+
+
+def _mask_extent(mask: np.ndarray) -> _Extent:
+    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    if cols.size == 0:
+        return _EMPTY
+    return _Extent(float(cols[0]), float(cols[-1]), float(rows[0]), float(rows[-1]), float(np.count_nonzero(mask)))
+
+
+def _runs_extent(starts: np.ndarray, lengths: np.ndarray, width: int) -> _Extent:
+    if len(starts) == 0:
+        return _EMPTY
+    starts, ends = np.asarray(starts, np.int64), np.asarray(starts, np.int64) + np.asarray(lengths, np.int64) - 1
+    row0, row1 = starts // width, ends // width
+    wraps = row0 != row1  # a run over a row end covers that row's last and the next row's first column
+    col0 = np.where(wraps, 0, starts % width).min()
+    col1 = np.where(wraps, width - 1, ends % width).max()
+    return _Extent(float(col0), float(col1), float(row0.min()), float(row1.max()), float(np.sum(lengths)))
+
+
+def _span(a: float, b: float) -> float:
+    return b - a + 1  # NaN stays NaN
 
 
 def _check_spacing(pixel_spacing) -> tuple[float, float] | None:
@@ -133,19 +164,47 @@ def measure_masks(masks: Mapping[str, np.ndarray], pixel_spacing: tuple[float, f
     shapes = {a.shape for a in arrays.values()}
     if len(shapes) != 1 or arrays["heart"].ndim != 2:
         raise ValueError(f"masks must be 2-D arrays of one shape, got {({o: a.shape for o, a in arrays.items()})}")
-    spacing = _check_spacing(pixel_spacing)
+    return _measures({o: _mask_extent(a) for o, a in arrays.items()}, _check_spacing(pixel_spacing))
 
-    heart, right, left = arrays["heart"], arrays["right_lung"], arrays["left_lung"]
-    heart_w = _extent(heart.any(axis=0))
-    thorax_w = _extent((right | left).any(axis=0))
+
+def measure_runs(runs: Mapping[str, tuple[np.ndarray, np.ndarray]], width: int,
+                 pixel_spacing: tuple[float, float] | None = None) -> dict[str, float]:
+    """:func:`measure_masks` of masks given as runs (:func:`chexmask.masks.fill.landmarks_to_runs`).
+
+    Parameters
+    ----------
+    runs : mapping of str to (starts, lengths)
+        0-based row-major runs of ``right_lung``, ``left_lung`` and ``heart`` in an image
+        ``width`` pixels wide.
+    width : int
+    pixel_spacing : (float, float), optional
+        As for :func:`measure_masks`.
+
+    Returns
+    -------
+    dict of str to float
+        The same values as :func:`measure_masks` of the painted masks.
+    """
+    missing = [o for o in _ORGANS if o not in runs]
+    if missing:
+        raise ValueError(f"runs lacks {missing}; it has {sorted(runs)}")
+    return _measures({o: _runs_extent(*runs[o], int(width)) for o in _ORGANS}, _check_spacing(pixel_spacing))
+
+
+def _measures(ext: Mapping[str, _Extent], spacing: tuple[float, float] | None) -> dict[str, float]:
+    """The one place the numbers are computed, from where each organ's pixels are."""
+    heart, right, left = ext["heart"], ext["right_lung"], ext["left_lung"]
+    heart_w = _span(heart.col0, heart.col1)
+    lungs = [e for e in (right, left) if e.area > 0]
+    thorax_w = _span(min(e.col0 for e in lungs), max(e.col1 for e in lungs)) if lungs else math.nan
     px = {
         "Heart Width (px)": heart_w,
         "Thorax Width (px)": thorax_w,
-        "Heart Area (px)": float(np.count_nonzero(heart)),
-        "Right Lung Area (px)": float(np.count_nonzero(right)),
-        "Left Lung Area (px)": float(np.count_nonzero(left)),
-        "Right Lung Height (px)": _extent(right.any(axis=1)),
-        "Left Lung Height (px)": _extent(left.any(axis=1)),
+        "Heart Area (px)": heart.area,
+        "Right Lung Area (px)": right.area,
+        "Left Lung Area (px)": left.area,
+        "Right Lung Height (px)": _span(right.row0, right.row1),
+        "Left Lung Height (px)": _span(left.row0, left.row1),
     }
     row_mm, col_mm = spacing if spacing is not None else (math.nan, math.nan)
     out = {"CTR": heart_w / thorax_w if thorax_w > 0 else math.nan, **px}
@@ -163,14 +222,14 @@ def measure_masks(masks: Mapping[str, np.ndarray], pixel_spacing: tuple[float, f
     return {c: out[c] for c in MEASURE_COLUMNS}
 
 
-def measure_record(masks: Mapping[str, np.ndarray], pixel_spacing: tuple[float, float] | None = None) -> dict[str, int | float | None]:
-    """:func:`measure_masks` as table values: ``int`` pixels, rounded floats, ``None`` for NaN.
+def measure_record(values: Mapping[str, float]) -> dict[str, int | float | None]:
+    """Measurements (:func:`measure_masks` or :func:`measure_runs`) as table values.
 
-    ``CTR`` and the mm values are rounded to :data:`MEASURE_DECIMALS` decimals; the
-    spacing is kept as given.
+    ``int`` pixels, ``CTR`` and the mm values rounded to :data:`MEASURE_DECIMALS`
+    decimals, the spacing as given, ``None`` for NaN.
     """
     row: dict[str, int | float | None] = {}
-    for column, value in measure_masks(masks, pixel_spacing).items():
+    for column, value in values.items():
         if math.isnan(value):
             row[column] = None
         elif column in _PX_COLUMNS:

@@ -145,7 +145,7 @@ def create_app(
 
     def _run(data: bytes, name: str, kind: str) -> dict:
         from chexmask.io.read import read_image
-        from chexmask.measures import measure_record
+        from chexmask.measures import measure_masks, measure_record
 
         with tempfile.TemporaryDirectory(prefix="chexmask-upload-") as tmp:
             path = Path(tmp) / name
@@ -170,7 +170,7 @@ def create_app(
             "node_uncertainty_max": None if seg.node_uncertainty is None else float(seg.node_uncertainty.max()),
             "quality": quality_flag(seg, flag_threshold_px, estimate),
             "rca": None if estimate is None else {"mean": float(estimate.mean), "max": float(estimate.max)},
-            "measures": measure_record(masks, image.pixel_spacing),  # mm only with a DICOM pixel spacing
+            "measures": measure_record(measure_masks(masks, image.pixel_spacing)),  # mm only with a DICOM pixel spacing
             "seconds": round(time.perf_counter() - start, 3),
             "overlay": f"/api/results/{rid}/overlay.png",
             "download": f"/api/results/{rid}/download.zip",

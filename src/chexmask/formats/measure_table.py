@@ -16,7 +16,7 @@ from pathlib import Path
 from chexmask._errors import InputError
 from chexmask.formats.runfiles import failure
 from chexmask.formats.stream import DEFAULT_CHUNKSIZE
-from chexmask.measures import arrow_types, measure_record
+from chexmask.measures import arrow_types, measure_masks, measure_record
 
 __all__ = ["MeasureRun", "measure_table"]
 
@@ -52,7 +52,7 @@ def _measure_rows(task: list[tuple[int, str, dict]], source: str) -> list[tuple]
     for row, image_id, values in task:
         where = f"{source} row {row}"
         try:
-            out.append(("ok", image_id, measure_record(decode_masks(values, _ORGANS, source=where))))
+            out.append(("ok", image_id, measure_record(measure_masks(decode_masks(values, _ORGANS, source=where)))))
         except InputError as err:  # the row's data is bad: record it, go on
             path, error, reason = failure(where, err)
             out.append(("error", path, error, f"image {image_id!r}: {reason}"))

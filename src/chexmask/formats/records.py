@@ -34,8 +34,9 @@ from chexmask.anatomy import N_NODES
 from chexmask.formats.landmarks import format_landmarks
 from chexmask.formats.runfiles import atomic_write
 from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
-from chexmask.masks.rle import encode_rle
-from chexmask.measures import MEASURE_COLUMNS, arrow_types, measure_record
+from chexmask.masks.fill import landmarks_to_runs
+from chexmask.masks.rle import runs_to_rle
+from chexmask.measures import MEASURE_COLUMNS, arrow_types, measure_record, measure_runs
 from chexmask.flag import quality_flag
 
 __all__ = [
@@ -135,12 +136,15 @@ def segmentation_record(
 
     Notes
     -----
-    The masks are ``landmarks_to_masks`` fills of :attr:`Segmentation.landmarks_int`
-    (the rounded ``Landmarks`` written in the row), so decoding a row's masks and
-    re-filling its landmarks agree exactly. Filling and run-length encoding the three
-    masks is the costly part: the pipeline does it in worker processes.
+    The masks are the runs of ``landmarks_to_masks`` fills of
+    :attr:`Segmentation.landmarks_int` (the rounded ``Landmarks`` written in the row),
+    computed without painting them (:func:`chexmask.masks.fill.landmarks_to_runs`), so
+    decoding a row's masks and re-filling its landmarks agree exactly. The pipeline
+    builds rows in worker processes when it has them.
     """
-    masks = segmentation.masks()
+    # Runs straight from the contours (no mask painted): the same pixels as
+    # Segmentation.masks(), 3x cheaper (chexmask.masks.fill.polygon_runs).
+    runs = landmarks_to_runs(segmentation.landmarks_int, segmentation.height, segmentation.width)
     row: dict[str, object] = {
         id_column: segmentation.image_id,
         "Dice RCA (Mean)": _round_rca(rca, "Dice RCA (Mean)"),
@@ -148,7 +152,7 @@ def segmentation_record(
         "Landmarks": format_landmarks(segmentation.landmarks_int[:N_NODES]),
     }
     for organ in ("left_lung", "right_lung", "heart"):  # published column order
-        row[MASK_COLUMNS[organ]] = encode_rle(masks[organ])
+        row[MASK_COLUMNS[organ]] = runs_to_rle(*runs[organ])
     row["Height"] = int(segmentation.height)
     row["Width"] = int(segmentation.width)
     row["Uncertainty"] = _round(segmentation.uncertainty)
@@ -157,11 +161,11 @@ def segmentation_record(
         row[column] = _round(organs.get(organ))
     row["Latent Sigma"] = _round(float(np.mean(segmentation.latent_sigma)))
     row["Quality Flag"] = quality_flag(segmentation, row["Dice RCA (Mean)"]).flag
-    row.update(measure_record(masks, pixel_spacing))
-    if "right_clavicle" in masks:
+    row.update(measure_record(measure_runs(runs, segmentation.width, pixel_spacing)))
+    if "right_clavicle" in runs:
         row["Clavicle Landmarks"] = format_landmarks(segmentation.landmarks_int[N_NODES:])
-        row["Right Clavicle"] = encode_rle(masks["right_clavicle"])
-        row["Left Clavicle"] = encode_rle(masks["left_clavicle"])
+        row["Right Clavicle"] = runs_to_rle(*runs["right_clavicle"])
+        row["Left Clavicle"] = runs_to_rle(*runs["left_clavicle"])
     for column in RCA_ORGAN_COLUMNS:
         row[column] = _round_rca(rca, column)
     row["Node Mean"] = _flat(segmentation.node_mean)

@@ -20,7 +20,7 @@ import numpy as np
 
 from chexmask._errors import RLEError
 
-__all__ = ["encode_rle", "decode_rle"]
+__all__ = ["encode_rle", "decode_rle", "runs_to_rle"]
 
 _WELL_FORMED = re.compile(r"\s*(?:[0-9]+(?:\s+[0-9]+)*)?\s*")
 _TOKEN = re.compile(r"[0-9]+")
@@ -60,11 +60,25 @@ def encode_rle(mask: np.ndarray) -> str:
         raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
     flat = np.zeros(mask.size + 2, dtype=bool)
     flat[1:-1] = mask.reshape(-1) != 0
-    # Positions (1-based pixel index) where a run starts or ends (exclusive).
-    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    runs = edges.reshape(-1, 2)
-    runs[:, 1] -= runs[:, 0]
-    return " ".join(map(str, runs.ravel().tolist()))
+    # Positions (0-based pixel index) where a run starts or ends (exclusive).
+    edges = np.flatnonzero(flat[1:] != flat[:-1]).reshape(-1, 2)
+    return runs_to_rle(edges[:, 0], edges[:, 1] - edges[:, 0])
+
+
+def runs_to_rle(starts: np.ndarray, lengths: np.ndarray) -> str:
+    """The CheXmask string of runs given by 0-based row-major ``starts`` and their ``lengths``.
+
+    The runs must be in increasing order and separated by gaps (as
+    :func:`chexmask.masks.fill.polygon_runs` returns them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> runs_to_rle(np.array([1, 7]), np.array([2, 2]))
+    '2 2 8 2'
+    """
+    pairs = np.stack([np.asarray(starts, dtype=np.int64) + 1, np.asarray(lengths, dtype=np.int64)], axis=1)
+    return " ".join(map(str, pairs.ravel().tolist()))
 
 
 def decode_rle(rle: str, height: int, width: int, *, source: str = "RLE string") -> np.ndarray:
