@@ -10,7 +10,7 @@ Three networks are exported from the torch model to ONNX: the encoder, the decod
 batch of latents with their own feature maps, and the decoder of many latent samples of
 one image sharing its feature maps (no copy per sample). Exporting traces the model
 (about ten seconds), so the networks are saved under
-``cache_dir()/openvino/<weights sha256>-torch<version>/`` and read back in about a second
+``cache_dir()/openvino/<weights sha256>-<code digest>-torch<version>/`` and read back in about a second
 by later runs (``CHEXMASK_CACHE`` moves the cache; deleting it is always safe).
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -81,7 +82,7 @@ class OpenVINONet:
 
         self.version = openvino_version()
         self.threads = int(threads or torch.get_num_threads())
-        folder = cache_dir() / "openvino" / f"{sha256}-torch{torch.__version__.split('+')[0]}"
+        folder = cache_dir() / "openvino" / f"{sha256}-{_code_digest()}-torch{torch.__version__.split('+')[0]}"
         core = ov.Core()
         if not _complete(folder):
             _convert(model, folder)
@@ -103,6 +104,19 @@ class OpenVINONet:
         if deep.shape[0] != 1:
             raise ValueError(f"decode: {z.shape[0]} latents but feature maps of batch {deep.shape[0]}")
         return _run(self._sample_decoder, [z, deep, upper])[0], None
+
+
+def _code_digest() -> str:
+    """A digest of the code that defines the exported networks: a changed model or
+    wrapper never reuses an export made by other code for the same weights."""
+    import hashlib
+
+    from chexmask.model import hybridgnet, layers
+
+    h = hashlib.sha256()
+    for module in (hybridgnet, layers, sys.modules[__name__]):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _run(compiled, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
