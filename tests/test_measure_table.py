@@ -110,3 +110,22 @@ def test_every_row_failing_exits_1(tmp_path):
     result = measure(tmp_path / "t.csv", "-o", tmp_path / "m.csv")
     assert result.exit_code == 1 and "measured 0 of 2 rows" in result.output
     assert pd.read_csv(tmp_path / "m.csv").columns.tolist() == ["ImageID", *MEASURE_COLUMNS]
+
+
+def test_measuring_runs_gives_the_numbers_of_the_decoded_masks(shared_data):
+    """``chexmask measure`` measures a row's runs without painting masks: the same numbers, on published rows."""
+    import math
+
+    from chexmask.formats.stream import decode_runs
+    from chexmask.measures import measure_runs
+
+    folder = shared_data / "chexmask-format"
+    if not folder.exists():
+        pytest.skip(f"no published CheXmask rows at {folder}")
+    rows = [r for path in sorted(folder.glob("*.csv")) for r in read_table(path).head(10).to_dict("records")]
+    assert len(rows) >= 20
+    for row in rows:
+        a = measure_masks(decode_masks(row, ORGANS))
+        _, width, runs = decode_runs(row, ORGANS)
+        b = measure_runs(runs, width)
+        assert all((math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a), row.get("Height")

@@ -23,7 +23,7 @@ import pandas as pd
 
 from chexmask._errors import InputError
 from chexmask.formats.tables import MASK_COLUMNS, id_column, mask_size
-from chexmask.masks.rle import decode_rle
+from chexmask.masks.rle import decode_rle, rle_runs
 
 __all__ = [
     "DEFAULT_CHUNKSIZE",
@@ -34,6 +34,7 @@ __all__ = [
     "iter_chunks",
     "read_ids",
     "decode_masks",
+    "decode_runs",
 ]
 
 #: Rows per chunk: ~20 MB of CheXmask text.
@@ -286,11 +287,37 @@ def decode_masks(
         RLE string is malformed (:class:`~chexmask.RLEError`, naming the column).
     """
     height, width = mask_size(row, source=source)
-    masks = {}
+    return {organ: decode_rle(text, height, width, source=where) for organ, (text, where) in _mask_texts(row, organs, source).items()}
+
+
+def decode_runs(
+    row: Mapping[str, object], organs: Iterable[str], *, source: str = "row"
+) -> tuple[int, int, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """:func:`decode_masks` as runs (:func:`chexmask.masks.rle.rle_runs`), no mask painted.
+
+    Returns
+    -------
+    height, width, runs
+        The row's frame and, per organ, 0-based ``(starts, lengths)``: what
+        :func:`chexmask.measures.measure_runs` takes.
+
+    Raises
+    ------
+    InputError
+        As :func:`decode_masks`.
+    """
+    height, width = mask_size(row, source=source)
+    runs = {organ: rle_runs(text, height, width, source=where) for organ, (text, where) in _mask_texts(row, organs, source).items()}
+    return height, width, runs
+
+
+def _mask_texts(row: Mapping[str, object], organs: Iterable[str], source: str) -> dict[str, tuple[str, str]]:
+    """Each organ's RLE text and what it is (``"t.csv row 3, column Heart"``); a missing one is an error."""
+    out = {}
     for organ in organs:
         column = MASK_COLUMNS[organ]
         text = row.get(column)
         if not isinstance(text, str):
             raise InputError(f"{source}, column {column}", "mask value is missing")
-        masks[organ] = decode_rle(text, height, width, source=f"{source}, column {column}")
-    return masks
+        out[organ] = (text, f"{source}, column {column}")
+    return out

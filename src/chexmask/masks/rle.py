@@ -20,7 +20,7 @@ import numpy as np
 
 from chexmask._errors import RLEError
 
-__all__ = ["encode_rle", "decode_rle", "runs_to_rle"]
+__all__ = ["encode_rle", "decode_rle", "rle_runs", "runs_to_rle"]
 
 _WELL_FORMED = re.compile(r"\s*(?:[0-9]+(?:\s+[0-9]+)*)?\s*")
 _TOKEN = re.compile(r"[0-9]+")
@@ -120,6 +120,42 @@ def decode_rle(rle: str, height: int, width: int, *, source: str = "RLE string")
            [  0,   0,   0, 255],
            [255,   0,   0,   0]], dtype=uint8)
     """
+    starts, lengths = rle_runs(rle, height, width, source=source)
+    n_pixels = int(height) * int(width)
+    if not len(starts):
+        return np.zeros((height, width), dtype=np.uint8)
+    # Alternate background gaps and foreground runs, then expand in one repeat.
+    ends = starts + lengths  # 0-based, exclusive
+    gaps = starts - np.concatenate(([0], ends[:-1]))
+    counts = np.empty(2 * len(starts) + 1, dtype=np.int64)
+    counts[0:-1:2] = gaps
+    counts[1::2] = lengths
+    counts[-1] = n_pixels - ends[-1]
+    values = np.zeros(len(counts), dtype=np.uint8)
+    values[1::2] = 255
+    return np.repeat(values, counts).reshape(height, width)
+
+
+def rle_runs(rle: str, height: int, width: int, *, source: str = "RLE string") -> tuple[np.ndarray, np.ndarray]:
+    """The runs of a CheXmask string, checked as :func:`decode_rle` checks them, without painting a mask.
+
+    Returns
+    -------
+    starts, lengths : (K,) int64 ndarrays
+        0-based row-major starts and lengths, in increasing order (touching runs are kept
+        apart, as written); what :func:`chexmask.measures.measure_runs` takes.
+
+    Raises
+    ------
+    RLEError, ValueError
+        As :func:`decode_rle`.
+
+    Examples
+    --------
+    >>> starts, lengths = rle_runs("2 2 8 2", 3, 4)
+    >>> starts.tolist(), lengths.tolist()
+    ([1, 7], [2, 2])
+    """
     for name, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -135,7 +171,7 @@ def decode_rle(rle: str, height: int, width: int, *, source: str = "RLE string")
             source, f"odd number of values ({len(tokens)}); expected 'start length' pairs"
         )
     if not tokens:
-        return np.zeros((height, width), dtype=np.uint8)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     too_long = next((t for t in tokens if len(t) > _MAX_DIGITS), None)
     if too_long is not None:
         raise RLEError(source, f"value {too_long[:40]} is beyond any image size")
@@ -166,12 +202,4 @@ def decode_rle(rle: str, height: int, width: int, *, source: str = "RLE string")
             f"run {i} (start {starts[i]}) overlaps or precedes run {i - 1} "
             f"(start {starts[i - 1]}, length {lengths[i - 1]}); runs must increase",
         )
-    # Alternate background gaps and foreground runs, then expand in one repeat.
-    gaps = starts - 1 - np.concatenate(([0], ends[:-1]))
-    counts = np.empty(2 * len(runs) + 1, dtype=np.int64)
-    counts[0:-1:2] = gaps
-    counts[1::2] = lengths
-    counts[-1] = n_pixels - ends[-1]
-    values = np.zeros(len(counts), dtype=np.uint8)
-    values[1::2] = 255
-    return np.repeat(values, counts).reshape(height, width)
+    return starts - 1, lengths
