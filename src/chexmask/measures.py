@@ -93,7 +93,8 @@ def _mask_extent(mask: np.ndarray) -> _Extent:
 def _runs_extent(starts: np.ndarray, lengths: np.ndarray, width: int) -> _Extent:
     if len(starts) == 0:
         return _EMPTY
-    starts, ends = np.asarray(starts, np.int64), np.asarray(starts, np.int64) + np.asarray(lengths, np.int64) - 1
+    starts = np.asarray(starts, np.int64)
+    ends = starts + np.asarray(lengths, np.int64) - 1
     row0, row1 = starts // width, ends // width
     wraps = row0 != row1  # a run over a row end covers that row's last and the next row's first column
     col0 = np.where(wraps, 0, starts % width).min()

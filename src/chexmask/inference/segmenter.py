@@ -317,12 +317,14 @@ def _network(model, sha256: str, device: torch.device, backend: str):
 
     if backend not in BACKENDS:
         raise ChexmaskError(f"--backend {backend!r}: expected one of {list(BACKENDS)}")
-    if backend == "openvino" and (device.type != "cpu" or openvino_version() is None):
-        raise ChexmaskError("--backend openvino runs on the CPU only, with OpenVINO installed (pip install openvino)"
-                            if openvino_version() is None else "--backend openvino runs on the CPU only; use --backend torch on CUDA")
-    if backend != "torch" and device.type == "cpu" and openvino_version() is not None:
+    version = openvino_version()
+    if backend == "openvino" and version is None:
+        raise ChexmaskError("--backend openvino runs on the CPU only, with OpenVINO installed (pip install openvino)")
+    if backend == "openvino" and device.type != "cpu":
+        raise ChexmaskError("--backend openvino runs on the CPU only; use --backend torch on CUDA")
+    if backend != "torch" and device.type == "cpu" and version is not None:
         try:
-            return OpenVINONet(model, sha256), f"openvino {openvino_version()} f32"
+            return OpenVINONet(model, sha256), f"openvino {version} f32"
         except (OSError, RuntimeError) as exc:  # e.g. an unwritable cache, a CPU OpenVINO does not support
             if backend == "openvino":
                 raise ChexmaskError(f"--backend openvino: {exc}") from exc
