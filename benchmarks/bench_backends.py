@@ -1,4 +1,4 @@
-"""CPU backends for the model: torch eager vs inference_mode + channels_last vs ONNX Runtime vs OpenVINO.
+"""CPU backends for the model: torch eager, inference_mode + channels_last, torch.compile, ONNX Runtime, OpenVINO.
 
 Usage: python benchmarks/bench_backends.py [--weights NAME] [--batch 8] [--samples 50] [--threads 2]
 
@@ -6,7 +6,8 @@ Measures, in one process on the same random-free inputs (JSRT-like images are no
 for speed; the accuracy check uses the shipped weights on JSRT images when given
 ``--images``), model-only images/s of the deterministic path (encoder + z = mu decoder)
 and of the 50-sample decoder, and the largest landmark difference (px, 256 frame) and
-uncertainty difference against torch eager. ONNX Runtime runs the encoder and the decoder
+uncertainty difference against torch eager. torch.compile compiles ``encode`` and
+``decode`` with the default (inductor) backend; its compile time is printed, not timed. ONNX Runtime runs the encoder and the decoder
 exported with ``torch.onnx.export`` (opset 17); OpenVINO is chexmask's own backend
 (:class:`chexmask.inference.openvino_net.OpenVINONet`, float32). A backend becomes the default only if
 landmarks stay within 0.05 px and uncertainty within 1e-3 px of torch.
@@ -73,6 +74,18 @@ def main() -> None:
         results["torch inference_mode + channels_last"] = (_time(lambda: torch_run(xc)), out)
         model.to(memory_format=torch.contiguous_format)
         del model_cl
+
+    try:
+        from types import SimpleNamespace
+
+        compiled = SimpleNamespace(encode=torch.compile(model.encode), decode=torch.compile(model.decode))
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            out = torch_run(x, compiled)
+            print(f"torch.compile: first call (compilation) {time.perf_counter() - t0:.1f} s")
+            results["torch.compile (inductor)"] = (_time(lambda: torch_run(x, compiled)), out)
+    except Exception as exc:  # report, do not hide: inductor needs a C++ compiler
+        print(f"torch.compile: not measured ({type(exc).__name__}: {str(exc)[:200]})")
 
     try:
         import onnxruntime as ort

@@ -87,3 +87,22 @@ def test_an_unusable_cache_falls_back_to_torch_with_a_warning(tiny_weights, tmp_
     assert seg.backend.startswith("torch ") and "OpenVINO could not load the network" in caplog.text
     with pytest.raises(ChexmaskError, match="--backend openvino: "):
         Segmenter(tiny_weights, backend="openvino")
+
+
+def test_openvino_exports_the_input_standardisation(jsrt_images, tmp_path, monkeypatch):
+    """A "zscore" model's standardisation is part of the exported network: OpenVINO gives torch's answer."""
+    import torch
+
+    from chexmask.model.hybridgnet import HybridGNet, ModelConfig
+    from chexmask.model.weights import save_weights
+
+    monkeypatch.setenv("CHEXMASK_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = HybridGNet(ModelConfig(input_size=64, input_norm="zscore"), mean_shape=np.random.default_rng(0).uniform(0.2, 0.8, (120, 2)))
+    torch.nn.init.normal_(model.conv1.weight, std=0.01)
+    path = tmp_path / "zscore.safetensors"
+    save_weights(model, path)
+    ov, pt = Segmenter(path, uncertainty=0), Segmenter(path, uncertainty=0, backend="torch")
+    assert ov.backend.startswith("openvino ")
+    for a, b in zip(ov.segment_images(jsrt_images[:2]), pt.segment_images(jsrt_images[:2])):
+        assert np.abs(a.landmarks - b.landmarks).max() < 0.05

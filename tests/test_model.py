@@ -93,3 +93,30 @@ def test_segment_files_reports_bad_files_and_keeps_order(batch_size, tiny_weight
     assert isinstance(results[1], Failure) and results[1].path == str(bad)
     assert results[1].message == "not a PNG, JPEG or DICOM image"
     assert [r.image_id for r in results if isinstance(r, Segmentation)] == ["JPCLN001", "JPCLN002"]
+
+
+def test_zscore_input_norm_standardises_inside_the_network(tmp_path):
+    """A "zscore" model answers the same for an image and its gain/offset change, and keeps its norm on disk."""
+    from chexmask.model.hybridgnet import ZSCORE_MEAN, ZSCORE_STD, standardise
+
+    with pytest.raises(ValueError, match="input_norm must be one of"):
+        ModelConfig(input_size=64, input_norm="histeq")
+    x = torch.rand(2, 1, 64, 64) * 0.5
+    z = standardise(x)
+    torch.testing.assert_close(z.mean(dim=(1, 2, 3)), torch.full((2,), ZSCORE_MEAN), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(dim=(1, 2, 3), unbiased=False), torch.full((2,), ZSCORE_STD), atol=1e-4, rtol=0)
+    torch.manual_seed(0)
+    model = HybridGNet(ModelConfig(input_size=64, input_norm="zscore")).eval()
+    torch.nn.init.normal_(model.conv1.weight, std=0.01)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).points, model(x * 1.7 + 0.1).points, atol=1e-5, rtol=0)
+        raw = HybridGNet(ModelConfig(input_size=64)).eval()
+        raw.load_state_dict(model.state_dict())
+        torch.nn.init.normal_(raw.conv1.weight, std=0.01)
+        assert not torch.allclose(raw(x).points, raw(x * 1.7 + 0.1).points, atol=1e-5)
+    path = tmp_path / "z.safetensors"
+    save_weights(model, path)
+    loaded, info = load_model(path)
+    assert loaded.config.input_norm == "zscore" and info["config"]["input_norm"] == "zscore"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).points, model(x).points)

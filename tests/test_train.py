@@ -6,6 +6,7 @@ from safetensors.numpy import load_file
 
 from chexmask.model.data import augment, load_source
 from chexmask.model.train import TrainConfig, landmark_mse, train
+from chexmask.model.weights import load_model
 
 
 def test_augment_keeps_landmarks_on_the_anatomy():
@@ -186,3 +187,16 @@ def test_size_mismatch_is_a_clear_error(jsrt_dir, tmp_path):
     train(TrainConfig(size=32, **base), progress=False)
     with pytest.raises(ChexmaskError, match="size = 32.*size = 64"):
         train(TrainConfig(size=64, **base), progress=False)
+
+
+def test_input_norm_is_checked_and_kept_across_a_resume(jsrt_dir, tmp_path):
+    """A bad --input-norm is a clear error; a checkpoint of another input norm is not resumed."""
+    from chexmask._errors import ChexmaskError
+
+    with pytest.raises(ChexmaskError, match="input_norm 'histeq': choose one of none, zscore"):
+        TrainConfig([str(jsrt_dir)], str(tmp_path), input_norm="histeq")
+    base = dict(sources=[str(jsrt_dir)], epochs=1, batch_size=2, subset=2, threads=1, out_dir=str(tmp_path), size=32)
+    best = train(TrainConfig(input_norm="zscore", **base), progress=False)
+    assert load_model(best)[0].config.input_norm == "zscore"
+    with pytest.raises(ChexmaskError, match="input_norm = zscore.*input_norm = none"):
+        train(TrainConfig(**base), progress=False)

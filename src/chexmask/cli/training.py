@@ -20,14 +20,15 @@ def train(
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also predict the clavicles (RCLA/LCLA landmarks; sources without them carry no clavicle loss)."),
     robust: bool = typer.Option(True, "--robust-augment/--basic-augment", help="Wide augmentation for other hospitals (default) or the JSRT-only recipe."),
+    input_norm: str = typer.Option("none", help="Intensity standardisation inside the network: none, or zscore (each image to one mean and spread)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train HybridGNet on the sources' train splits, selecting on their val splits; resumes from OUT/last.ckpt if present."""
     from chexmask.model.train import TrainConfig
     from chexmask.model.train import train as run_training
 
-    cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
-                      clavicles=clavicles, robust=robust)
     with exit_on(chexmask.ChexmaskError):
+        cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
+                          clavicles=clavicles, robust=robust, input_norm=input_norm)
         best = run_training(cfg, progress=progress)
     typer.echo(f"best model: {best}")

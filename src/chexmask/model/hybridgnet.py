@@ -27,7 +27,13 @@ from torch import nn
 from chexmask.anatomy import ALL_ORGANS, ORGANS, graph_levels, n_nodes
 from chexmask.model.layers import ChebConv, GraphNorm, ResBlock, sample_roi, scaled_laplacian
 
-__all__ = ["ModelConfig", "HybridGNet", "ModelOutput"]
+__all__ = ["ModelConfig", "HybridGNet", "ModelOutput", "standardise"]
+
+INPUT_NORMS = ("none", "zscore")
+# Target of the "zscore" input standardisation: about the pooled mean and standard deviation
+# of the JSRT, Montgomery and Shenzhen model-frame pixels (0.59, 0.27), so the first layers
+# of a network trained on raw pixels see the same range.
+ZSCORE_MEAN, ZSCORE_STD = 0.6, 0.27
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,11 @@ class ModelConfig:
     organs : tuple of str
         Organs the decoder predicts, in node order: the CheXmask three, optionally
         followed by the clavicles (:data:`chexmask.anatomy.ALL_ORGANS`).
+    input_norm : str
+        Intensity standardisation inside the network, before the first convolution:
+        ``"none"`` (the [0, 1] pixels as they are) or ``"zscore"`` (each image's pixels
+        to mean :data:`ZSCORE_MEAN` and standard deviation :data:`ZSCORE_STD`). Part of
+        the network, so every backend and every caller standardise alike.
     """
 
     input_size: int = 256
@@ -58,11 +69,14 @@ class ModelConfig:
     filters: tuple[int, ...] = (2, 32, 32, 32, 16, 16, 16)
     window: int = 3
     organs: tuple[str, ...] = ORGANS
+    input_norm: str = "none"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if tuple(self.organs[:3]) != ORGANS or any(o not in ALL_ORGANS for o in self.organs):
             raise ValueError(f"organs must start with {ORGANS} and be taken from {ALL_ORGANS}, got {self.organs}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
         if self.input_size % 2 ** (len(self.channels) - 1):
             raise ValueError(f"input_size {self.input_size} must be divisible by {2 ** (len(self.channels) - 1)}")
 
@@ -76,6 +90,18 @@ class ModelConfig:
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+def standardise(image: torch.Tensor) -> torch.Tensor:
+    """Each ``(B, 1, S, S)`` image's pixels to mean :data:`ZSCORE_MEAN`, std :data:`ZSCORE_STD`.
+
+    A per-image z-score (nnU-Net's normalisation for non-CT images) moved back to the
+    range of the training pixels, so a network trained on raw pixels warm-starts it.
+    Written with plain means (not ``torch.std_mean``) so that it exports to ONNX.
+    """
+    mean = image.mean(dim=(1, 2, 3), keepdim=True)
+    var = ((image - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+    return (image - mean) / torch.sqrt(var + 1e-6) * ZSCORE_STD + ZSCORE_MEAN
 
 
 @dataclass
@@ -177,6 +203,8 @@ class HybridGNet(nn.Module):
         s = self.config.input_size
         if image.ndim != 4 or image.shape[1] != 1 or image.shape[2:] != (s, s):
             raise ValueError(f"image must have shape (B, 1, {s}, {s}), got {tuple(image.shape)}")
+        if self.config.input_norm == "zscore":
+            image = standardise(image)
         feats = self.encoder(image)
         flat = feats[-1].flatten(1)
         return self.fc_mu(flat), self.fc_logvar(flat), feats

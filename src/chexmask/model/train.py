@@ -31,7 +31,7 @@ from chexmask._errors import ChexmaskError
 from chexmask.anatomy import ALL_ORGANS, ORGAN_GROUPS, ORGANS, organ_slices
 from chexmask.masks.fill import fill_polygon
 from chexmask.model.data import LandmarkDataset, augment, load_sources
-from chexmask.model.hybridgnet import HybridGNet, ModelConfig, kl_divergence
+from chexmask.model.hybridgnet import INPUT_NORMS, HybridGNet, ModelConfig, kl_divergence
 from chexmask.model.weights import load_model, save_weights
 from chexmask.quality.metrics import dice, landmark_sq_errors
 
@@ -59,11 +59,14 @@ class TrainConfig:
     subset: int | None = None  # first N training images only, for quick experiments
     clavicles: bool = False  # also predict the clavicles (JSRT annotates them)
     robust: bool = True  # the wide augmentation of data.augment (False: the JSRT-only recipe)
+    input_norm: str = "none"  # ModelConfig.input_norm: "zscore" standardises each image inside the network
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, (str, Path)):
             self.sources = [str(self.sources)]
         self.sources = [str(s) for s in self.sources]
+        if self.input_norm not in INPUT_NORMS:
+            raise ChexmaskError(f"input_norm {self.input_norm!r}: choose one of {', '.join(INPUT_NORMS)}")
 
     @property
     def organs(self) -> tuple[str, ...]:
@@ -196,7 +199,7 @@ def _check_resume(out: Path, cfg: TrainConfig) -> None:
     if not (out / "last.ckpt").exists() or not saved.exists():
         return
     old = json.loads(saved.read_text())
-    for key, default in (("size", None), ("clavicles", False)):  # runs before --clavicles saved no such key
+    for key, default in (("size", None), ("clavicles", False), ("input_norm", "none")):  # older runs saved no such keys
         if old.get(key, default) != getattr(cfg, key):
             raise ChexmaskError(f"{out} holds a checkpoint trained with {key} = {old.get(key, default)}, this run asks for "
                                 f"{key} = {getattr(cfg, key)}; use another --out folder or the same setting")
@@ -220,7 +223,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     val_set = load_sources(cfg.sources, "val", cfg.size, limit=cfg.subset, organs=organs)
     with np.errstate(all="ignore"):
         mean_shape = np.nan_to_num(np.nanmean(train_set.targets, axis=0), nan=0.5)
-    model = HybridGNet(ModelConfig(input_size=cfg.size, organs=organs), mean_shape=mean_shape)
+    model = HybridGNet(ModelConfig(input_size=cfg.size, organs=organs, input_norm=cfg.input_norm), mean_shape=mean_shape)
     if cfg.init:
         warm_start(model, load_model(cfg.init)[0])
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
