@@ -57,3 +57,36 @@ def test_sample_roi_shape_and_gradient():
     assert out.shape == (2, 120, 36)
     out.sum().backward()
     assert pts.grad is not None and feat.grad is not None
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_projected_samples_equal_projecting_the_samples(shared):
+    """project_roi + sample_projected is sample_roi followed by the ChebConv projection, to float error,
+    for nodes inside, on the edge of and outside the frame (zero padding), per image and shared by many samples."""
+    from chexmask.model.layers import project_roi, sample_projected
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(1 if shared else 3, 16, 8, 8, generator=g)
+    points = torch.rand(3, 20, 2, generator=g) * 1.4 - 0.2  # some nodes outside [0, 1]
+    points[:, 0] = torch.tensor([0.0, 1.0])
+    weight = torch.randn(4, 16 * 9, 5, generator=g)
+    samples = sample_roi(feats.expand(3, -1, -1, -1), points, 3)
+    direct = samples @ weight.permute(1, 0, 2).reshape(16 * 9, 4 * 5)
+    via = sample_projected(project_roi(feats, weight, 3), points, 3)
+    torch.testing.assert_close(via, direct, atol=1e-4, rtol=1e-4)
+
+
+def test_decoding_many_samples_of_one_image_matches_decoding_them_one_by_one():
+    from chexmask.model.hybridgnet import HybridGNet, ModelConfig
+
+    torch.manual_seed(0)
+    model = HybridGNet(ModelConfig(input_size=64), mean_shape=np.random.default_rng(0).uniform(0.2, 0.8, (120, 2))).eval()
+    for head in (model.conv1, model.pos1, model.pos2):
+        torch.nn.init.normal_(head.weight, std=0.05)
+    with torch.no_grad():
+        mu, _, feats = model.encode(torch.rand(1, 1, 64, 64))
+        z = mu + torch.randn(6, mu.shape[1])
+        shared = model.decode(z, feats)[0]
+        one_by_one = torch.cat([model.decode(z[i : i + 1], feats)[0] for i in range(6)])
+    torch.testing.assert_close(shared, one_by_one, atol=1e-5, rtol=0)
+    assert float((shared - shared.mean(0)).abs().max()) > 1e-3  # the samples differ: a real check

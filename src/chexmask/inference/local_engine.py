@@ -104,6 +104,9 @@ def run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, b
             if pending is not None:  # finish the previous chunk while this one's rows are built
                 finish(*pending)
             pending = (chunk_id, records, futures)
+            if pool is None:  # nothing builds rows in the background: write now, hold one chunk's rows at most
+                finish(*pending)
+                pending = None
             if stop_after is not None and done >= stop_after:
                 break
         if pending is not None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chexmask.anatomy import ALL_ORGANS, ORGANS, graph_levels, n_nodes
-from chexmask.model.layers import ChebConv, GraphNorm, ResBlock, sample_roi, scaled_laplacian
+from chexmask.model.layers import ChebConv, GraphNorm, ResBlock, project_roi, sample_projected, sample_roi, scaled_laplacian
 
 __all__ = ["ModelConfig", "HybridGNet", "ModelOutput", "standardise"]
 
@@ -217,20 +217,31 @@ class HybridGNet(nn.Module):
         """
         b = z.shape[0]
         deep, upper = feats[-1], feats[-2]
-        if deep.shape[0] != b:
-            deep, upper = deep.expand(b, -1, -1, -1), upper.expand(b, -1, -1, -1)
+        shared = deep.shape[0] != b  # many latent samples of one image: project its maps once (layers.project_roi)
+        if shared and deep.shape[0] != 1:
+            raise ValueError(f"decode: {b} latents but feature maps of batch {deep.shape[0]}")
         h = self.dec_lin(z).view(b, self.n_coarse, -1)
         h = F.relu(self.norm6(self.conv6(h)))
         h = F.relu(self.norm5(self.conv5(h)))
         h = torch.matmul(self.unpool, h)
         p1 = self.mean_shape + self.pos1(h)
-        h = torch.cat([h, p1, sample_roi(deep, p1, self.config.window)], dim=-1)
-        h = F.relu(self.norm4(self.conv4(h)))
+        ch = self.config.channels
+        h = F.relu(self.norm4(self._skip(self.conv4, h, p1, deep, ch[-1], shared)))
         h = F.relu(self.norm3(self.conv3(h)))
         p2 = self.mean_shape + self.pos2(h)
-        h = torch.cat([h, p2, sample_roi(upper, p2, self.config.window)], dim=-1)
-        h = F.relu(self.norm2(self.conv2(h)))
+        h = F.relu(self.norm2(self._skip(self.conv2, h, p2, upper, ch[-2], shared)))
         return self.mean_shape + self.conv1(h), [p1, p2]
+
+    def _skip(self, conv: ChebConv, h: torch.Tensor, points: torch.Tensor, features: torch.Tensor, channels: int,
+              shared: bool) -> torch.Tensor:
+        """An image-to-graph skip: ``conv`` of the nodes' features, positions and sampled ``features`` (``channels`` deep)."""
+        head = torch.cat([h, points], dim=-1)
+        window = self.config.window
+        if not shared:
+            return conv(torch.cat([head, sample_roi(features, points, window)], dim=-1))
+        # the sampled rows counted from the config, not from tensor shapes, so that the ONNX export sees a static kernel
+        projected = project_roi(features, conv.weight[:, -channels * window**2 :], window)
+        return conv(head, sample_projected(projected, points, window))
 
     def forward(self, image: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> ModelOutput:
         """Predict node positions.

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["scaled_laplacian", "ChebConv", "GraphNorm", "sample_roi", "ResBlock"]
+__all__ = ["scaled_laplacian", "ChebConv", "GraphNorm", "sample_roi", "project_roi", "sample_projected", "ResBlock"]
 
 
 def scaled_laplacian(adjacency: np.ndarray) -> torch.Tensor:
@@ -76,11 +76,15 @@ class ChebConv(nn.Module):
         for k in range(K):
             nn.init.xavier_uniform_(self.weight[k])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
+    def forward(self, x: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` is ``(B, N, C)``; with ``projected`` (:func:`sample_projected` of
+        :func:`project_roi` maps), ``x`` holds only the first input channels and
+        ``projected`` is what the remaining ones contribute to the ``(B, N, K*out)`` projection."""
+        b, n, c = x.shape
         k, c_in, c_out = self.weight.shape
-        y = x @ self.weight.permute(1, 0, 2).reshape(c_in, k * c_out)  # (B, N, K*out)
-        y = y.view(b, n, k, c_out).transpose(1, 2).reshape(b, k * n, c_out)  # (B, K*N, out)
+        w = self.weight.permute(1, 0, 2).reshape(c_in, k * c_out)
+        y = x @ w if projected is None else x @ w[:c] + projected  # (B, N, K*out)
+        y = y.reshape(b, n, k, c_out).transpose(1, 2).reshape(b, k * n, c_out)  # (B, K*N, out)
         return torch.matmul(self.polys, y) + self.bias
 
 
@@ -123,6 +127,62 @@ def sample_roi(features: torch.Tensor, points: torch.Tensor, window: int = 3) ->
     grid = centre[:, :, None, :] + delta[None, None]  # (B, N, window^2, 2)
     sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return sampled.permute(0, 2, 1, 3).reshape(b, n, c * window * window)
+
+
+def project_roi(features: torch.Tensor, weight: torch.Tensor, window: int = 3) -> torch.Tensor:
+    """What a :class:`ChebConv` makes of :func:`sample_roi` samples, computed once per feature map.
+
+    The window's samples sit whole feature-map pixels apart, so they share their bilinear
+    weights: projecting the window's samples with ``weight`` equals bilinearly sampling,
+    at the node, the ``window x window`` convolution of the map by ``weight`` (sampling is
+    linear). The convolution covers the map and a border of ``(window - 1) / 2`` pixels,
+    outside which it is zero, as the samples' zero padding. When many latent samples of one
+    image are decoded, this convolution runs once per image and each sample only samples
+    it (:func:`sample_projected`) instead of projecting ``C * window^2`` features per node.
+
+    Parameters
+    ----------
+    features : (B, C, h, w) tensor
+    weight : (K, C * window^2, out) tensor
+        The ChebConv weight rows of the sampled channels, in :func:`sample_roi`'s order
+        (channel-major, then the window's pixels row by row).
+
+    Returns
+    -------
+    (B, K * out, h + window - 1, w + window - 1) tensor.
+    """
+    k, rows, out = weight.shape
+    c = rows // (window * window)  # from the weight, not the features: a static shape for the ONNX export
+    kernel = weight.reshape(k, c, window, window, out).permute(0, 4, 1, 2, 3).reshape(k * out, c, window, window)
+    return F.conv2d(features, kernel, padding=window - 1)
+
+
+def sample_projected(projected: torch.Tensor, points: torch.Tensor, window: int = 3) -> torch.Tensor:
+    """Bilinear samples of a :func:`project_roi` map at each node: ``(B, N, K * out)``.
+
+    Parameters
+    ----------
+    projected : (Bf, D, h + window - 1, w + window - 1) tensor
+        Bf is the batch of ``points`` or 1 (one image's map, shared by every latent sample).
+    points : (B, N, 2) tensor
+        Node positions (x, y) normalised to [0, 1] of the image frame.
+
+    Returns
+    -------
+    (B, N, D) tensor: ``sample_roi(features, points, window)`` projected by the weight.
+    """
+    bf, d, hb, wb = projected.shape
+    b, n, _ = points.shape
+    border = (window - 1) / 2
+    size = torch.tensor([wb - 2 * border, hb - 2 * border], dtype=points.dtype, device=points.device)
+    # a node at x (normalised) is at feature pixel x * w - 0.5, i.e. x * w - 0.5 + border of the
+    # bordered map, whose normalised grid coordinate (align_corners=False) is this:
+    grid = (points * size + border) * (2.0 / (size + 2 * border)) - 1.0
+    if bf == 1:  # every sample's nodes sample the same map
+        sampled = F.grid_sample(projected, grid.reshape(1, b * n, 1, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return sampled.reshape(d, b, n).permute(1, 2, 0)
+    sampled = F.grid_sample(projected, grid[:, :, None, :], mode="bilinear", padding_mode="zeros", align_corners=False)
+    return sampled[..., 0].transpose(1, 2)
 
 
 class ResBlock(nn.Module):
