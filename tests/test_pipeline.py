@@ -275,3 +275,18 @@ def test_the_pipeline_is_split_by_job_and_keeps_its_public_names():
     assert pipeline.plan_items is plan.plan_items and pipeline.load_item is stages.load_item
     assert "_stop_after_chunks" not in inspect.signature(build_dataset).parameters  # a module-level test hook
     assert {"MICRO_BATCH", "RunSummary", "check_output", "build_dataset", "segment_dataset"} <= set(pipeline.__all__)
+
+
+def test_without_workers_each_chunk_is_written_before_the_next_is_predicted(tiny_weights, xray_folder, tmp_path, monkeypatch):
+    """Peak memory holds one chunk's rows: without worker processes nothing builds rows in the
+    background, so a chunk's part is written before the next chunk's first prediction."""
+    from chexmask.formats.records import PartStore
+    from chexmask.inference import local_engine
+
+    events = []
+    predict, write = local_engine.predict_segmentations, PartStore.write
+    monkeypatch.setattr(local_engine, "predict_segmentations", lambda seg, batch: events.append("predict") or predict(seg, batch))
+    monkeypatch.setattr(PartStore, "write", lambda self, chunk, rows: events.append(f"write {chunk}") or write(self, chunk, rows))
+    run(tiny_weights, xray_folder, tmp_path / "o.csv", batch_size=2, chunk_size=2)
+    # 7 inputs in chunks of 2; the last chunk holds only an unreadable file (nothing to predict)
+    assert events == ["predict", "write 0", "predict", "write 1", "predict", "write 2", "write 3"]
