@@ -200,3 +200,11 @@ def test_input_norm_is_checked_and_kept_across_a_resume(jsrt_dir, tmp_path):
     assert load_model(best)[0].config.input_norm == "zscore"
     with pytest.raises(ChexmaskError, match="input_norm = zscore.*input_norm = none"):
         train(TrainConfig(**base), progress=False)
+
+
+def test_warm_start_across_input_norms_warns(jsrt_dir, tmp_path, caplog):
+    base = dict(sources=[str(jsrt_dir)], epochs=1, batch_size=2, subset=2, threads=1, size=32)
+    raw = train(TrainConfig(out_dir=str(tmp_path / "raw"), **base), progress=False)
+    with caplog.at_level("WARNING", logger="chexmask.model.train"):
+        train(TrainConfig(out_dir=str(tmp_path / "z"), init=str(raw), input_norm="zscore", **base), progress=False)
+    assert "trained with input_norm = none, this run uses zscore" in caplog.text

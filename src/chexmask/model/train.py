@@ -225,7 +225,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         mean_shape = np.nan_to_num(np.nanmean(train_set.targets, axis=0), nan=0.5)
     model = HybridGNet(ModelConfig(input_size=cfg.size, organs=organs, input_norm=cfg.input_norm), mean_shape=mean_shape)
     if cfg.init:
-        warm_start(model, load_model(cfg.init)[0])
+        init = load_model(cfg.init)[0]
+        if init.config.input_norm != cfg.input_norm:
+            log.warning("--init %s was trained with input_norm = %s, this run uses %s (--input-norm): its first layers will "
+                        "see other inputs than they were trained on", cfg.init, init.config.input_norm, cfg.input_norm)
+        warm_start(model, init)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(train_set) // cfg.batch_size
     total = max(cfg.epochs * steps_per_epoch, 1)
