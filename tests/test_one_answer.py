@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,14 +20,19 @@ from chexmask.inference.pipeline import segment_dataset
 from chexmask.inference.segmenter import Segmenter
 
 
-@pytest.fixture(scope="module")
-def copies(tmp_path_factory, jsrt_dir):
-    """JPCLN003.png as ``a/JPCLN003.png`` and ``b/deeper/other name.png``."""
+SAMPLE_JPEG = Path(__file__).resolve().parents[1] / "src" / "chexmask" / "samples" / "00cfd1c1.jpg"
+
+
+@pytest.fixture(scope="module", params=["png", "jpeg"])
+def copies(request, tmp_path_factory, jsrt_dir):
+    """One image under two names in two folders: JPCLN003.png, or the bundled 2000-px JPEG sample
+    (whose model frame is decoded at 1/4 scale, :mod:`chexmask.io.model_frame`)."""
+    source = jsrt_dir / "images" / "JPCLN003.png" if request.param == "png" else SAMPLE_JPEG
     root = tmp_path_factory.mktemp("copies")
-    first, second = root / "a" / "JPCLN003.png", root / "b" / "deeper" / "other name.png"
+    first, second = root / "a" / source.name, root / "b" / "deeper" / f"other name{source.suffix}"
     for path in (first, second):
         path.parent.mkdir(parents=True)
-        shutil.copy(jsrt_dir / "images" / "JPCLN003.png", path)
+        shutil.copy(source, path)
     return first, second
 
 
@@ -56,7 +62,8 @@ def test_same_pixels_same_answer_everywhere(copies, tiny_weights, tmp_path):
     client = TestClient(create_app(seg))
     demo = []
     for path in copies:
-        r = client.post("/api/segment", files={"file": (path.name, path.read_bytes(), "image/png")}).json()
+        mime = "image/png" if path.suffix == ".png" else "image/jpeg"
+        r = client.post("/api/segment", files={"file": (path.name, path.read_bytes(), mime)}).json()
         row = pd.read_csv(io.BytesIO(zipfile.ZipFile(io.BytesIO(client.get(r["download"]).content)).read("chexmask.csv")),
                           dtype=str, keep_default_na=False).iloc[0]
         demo.append((r["uncertainty"], row["Landmarks"], row["Heart"], row["Uncertainty"]))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Geometry", "FRAME_1024", "to_1024_frame", "pad_resize", "to_original", "to_model_frame", "mask_to_original"]
+__all__ = ["Geometry", "FRAME_1024", "to_1024_frame", "pad_resize", "pad_resize_reduced", "to_original", "to_model_frame",
+           "mask_to_original"]
 
 #: Side of the reference frame in which lengths (uncertainty, errors) are compared across
 #: image sizes: the published CheXmask model frame.
@@ -128,6 +129,28 @@ def pad_resize(image: np.ndarray, size: int = 1024) -> tuple[np.ndarray, Geometr
         return padded, g
     interp = cv2.INTER_AREA if g.side > size else cv2.INTER_LINEAR
     return cv2.resize(padded, (size, size), interpolation=interp), g
+
+
+def pad_resize_reduced(reduced: np.ndarray, factor: int, height: int, width: int, size: int) -> tuple[np.ndarray, Geometry]:
+    """:func:`pad_resize` of an image decoded at ``1 / factor`` of its size, with the geometry of the original.
+
+    A JPEG decoded at 1/2, 1/4 or 1/8 scale has ``ceil(height / factor)`` rows, and its
+    pixel ``u`` covers original pixels ``[factor * u, factor * (u + 1))``. It is padded
+    and resized in its own pixels; the returned geometry states the same in original
+    pixels (pads and side times ``factor``), so :func:`to_original` maps the model frame
+    back to the original frame exactly (to within the last, partial block).
+
+    Examples
+    --------
+    >>> square, g = pad_resize_reduced(np.ones((250, 100), np.uint8), 8, 2000, 800, 256)
+    >>> square.shape, (g.height, g.width, g.side, g.pad_left)
+    ((256, 256), (2000, 800, 2000, 600))
+    """
+    expected = (-(-height // factor), -(-width // factor))
+    if reduced.shape != expected:
+        raise ValueError(f"a {height}x{width} image at 1/{factor} has shape {expected}, got {reduced.shape}")
+    square, g = pad_resize(reduced, size)
+    return square, Geometry(height, width, g.pad_top * factor, g.pad_left * factor, g.side * factor, size)
 
 
 def to_original(points_xy: np.ndarray, geometry: Geometry) -> np.ndarray:

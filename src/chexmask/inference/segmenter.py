@@ -23,9 +23,10 @@ import torch
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import ALL_ORGANS, N_NODES, ORGANS, organ_slices
 from chexmask.inference.predictor import BatchPrediction, image_seed, predict_batch
+from chexmask.io.model_frame import model_frame
 from chexmask.io.read import XrayImage, read_image
 from chexmask.model.weights import DEFAULT_MODEL, load_model
-from chexmask.preprocess import Geometry, pad_resize, to_original
+from chexmask.preprocess import Geometry, to_original
 
 __all__ = ["Segmenter", "Segmentation", "Failure"]
 
@@ -202,8 +203,8 @@ class Segmenter:
         return self.model.config.input_size
 
     def preprocess(self, image: XrayImage) -> tuple[np.ndarray, Geometry]:
-        """Pad and resize an image to the model frame; returns float32 [0, 1] pixels and the geometry."""
-        square, geometry = pad_resize(image.pixels, self.input_size)
+        """The image's model frame (:mod:`chexmask.io.model_frame`) as float32 [0, 1] pixels, and its geometry."""
+        square, geometry = model_frame(image, self.input_size)
         return square.astype(np.float32) / 255.0, geometry
 
     def predict(self, inputs: np.ndarray) -> BatchPrediction:

@@ -28,15 +28,13 @@ __all__ = ["load_item", "predict_segmentations", "failure_record", "success_reco
 def load_item(path: str, size: int) -> tuple:
     """Read and pad/resize one image: ``("ok", uint8 (S, S) pixels, Geometry, pixel spacing or None)``
     or ``("failed", error, reason)``."""
-    from chexmask.io.read import read_image
-    from chexmask.preprocess import pad_resize
+    from chexmask.io.model_frame import read_model_frame
 
     try:
-        image = read_image(path)
+        pixels, geometry, spacing = read_model_frame(path, size)  # a large JPEG is decoded at reduced scale
     except InputError as exc:
         return ("failed", type(exc).__name__, exc.reason)
-    pixels, geometry = pad_resize(image.pixels, size)
-    return ("ok", pixels, geometry, image.pixel_spacing)
+    return ("ok", pixels, geometry, spacing)
 
 
 class _Meta(NamedTuple):  # what Segmenter.postprocess needs of an image

@@ -21,7 +21,7 @@ import numpy as np
 from chexmask._errors import UnreadableImageError
 from chexmask.io.discover import DEFAULT_EXTENSIONS
 
-__all__ = ["XrayImage", "read_image"]
+__all__ = ["XrayImage", "read_image", "is_complete"]
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
@@ -62,6 +62,9 @@ class XrayImage:
         else ImagerPixelSpacing (at the detector, not corrected for magnification);
         ``None`` for PNG/JPEG and for a DICOM with neither, or with a value that is not
         two positive numbers. Never guessed.
+    jpeg : bytes or None
+        The file's bytes when it is a JPEG (``None`` otherwise): the model frame of a large
+        JPEG is decoded from them at reduced scale (:mod:`chexmask.io.model_frame`).
     """
 
     pixels: np.ndarray
@@ -73,6 +76,7 @@ class XrayImage:
     view_position: str | None
     bits: int
     pixel_spacing: tuple[float, float] | None = None
+    jpeg: bytes | None = None
 
 
 def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> XrayImage:
@@ -142,7 +146,7 @@ def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> 
     if not head:
         raise UnreadableImageError(path, "empty file")
 
-    spacing = None
+    spacing = jpeg = None
     if head[128:132] == b"DICM":
         pixels, photometric, view, bits, spacing = _read_dicom(p)
     elif head.startswith(_PNG_MAGIC):
@@ -150,7 +154,7 @@ def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> 
         view = None
     elif head.startswith(_JPEG_MAGIC):
         pixels, photometric, bits = _read_raster(p, "JPEG", scale16)
-        view = None
+        view, jpeg = None, p.read_bytes()
     elif p.suffix.lower() in _DICOM_SUFFIXES:
         _reject_dicom_without_preamble(p)
     else:
@@ -167,7 +171,18 @@ def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> 
         view_position=view,
         bits=int(bits),
         pixel_spacing=spacing,
+        jpeg=jpeg,
     )
+
+
+def is_complete(data: np.ndarray, kind: str) -> bool:
+    """Whether a PNG's or JPEG's bytes end with the format's end marker.
+
+    libjpeg fills a cut-off JPEG with gray instead of failing, and OpenCV only warns on
+    stderr, so the end marker is checked. It is looked for near the end, not at it, as
+    some writers append padding or metadata.
+    """
+    return (_PNG_END if kind == "PNG" else _JPEG_END) in data[-_TAIL_BYTES:].tobytes()
 
 
 def _image_id(path: Path) -> str:
@@ -208,12 +223,7 @@ def _to_gray(path: Path, arr: np.ndarray, order: str) -> tuple[np.ndarray, bool]
 def _read_raster(path: Path, kind: str, scale16: Scale16) -> tuple[np.ndarray, str, int]:
     """Decode a PNG or JPEG with OpenCV; returns ``(pixels, photometric, bits)``."""
     data = np.fromfile(path, dtype=np.uint8)
-    # libjpeg fills a cut-off JPEG with gray instead of failing, and OpenCV only
-    # warns on stderr, so check that the end marker is there. It is looked for
-    # near the end, not at it, as some writers append padding or metadata.
-    tail = data[-_TAIL_BYTES:].tobytes()
-    complete = (_PNG_END if kind == "PNG" else _JPEG_END) in tail
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if complete else None
+    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if is_complete(data, kind) else None
     if decoded is None:
         raise UnreadableImageError(path, f"truncated or corrupt {kind}")
     if decoded.dtype == np.uint8:
