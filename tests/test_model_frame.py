@@ -89,3 +89,13 @@ def test_reduced_decode_keeps_the_accuracy(jsrt_dir, tmp_path):
     errors = np.array(errors)
     assert abs(errors[:, 0].mean() - errors[:, 1].mean()) < 0.5, errors
     assert np.mean(gaps) < 2.0, gaps
+
+
+def test_changed_pixels_are_not_decoded_from_the_file(tmp_path):
+    """An image whose pixels were changed (corruption, OOD experiments) is framed from its pixels, not its JPEG."""
+    path = tmp_path / "disk.jpg"
+    cv2.imwrite(str(path), _disk_image(2000, 1600, (800, 900), 200))
+    image = read_image(path)
+    dark = image.with_pixels(np.zeros_like(image.pixels))
+    assert image.jpeg is not None and dark.jpeg is None and (dark.height, dark.width) == (2000, 1600)
+    assert model_frame(dark, 256)[0].max() == 0 and model_frame(image, 256)[0].max() > 200

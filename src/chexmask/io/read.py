@@ -11,7 +11,7 @@ Images are ``(H, W)`` arrays in row-major order, ``uint8``, 0 = black.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, NoReturn
 
@@ -64,7 +64,8 @@ class XrayImage:
         two positive numbers. Never guessed.
     jpeg : bytes or None
         The file's bytes when it is a JPEG (``None`` otherwise): the model frame of a large
-        JPEG is decoded from them at reduced scale (:mod:`chexmask.io.model_frame`).
+        JPEG is decoded from them at reduced scale (:mod:`chexmask.io.model_frame`). Change
+        the pixels with :meth:`with_pixels`, which drops them.
     """
 
     pixels: np.ndarray
@@ -77,6 +78,10 @@ class XrayImage:
     bits: int
     pixel_spacing: tuple[float, float] | None = None
     jpeg: bytes | None = None
+
+    def with_pixels(self, pixels: np.ndarray, **changes) -> "XrayImage":
+        """A copy holding other pixels (and ``changes``), no longer tied to the file's JPEG bytes."""
+        return replace(self, pixels=pixels, height=int(pixels.shape[0]), width=int(pixels.shape[1]), jpeg=None, **changes)
 
 
 def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> XrayImage:

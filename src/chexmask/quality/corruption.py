@@ -18,7 +18,6 @@ Gaggion et al., "CheXmask-U": node-level uncertainty for landmark-based segmenta
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -116,7 +115,7 @@ def run_corruption(
     slices = organ_slices()
     for ci, corruption in enumerate(corruptions):
         batch = [
-            dataclasses.replace(img, pixels=corruption.apply(img.pixels, np.random.default_rng([seed, ci, i])))
+            img.with_pixels(corruption.apply(img.pixels, np.random.default_rng([seed, ci, i])))
             for i, img in enumerate(images)
         ]
         for img, seg in zip(batch, segmenter.segment_images(batch)):

@@ -65,8 +65,7 @@ def synthetic_ood(
         made = []
         for i, img in enumerate(images):
             px = TRANSFORMS[name](img.pixels, np.random.default_rng([seed, ti, i]))
-            made.append(dataclasses.replace(img, pixels=px, image_id=f"{name}/{img.image_id}",
-                                            height=px.shape[0], width=px.shape[1]))
+            made.append(img.with_pixels(px, image_id=f"{name}/{img.image_id}"))
         out[name] = made
     return out
 
