@@ -7,7 +7,11 @@ for speed; the accuracy check uses the shipped weights on JSRT images when given
 ``--images``), model-only images/s of the deterministic path (encoder + z = mu decoder)
 and of the 50-sample decoder, and the largest landmark difference (px, 256 frame) and
 uncertainty difference against torch eager. torch.compile compiles ``encode`` and
-``decode`` with the default (inductor) backend; its compile time is printed, not timed. ONNX Runtime runs the encoder and the decoder
+``decode`` with the default (inductor) backend; its compile time is printed, not timed. Last,
+the 50-sample decoder of one image two ways, for torch and OpenVINO: with the image's maps
+copied to every sample (each sample samples and projects its own skip features, as the
+decoder did before) and shared (the skip projection is one convolution per image,
+``layers.project_roi``, what the pipeline runs). ONNX Runtime runs the encoder and the decoder
 exported with ``torch.onnx.export`` (opset 17); OpenVINO is chexmask's own backend
 (:class:`chexmask.inference.openvino_net.OpenVINONet`, float32). A backend becomes the default only if
 landmarks stay within 0.05 px and uncertainty within 1e-3 px of torch.
@@ -118,10 +122,11 @@ def main() -> None:
     except Exception as exc:  # report, do not hide: the comparison says why a backend is missing
         print(f"onnxruntime: not measured ({type(exc).__name__}: {str(exc)[:200]})")
 
+    nets = {"torch": model}
     try:
         from chexmask.inference.openvino_net import OpenVINONet
 
-        net = OpenVINONet(model, info["sha256"], args.threads)  # the shipped backend, from its cache
+        net = nets["openvino"] = OpenVINONet(model, info["sha256"], args.threads)  # the shipped backend, from its cache
         with torch.no_grad():
             out = torch_run(x, net)
             results[f"openvino {net.version}"] = (_time(lambda: torch_run(x, net)), out)
@@ -134,6 +139,23 @@ def main() -> None:
         dstd = float(np.abs(std - ref[1]).max() * s)
         print(f"{name:<40} {args.batch / sec:8.1f} img/s (batch + 1 image's {args.samples} samples)  x{base / sec:5.2f}  "
               f"max |d landmark| {dpts:.2e} px  max |d std| {dstd:.2e} px")
+    _sample_decoder(nets, x[:1], eps, s)
+
+
+def _sample_decoder(nets: dict, x: torch.Tensor, eps: torch.Tensor, size: int) -> None:
+    """One image's samples decoded with its maps copied to every sample (each sample projects its
+    own skip features, the old decoder) vs shared (one convolution per image, ``layers.project_roi``)."""
+    print(f"{len(eps)} samples of one image: per-sample projection vs one convolution per image")
+    with torch.inference_mode():
+        for name, net in nets.items():
+            mu, logvar, feats = net.encode(x)
+            z = mu[0] + eps * torch.exp(0.5 * logvar[0])
+            copied = [f.expand(len(z), -1, -1, -1).contiguous() for f in feats]
+            a, b = net.decode(z, copied)[0], net.decode(z, feats)[0]
+            per_sample, shared = _time(lambda: net.decode(z, copied)) * 1000, _time(lambda: net.decode(z, feats)) * 1000
+            d_pts, d_std = float((a - b).abs().max()) * size, float((a.std(0) - b.std(0)).abs().max()) * size
+            print(f"{name:<9} per sample {per_sample:7.1f} ms  shared {shared:7.1f} ms  x{per_sample / shared:5.2f}  "
+                  f"max |d node| {d_pts:.1e} px  max |d std| {d_std:.1e} px")
 
 
 if __name__ == "__main__":
