@@ -99,3 +99,19 @@ def test_changed_pixels_are_not_decoded_from_the_file(tmp_path):
     dark = image.with_pixels(np.zeros_like(image.pixels))
     assert image.jpeg is not None and dark.jpeg is None and (dark.height, dark.width) == (2000, 1600)
     assert model_frame(dark, 256)[0].max() == 0 and model_frame(image, 256)[0].max() > 200
+
+
+def test_the_api_reads_a_large_jpeg_without_decoding_it_in_full(tmp_path, monkeypatch, tiny_weights):
+    """Segmenter.segment(path) and segment_files frame a large JPEG from its 1/8 decode only, and
+    give what segment(read_image(path)) gives."""
+    from chexmask.io import read
+
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), _disk_image(2828, 2320, (1100, 1500), 400))
+    seg = chexmask.Segmenter(tiny_weights, uncertainty=3)
+    via_image = seg.segment(read_image(path))
+    monkeypatch.setattr(read, "_read_raster", lambda *a: pytest.fail("decoded in full"))
+    for result in (seg.segment(path), next(seg.segment_files([path]))):
+        assert (result.image_id, result.height, result.width) == ("big", 2828, 2320)
+        np.testing.assert_array_equal(result.landmarks, via_image.landmarks)
+        np.testing.assert_array_equal(result.node_std, via_image.node_std)

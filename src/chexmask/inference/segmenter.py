@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,8 @@ import torch
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import ALL_ORGANS, N_NODES, ORGANS, organ_slices
 from chexmask.inference.predictor import BatchPrediction, image_seed, predict_batch
-from chexmask.io.model_frame import model_frame
-from chexmask.io.read import XrayImage, read_image
+from chexmask.io.model_frame import model_frame, read_model_frame
+from chexmask.io.read import XrayImage, image_id_of
 from chexmask.model.weights import DEFAULT_MODEL, load_model
 from chexmask.preprocess import Geometry, to_original
 
@@ -256,10 +257,7 @@ class Segmenter:
         """Segment already-read images, ``batch_size`` at a time."""
         out: list[Segmentation] = []
         for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            pre = [self.preprocess(im) for im in chunk]
-            pred = self.predict(np.stack([p[0] for p in pre]))
-            out.extend(self.postprocess(pred, i, im, pre[i][1]) for i, im in enumerate(chunk))
+            out.extend(self.segment_frames([(im, *self.preprocess(im)) for im in images[start : start + self.batch_size]]))
         return out
 
     def segment(self, image: np.ndarray | XrayImage | str | os.PathLike, image_id: str | None = None) -> Segmentation:
@@ -271,20 +269,22 @@ class Segmenter:
             The file cannot be read as an image.
         """
         if isinstance(image, (str, os.PathLike)):
-            image = read_image(image)
-        elif isinstance(image, np.ndarray):
+            return self.segment_frames([self._read_frame(image)])[0]
+        if isinstance(image, np.ndarray):
             image = _array_image(image, image_id or "array")
         return self.segment_images([image])[0]
 
     def segment_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[Segmentation | Failure]:
         """Read and segment files one batch at a time; unreadable files yield a :class:`Failure`.
 
-        The order of the results is the order of ``paths``.
+        The order of the results is the order of ``paths``. Files are read straight into
+        their model frames (:func:`chexmask.io.model_frame.read_model_frame`), as the
+        dataset pipeline reads them.
         """
-        pending: list[XrayImage | Failure] = []  # in input order; failures wait for their batch
+        pending: list[tuple | Failure] = []  # in input order; failures wait for their batch
 
         def flush() -> Iterator[Segmentation | Failure]:
-            segs = iter(self.segment_images([p for p in pending if isinstance(p, XrayImage)]))
+            segs = iter(self.segment_frames([p for p in pending if not isinstance(p, Failure)]))
             for p in pending:
                 yield p if isinstance(p, Failure) else next(segs)
             pending.clear()
@@ -292,7 +292,7 @@ class Segmenter:
         n_images = 0
         for path in paths:
             try:
-                pending.append(read_image(path))
+                pending.append(self._read_frame(path))
                 n_images += 1
             except InputError as exc:
                 log.warning("%s", exc)
@@ -301,6 +301,31 @@ class Segmenter:
                 yield from flush()
                 n_images = 0
         yield from flush()
+
+    def _read_frame(self, path: str | os.PathLike) -> tuple:
+        """``(FrameMeta, model-frame uint8 pixels, Geometry)`` of a file, never decoding a large JPEG in full."""
+        square, geometry, _ = read_model_frame(path, self.input_size)
+        return FrameMeta(image_id_of(path), os.fspath(path), geometry.height, geometry.width), square, geometry
+
+    def segment_frames(self, frames: list[tuple]) -> list[Segmentation]:
+        """Segment one batch of ``(XrayImage or FrameMeta, model-frame pixels, Geometry)`` triples.
+
+        The pixels are :meth:`preprocess`'s float32 or the model frame's uint8 (the same
+        values); every way into the model (the API, the dataset pipeline, Ray) ends here.
+        """
+        if not frames:
+            return []
+        pred = self.predict(np.stack([f[1] for f in frames]))
+        return [self.postprocess(pred, i, meta, g) for i, (meta, _, g) in enumerate(frames)]
+
+
+class FrameMeta(NamedTuple):
+    """What :meth:`Segmenter.postprocess` needs of an image besides its model frame."""
+
+    image_id: str
+    path: str
+    height: int
+    width: int
 
 
 def _array_image(pixels: np.ndarray, image_id: str) -> XrayImage:

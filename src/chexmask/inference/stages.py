@@ -14,8 +14,6 @@ rows are bitwise equal.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from chexmask._errors import InputError
@@ -37,22 +35,12 @@ def load_item(path: str, size: int) -> tuple:
     return ("ok", pixels, geometry, spacing)
 
 
-class _Meta(NamedTuple):  # what Segmenter.postprocess needs of an image
-    image_id: str
-    path: str
-    height: int
-    width: int
-
-
 def predict_segmentations(segmenter, batch: list[tuple[WorkItem, np.ndarray, object]]) -> list:
     """Run one batch of loaded images through the model; Segmentations in the original frame."""
-    pred = segmenter.predict(np.stack([b[1] for b in batch]))
-    return [
-        segmenter.postprocess(pred, i, _Meta(item.image_id, item.path, g.height, g.width), g)
-        for i, (item, _, g, *_) in enumerate(batch)
-    ]
+    from chexmask.inference.segmenter import FrameMeta
 
-
+    return segmenter.segment_frames([(FrameMeta(item.image_id, item.path, g.height, g.width), pixels, g)
+                                     for item, pixels, g, *_ in batch])
 
 
 def failure_record(item: WorkItem, error: str, reason: str) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 from chexmask._errors import UnreadableImageError
 from chexmask.io.discover import DEFAULT_EXTENSIONS
 
-__all__ = ["XrayImage", "read_image", "is_complete"]
+__all__ = ["XrayImage", "read_image", "is_complete", "image_id_of"]
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
@@ -169,7 +169,7 @@ def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> 
     return XrayImage(
         pixels=pixels,
         path=os.fspath(path),
-        image_id=_image_id(p),
+        image_id=image_id_of(p),
         height=int(height),
         width=int(width),
         photometric=photometric,
@@ -190,7 +190,9 @@ def is_complete(data: np.ndarray, kind: str) -> bool:
     return (_PNG_END if kind == "PNG" else _JPEG_END) in data[-_TAIL_BYTES:].tobytes()
 
 
-def _image_id(path: Path) -> str:
+def image_id_of(path: str | os.PathLike[str]) -> str:
+    """An image's id from its file name: the name without an image extension (kept whole otherwise)."""
+    path = Path(path)
     # Only image suffixes are dropped to form the id: DICOM files are often named by
     # their UID ("1.2.840.113619.2.55"), whose last dotted part is not an extension.
     return path.stem if path.suffix.lower() in DEFAULT_EXTENSIONS else path.name
