@@ -92,6 +92,7 @@ def read_model_frame(path: str | os.PathLike[str], size: int) -> tuple[np.ndarra
     UnreadableImageError
         As :func:`chexmask.io.read.read_image`.
     """
+    declined = False  # the reduced decode was tried on these bytes and does not apply
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
@@ -99,7 +100,9 @@ def read_model_frame(path: str | os.PathLike[str], size: int) -> tuple[np.ndarra
                 frame = _jpeg_frame(head + fh.read(), size)
                 if frame is not None:
                     return (*frame, None)
+                declined = True
     except OSError:
         pass  # read_image names the problem
     image = read_image(path)
-    return (*model_frame(image, size), image.pixel_spacing)
+    square, geometry = pad_resize(image.pixels, size) if declined else model_frame(image, size)
+    return square, geometry, image.pixel_spacing

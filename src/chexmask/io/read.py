@@ -155,11 +155,12 @@ def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> 
     if head[128:132] == b"DICM":
         pixels, photometric, view, bits, spacing = _read_dicom(p)
     elif head.startswith(_PNG_MAGIC):
-        pixels, photometric, bits = _read_raster(p, "PNG", scale16)
+        pixels, photometric, bits = _read_raster(p, p.read_bytes(), "PNG", scale16)
         view = None
     elif head.startswith(_JPEG_MAGIC):
-        pixels, photometric, bits = _read_raster(p, "JPEG", scale16)
-        view, jpeg = None, p.read_bytes()
+        jpeg = p.read_bytes()
+        pixels, photometric, bits = _read_raster(p, jpeg, "JPEG", scale16)
+        view = None
     elif p.suffix.lower() in _DICOM_SUFFIXES:
         _reject_dicom_without_preamble(p)
     else:
@@ -227,9 +228,9 @@ def _to_gray(path: Path, arr: np.ndarray, order: str) -> tuple[np.ndarray, bool]
     return gray, colour
 
 
-def _read_raster(path: Path, kind: str, scale16: Scale16) -> tuple[np.ndarray, str, int]:
-    """Decode a PNG or JPEG with OpenCV; returns ``(pixels, photometric, bits)``."""
-    data = np.fromfile(path, dtype=np.uint8)
+def _read_raster(path: Path, raw: bytes, kind: str, scale16: Scale16) -> tuple[np.ndarray, str, int]:
+    """Decode a PNG's or JPEG's bytes (read from ``path``) with OpenCV; returns ``(pixels, photometric, bits)``."""
+    data = np.frombuffer(raw, dtype=np.uint8)
     decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if is_complete(data, kind) else None
     if decoded is None:
         raise UnreadableImageError(path, f"truncated or corrupt {kind}")
