@@ -101,12 +101,12 @@ def run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, b
                     futures.append(submit(success_records, segs, [b[0] for b in batch], id_column, rca, [b[3] for b in batch]))
                     bar.update(len(batch))
                     batch = []
-            if pending is not None:  # finish the previous chunk while this one's rows are built
-                finish(*pending)
-            pending = (chunk_id, records, futures)
             if pool is None:  # nothing builds rows in the background: write now, hold one chunk's rows at most
-                finish(*pending)
-                pending = None
+                finish(chunk_id, records, futures)
+            else:
+                if pending is not None:  # finish the previous chunk while this one's rows are built
+                    finish(*pending)
+                pending = (chunk_id, records, futures)
             if stop_after is not None and done >= stop_after:
                 break
         if pending is not None:
