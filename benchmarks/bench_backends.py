@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chexmask.inference.openvino_net import _Decoder, _Encoder  # the wrappers the backend converts
+from chexmask.inference.openvino_net import _Decoder, _Encoder, map_names  # the wrappers the backend converts
 from chexmask.model.default import DEFAULT_MODEL
 from chexmask.model.weights import load_model
 
@@ -97,12 +97,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
             enc_path, dec_path = Path(tmp) / "enc.onnx", Path(tmp) / "dec.onnx"
             mu, logvar, feats = model.encode(x)
+            names = map_names(model)
             torch.onnx.export(_Encoder(model).eval(), (x,), str(enc_path), opset_version=17, dynamo=False,
-                              input_names=["x"], output_names=["mu", "logvar", "deep", "upper"],
-                              dynamic_axes={"x": {0: "b"}, "mu": {0: "b"}, "logvar": {0: "b"}, "deep": {0: "b"}, "upper": {0: "b"}})
-            torch.onnx.export(_Decoder(model).eval(), (mu, feats[-1], feats[-2]), str(dec_path), opset_version=17, dynamo=False,
-                              input_names=["z", "deep", "upper"], output_names=["points"],
-                              dynamic_axes={"z": {0: "n"}, "deep": {0: "m"}, "upper": {0: "m"}, "points": {0: "n"}})
+                              input_names=["x"], output_names=["mu", "logvar", *names],
+                              dynamic_axes=dict.fromkeys(["x", "mu", "logvar", *names], {0: "b"}))
+            torch.onnx.export(_Decoder(model).eval(), (mu, *feats), str(dec_path), opset_version=17, dynamo=False,
+                              input_names=["z", *names], output_names=["points"],
+                              dynamic_axes={"z": {0: "n"}, **dict.fromkeys(names, {0: "m"}), "points": {0: "n"}})
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = args.threads
             enc = ort.InferenceSession(str(enc_path), opts, providers=["CPUExecutionProvider"])
@@ -110,11 +111,11 @@ def main() -> None:
             xn, epsn = x.numpy(), eps.numpy()
 
             def ort_run():
-                mu, logvar, deep, upper = enc.run(None, {"x": xn})
-                points = dec.run(None, {"z": mu, "deep": deep, "upper": upper})[0]
+                mu, logvar, *maps = enc.run(None, {"x": xn})
+                points = dec.run(None, {"z": mu, **dict(zip(names, maps))})[0]
                 z = mu[0] + epsn * np.exp(0.5 * logvar[0])
                 n = len(z)  # the exported graph does not broadcast one image's features over the samples
-                samples = dec.run(None, {"z": z, "deep": np.repeat(deep[:1], n, 0), "upper": np.repeat(upper[:1], n, 0)})[0]
+                samples = dec.run(None, {"z": z, **{k: np.repeat(m[:1], n, 0) for k, m in zip(names, maps)}})[0]
                 return points, samples.std(0, ddof=1)
 
             out = ort_run()

@@ -80,7 +80,7 @@ def example_dir(shared_data: Path) -> Path:
     return _need(shared_data / "example")
 
 
-def _tiny_model(path: Path, organs: tuple[str, ...]) -> Path:
+def _tiny_model(path: Path, organs: tuple[str, ...], refine_levels: tuple[int, ...] = ()) -> Path:
     import numpy as np
     import torch
 
@@ -90,8 +90,8 @@ def _tiny_model(path: Path, organs: tuple[str, ...]) -> Path:
 
     torch.manual_seed(0)
     shape = np.random.default_rng(0).uniform(0.25, 0.75, (n_nodes(organs), 2))
-    model = HybridGNet(ModelConfig(input_size=64, organs=organs), mean_shape=shape)
-    for head in (model.conv1, model.pos1, model.pos2):  # non-zero heads: samples differ, uncertainty > 0
+    model = HybridGNet(ModelConfig(input_size=64, organs=organs, refine_levels=refine_levels), mean_shape=shape)
+    for head in (model.conv1, model.pos1, model.pos2, *(stage.head for stage in model.refine)):  # non-zero heads: samples differ, uncertainty > 0
         torch.nn.init.normal_(head.weight, std=0.01)
     torch.nn.init.constant_(model.fc_logvar.bias, -2.0)
     save_weights(model, path, {"note": "random weights for tests"})
@@ -107,6 +107,14 @@ def tiny_weights(tmp_path_factory) -> Path:
     from chexmask.anatomy import ORGANS
 
     return _tiny_model(tmp_path_factory.mktemp("weights") / "tiny.safetensors", ORGANS)
+
+
+@pytest.fixture(scope="session")
+def tiny_refine_weights(tmp_path_factory) -> Path:
+    """As ``tiny_weights``, with two further image-to-graph skips (``refine_levels=(2, 1)``)."""
+    from chexmask.anatomy import ORGANS
+
+    return _tiny_model(tmp_path_factory.mktemp("weights") / "tiny-refine.safetensors", ORGANS, (2, 1))
 
 
 @pytest.fixture(scope="session")

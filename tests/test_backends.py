@@ -41,6 +41,16 @@ def test_openvino_repeats_itself_bitwise(jsrt_images, tiny_weights):
         np.testing.assert_array_equal(a.node_std, b.node_std)
 
 
+def test_openvino_gives_torchs_answer_with_refine_stages(jsrt_images, tiny_refine_weights):
+    """A model with further image-to-graph skips exports its extra feature maps too."""
+    ov = Segmenter(tiny_refine_weights, uncertainty=5, batch_size=2)
+    pt = Segmenter(tiny_refine_weights, uncertainty=5, batch_size=2, backend="torch")
+    assert ov.backend.startswith("openvino ")
+    for a, b in zip(ov.segment_images(jsrt_images), pt.segment_images(jsrt_images)):
+        assert np.abs(a.landmarks - b.landmarks).max() < 0.05
+        assert np.abs(a.node_std - b.node_std).max() < 1e-3
+
+
 def test_the_export_is_cached_and_a_broken_cache_is_rebuilt(tiny_weights, tmp_path, monkeypatch):
     monkeypatch.setenv("CHEXMASK_CACHE", str(tmp_path))
     Segmenter(tiny_weights)

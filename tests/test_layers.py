@@ -76,12 +76,14 @@ def test_projected_samples_equal_projecting_the_samples(shared):
     torch.testing.assert_close(via, direct, atol=1e-4, rtol=1e-4)
 
 
-def test_decoding_many_samples_of_one_image_matches_decoding_them_one_by_one():
+@pytest.mark.parametrize("refine_levels", [(), (2, 1)])
+def test_decoding_many_samples_of_one_image_matches_decoding_them_one_by_one(refine_levels):
     from chexmask.model.hybridgnet import HybridGNet, ModelConfig
 
     torch.manual_seed(0)
-    model = HybridGNet(ModelConfig(input_size=64), mean_shape=np.random.default_rng(0).uniform(0.2, 0.8, (120, 2))).eval()
-    for head in (model.conv1, model.pos1, model.pos2):
+    model = HybridGNet(ModelConfig(input_size=64, refine_levels=refine_levels),
+                       mean_shape=np.random.default_rng(0).uniform(0.2, 0.8, (120, 2))).eval()
+    for head in (model.conv1, model.pos1, model.pos2, *(stage.head for stage in model.refine)):
         torch.nn.init.normal_(head.weight, std=0.05)
     with torch.no_grad():
         mu, _, feats = model.encode(torch.rand(1, 1, 64, 64))
@@ -90,3 +92,26 @@ def test_decoding_many_samples_of_one_image_matches_decoding_them_one_by_one():
         one_by_one = torch.cat([model.decode(z[i : i + 1], feats)[0] for i in range(6)])
     torch.testing.assert_close(shared, one_by_one, atol=1e-5, rtol=0)
     assert float((shared - shared.mean(0)).abs().max()) > 1e-3  # the samples differ: a real check
+
+
+def test_refine_stages_start_from_the_model_they_extend():
+    """Warm-started into a model with further skips, trained weights give their own answer
+    (the stages' residual heads start at zero), and every stage's position is supervised."""
+    import dataclasses
+
+    from chexmask.model.hybridgnet import HybridGNet, ModelConfig
+    from chexmask.model.train import warm_start
+
+    torch.manual_seed(0)
+    base = HybridGNet(ModelConfig(input_size=64), mean_shape=np.random.default_rng(0).uniform(0.2, 0.8, (120, 2))).eval()
+    torch.nn.init.normal_(base.conv1.weight, std=0.05)
+    refined = HybridGNet(dataclasses.replace(base.config, refine_levels=(2,)), mean_shape=base.mean_shape.numpy()).eval()
+    warm_start(refined, base)
+    assert refined.skip_levels == (5, 4, 2)
+    with torch.no_grad():
+        x = torch.rand(2, 1, 64, 64)
+        a, b = base(x), refined(x)
+    torch.testing.assert_close(a.points, b.points, atol=0, rtol=0)
+    assert len(b.intermediate) == 3 and torch.equal(b.intermediate[-1], a.points)
+    with pytest.raises(ValueError, match="refine_levels must be encoder levels 0-3"):
+        ModelConfig(input_size=64, refine_levels=(4,))

@@ -124,6 +124,22 @@ def test_balanced_order_draws_every_source_equally():
     assert len(set(order[drawn == "c"])) == 14
 
 
+def test_proportional_order_draws_every_image_once():
+    from chexmask.model.train import epoch_order
+
+    sources = ["a"] * 10 + ["b"] * 2 + ["c"] * 30
+    order = epoch_order(sources, np.random.default_rng(0), "proportional")
+    assert sorted(order) == list(range(42)) and list(order) != list(range(42))
+
+
+def test_unknown_sampling_is_a_clear_error(jsrt_dir, tmp_path):
+    from chexmask._errors import ChexmaskError
+    from chexmask.model.train import TrainConfig
+
+    with pytest.raises(ChexmaskError, match="sampling 'by_size'"):
+        TrainConfig([str(jsrt_dir)], str(tmp_path), sampling="by_size")
+
+
 def test_clavicle_nodes_missing_from_a_source_carry_no_loss():
     import torch
 
@@ -187,6 +203,24 @@ def test_size_mismatch_is_a_clear_error(jsrt_dir, tmp_path):
     train(TrainConfig(size=32, **base), progress=False)
     with pytest.raises(ChexmaskError, match="size = 32.*size = 64"):
         train(TrainConfig(size=64, **base), progress=False)
+
+
+def test_refine_levels_train_resume_and_warm_start_check(jsrt_dir, tmp_path):
+    """--refine-level trains a model with further skips; a checkpoint of other levels is not
+    resumed; weights with more stages than the model are a clear --init error; a level the
+    encoder has not is a clear error."""
+    from chexmask._errors import ChexmaskError
+
+    base = dict(sources=[str(jsrt_dir)], epochs=1, batch_size=2, subset=2, threads=1, size=32)
+    best = train(TrainConfig(out_dir=str(tmp_path / "r"), refine_levels=(2,), **base), progress=False)
+    model, _ = load_model(best)
+    assert model.config.refine_levels == (2,) and len(model.refine) == 1
+    with pytest.raises(ChexmaskError, match=r"refine_levels = \[2\].*refine_levels = \(\)"):
+        train(TrainConfig(out_dir=str(tmp_path / "r"), **base), progress=False)
+    with pytest.raises(ChexmaskError, match=r"have tensor refine.0.*refine_levels \(2,\), this run \(\)"):
+        train(TrainConfig(out_dir=str(tmp_path / "plain"), init=str(best), **base), progress=False)
+    with pytest.raises(ChexmaskError, match="model settings: refine_levels must be encoder levels 0-3"):
+        train(TrainConfig(out_dir=str(tmp_path / "bad"), refine_levels=(7,), **base), progress=False)
 
 
 def test_input_norm_is_checked_and_kept_across_a_resume(jsrt_dir, tmp_path):

@@ -9,7 +9,7 @@ from chexmask.cli._errors import exit_on
 
 
 def train(
-    sources: list[str] = typer.Argument(..., help="One or more JSRT-layout folders (images/, landmarks/, splits/{train,val}.txt); sources are sampled equally."),
+    sources: list[str] = typer.Argument(..., help="One or more JSRT-layout folders (images/, landmarks/, splits/{train,val}.txt); see --sampling."),
     out_dir: str = typer.Option("runs/hybridgnet", "--out", "-o", help="Checkpoints, history and best.safetensors go here."),
     size: int = typer.Option(256, help="Input resolution (256, 512 or 1024)."),
     epochs: int = typer.Option(300, help="Total epochs (cosine learning-rate schedule over them)."),
@@ -21,6 +21,8 @@ def train(
     clavicles: bool = typer.Option(False, "--clavicles", help="Also predict the clavicles (RCLA/LCLA landmarks; sources without them carry no clavicle loss)."),
     robust: bool = typer.Option(True, "--robust-augment/--basic-augment", help="Wide augmentation for other hospitals (default) or the JSRT-only recipe."),
     input_norm: str = typer.Option("none", help="Intensity standardisation inside the network: none, or zscore (each image to one mean and spread)."),
+    refine_levels: list[int] = typer.Option([], "--refine-level", help="Add an image-to-graph skip sampling this encoder level (0 = full resolution; repeatable) after the reference's two."),
+    sampling: str = typer.Option("balanced", help="Draws per epoch: balanced (every source equally often) or proportional (every training image once)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train HybridGNet on the sources' train splits, selecting on their val splits; resumes from OUT/last.ckpt if present."""
@@ -29,6 +31,7 @@ def train(
 
     with exit_on(chexmask.ChexmaskError):
         cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
-                          clavicles=clavicles, robust=robust, input_norm=input_norm)
+                          clavicles=clavicles, robust=robust, input_norm=input_norm, sampling=sampling,
+                          refine_levels=tuple(refine_levels))
         best = run_training(cfg, progress=progress)
     typer.echo(f"best model: {best}")

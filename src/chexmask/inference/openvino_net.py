@@ -29,7 +29,7 @@ import torch
 
 from chexmask._cache import cache_dir
 
-__all__ = ["OpenVINONet", "openvino_version"]
+__all__ = ["OpenVINONet", "openvino_version", "map_names"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,12 @@ def openvino_version() -> str | None:
     return openvino.__version__.split("-")[0]
 
 
+def map_names(model) -> list[str]:
+    """Names of the feature maps passed from the exported encoder to the decoders, in
+    :meth:`HybridGNet.encode`'s order: ``deep``, ``upper``, then ``level<N>`` per refine stage."""
+    return ["deep", "upper", *(f"level{level}" for level in model.config.refine_levels)]
+
+
 class _Encoder(torch.nn.Module):
     def __init__(self, model) -> None:
         super().__init__()
@@ -52,7 +58,7 @@ class _Encoder(torch.nn.Module):
 
     def forward(self, x):
         mu, logvar, feats = self.model.encode(x)
-        return mu, logvar, feats[-1], feats[-2]
+        return mu, logvar, *feats
 
 
 class _Decoder(torch.nn.Module):
@@ -60,8 +66,8 @@ class _Decoder(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, z, deep, upper):
-        return self.model.decode(z, [upper, deep])[0]  # decode reads feats[-1] as the deepest level
+    def forward(self, z, *feats):
+        return self.model.decode(z, list(feats))[0]
 
 
 class OpenVINONet:
@@ -92,18 +98,18 @@ class OpenVINONet:
         )
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """``(B, 1, S, S)`` images -> (mu, logvar, [upper, deep] feature maps), as the torch model."""
-        mu, logvar, deep, upper = _run(self._encoder, [images])
-        return mu, logvar, [upper, deep]
+        """``(B, 1, S, S)`` images -> (mu, logvar, the decoder's feature maps), as the torch model."""
+        mu, logvar, *feats = _run(self._encoder, [images])
+        return mu, logvar, feats
 
     def decode(self, z: torch.Tensor, feats: list[torch.Tensor]) -> tuple[torch.Tensor, None]:
         """Decode latents with their feature maps (batch-1 maps are shared by every latent)."""
-        deep, upper = feats[-1], feats[-2]
-        if deep.shape[0] == z.shape[0]:
-            return _run(self._decoder, [z, deep, upper])[0], None
-        if deep.shape[0] != 1:
-            raise ValueError(f"decode: {z.shape[0]} latents but feature maps of batch {deep.shape[0]}")
-        return _run(self._sample_decoder, [z, deep, upper])[0], None
+        batch = feats[0].shape[0]
+        if batch == z.shape[0]:
+            return _run(self._decoder, [z, *feats])[0], None
+        if batch != 1:
+            raise ValueError(f"decode: {z.shape[0]} latents but feature maps of batch {batch}")
+        return _run(self._sample_decoder, [z, *feats])[0], None
 
 
 def _code_digest() -> str:
@@ -142,14 +148,13 @@ def _convert(model, folder: Path) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on shape checks, which do not apply here
             mu, _, feats = model.encode(x)
-            deep, upper = feats[-1], feats[-2]
-            batch = {0: "batch"}
+            names, batch = map_names(model), {0: "batch"}
             exports = {
-                "encoder": (_Encoder(model), (x,), ["x"], ["mu", "logvar", "deep", "upper"],
-                            {"x": batch, "mu": batch, "logvar": batch, "deep": batch, "upper": batch}),
-                "decoder": (_Decoder(model), (mu, deep, upper), ["z", "deep", "upper"], ["points"],
-                            {"z": batch, "deep": batch, "upper": batch, "points": batch}),
-                "sample_decoder": (_Decoder(model), (mu, deep[:1], upper[:1]), ["z", "deep", "upper"], ["points"],
+                "encoder": (_Encoder(model), (x,), ["x"], ["mu", "logvar", *names],
+                            dict.fromkeys(["x", "mu", "logvar", *names], batch)),
+                "decoder": (_Decoder(model), (mu, *feats), ["z", *names], ["points"],
+                            dict.fromkeys(["z", *names, "points"], batch)),
+                "sample_decoder": (_Decoder(model), (mu, *(f[:1] for f in feats)), ["z", *names], ["points"],
                                    {"z": batch, "points": batch}),
             }
             for name, (net, args, inputs, outputs, axes) in exports.items():

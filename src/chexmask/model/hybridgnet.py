@@ -60,6 +60,11 @@ class ModelConfig:
         ``"none"`` (the [0, 1] pixels as they are) or ``"zscore"`` (each image's pixels
         to mean :data:`ZSCORE_MEAN` and standard deviation :data:`ZSCORE_STD`). Part of
         the network, so every backend and every caller standardise alike.
+    refine_levels : tuple of int
+        Encoder levels (0 = full resolution) sampled by further image-to-graph skips
+        after the reference's two (which sample the two deepest levels), in order. Each
+        adds a residual to the positions before it (:class:`RefineStage`); ``()`` is
+        the reference architecture.
     """
 
     input_size: int = 256
@@ -70,6 +75,7 @@ class ModelConfig:
     window: int = 3
     organs: tuple[str, ...] = ORGANS
     input_norm: str = "none"
+    refine_levels: tuple[int, ...] = ()
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,6 +85,9 @@ class ModelConfig:
             raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
         if self.input_size % 2 ** (len(self.channels) - 1):
             raise ValueError(f"input_size {self.input_size} must be divisible by {2 ** (len(self.channels) - 1)}")
+        if any(not 0 <= level < len(self.channels) - 2 for level in self.refine_levels):
+            raise ValueError(f"refine_levels must be encoder levels 0-{len(self.channels) - 3} (the two deepest are the "
+                             f"reference skips), got {self.refine_levels}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +95,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         d = dict(d)
-        for key in ("channels", "filters", "organs"):
+        for key in ("channels", "filters", "organs", "refine_levels"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -141,6 +150,20 @@ class Encoder(nn.Module):
         return feats
 
 
+class RefineStage(nn.Module):
+    """A further image-to-graph skip: node features, positions and the sampled ``level``
+    map through a Chebyshev convolution, then a residual on the positions (zero at
+    initialisation, so a stage added to trained weights starts from their output)."""
+
+    def __init__(self, width: int, channels: int, window: int, k: int, laplacian: torch.Tensor) -> None:
+        super().__init__()
+        self.conv = ChebConv(width + 2 + channels * window**2, width, k, laplacian)
+        self.norm = GraphNorm(width)
+        self.head = ChebConv(width, 2, k, laplacian)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+
 class HybridGNet(nn.Module):
     """HybridGNet with image-to-graph skip connections.
 
@@ -192,14 +215,22 @@ class HybridGNet(nn.Module):
         self.conv2 = ChebConv(f[2] + 2 + ch[-2] * w2, f[1], k, lap_full)
         self.norm2 = GraphNorm(f[1])
         self.conv1 = ChebConv(f[1], f[0], k, lap_full)
+        self.refine = nn.ModuleList(RefineStage(f[1], ch[level], config.window, k, lap_full) for level in config.refine_levels)
         for head in (self.pos1, self.pos2, self.conv1):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         nn.init.zeros_(self.fc_logvar.weight)
         nn.init.constant_(self.fc_logvar.bias, -6.0)
 
+    @property
+    def skip_levels(self) -> tuple[int, ...]:
+        """Encoder levels the decoder samples, in the order of :meth:`encode`'s maps:
+        the deepest, the one above (the reference's two skips), then ``refine_levels``."""
+        top = len(self.config.channels) - 1
+        return (top, top - 1, *self.config.refine_levels)
+
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Encode ``(B, 1, S, S)`` images in [0, 1] to (mu, logvar, feature maps)."""
+        """Encode ``(B, 1, S, S)`` images in [0, 1] to (mu, logvar, the maps of :attr:`skip_levels`)."""
         s = self.config.input_size
         if image.ndim != 4 or image.shape[1] != 1 or image.shape[2:] != (s, s):
             raise ValueError(f"image must have shape (B, 1, {s}, {s}), got {tuple(image.shape)}")
@@ -207,16 +238,17 @@ class HybridGNet(nn.Module):
             image = standardise(image)
         feats = self.encoder(image)
         flat = feats[-1].flatten(1)
-        return self.fc_mu(flat), self.fc_logvar(flat), feats
+        return self.fc_mu(flat), self.fc_logvar(flat), [feats[level] for level in self.skip_levels]
 
     def decode(self, z: torch.Tensor, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Decode latents ``(B, latent_dim)`` with the matching encoder features.
 
-        ``feats`` may have batch 1 while ``z`` has batch B (many samples of one image):
-        the features are broadcast.
+        ``feats`` are the feature maps :meth:`encode` returns (those of
+        :attr:`skip_levels`, in that order). They may have batch 1 while ``z`` has batch
+        B (many samples of one image): the features are broadcast.
         """
         b = z.shape[0]
-        deep, upper = feats[-1], feats[-2]
+        deep, upper, *finer = feats
         shared = deep.shape[0] != b  # many latent samples of one image: project its maps once (layers.project_roi)
         if shared and deep.shape[0] != 1:
             raise ValueError(f"decode: {b} latents but feature maps of batch {deep.shape[0]}")
@@ -230,7 +262,12 @@ class HybridGNet(nn.Module):
         h = F.relu(self.norm3(self.conv3(h)))
         p2 = self.mean_shape + self.pos2(h)
         h = F.relu(self.norm2(self._skip(self.conv2, h, p2, upper, ch[-2], shared)))
-        return self.mean_shape + self.conv1(h), [p1, p2]
+        points, inter = self.mean_shape + self.conv1(h), [p1, p2]
+        for stage, level, features in zip(self.refine, self.config.refine_levels, finer):
+            h = F.relu(stage.norm(self._skip(stage.conv, h, points, features, ch[level], shared)))
+            inter.append(points)
+            points = points + stage.head(h)
+        return points, inter
 
     def _skip(self, conv: ChebConv, h: torch.Tensor, points: torch.Tensor, features: torch.Tensor, channels: int,
               shared: bool) -> torch.Tensor:

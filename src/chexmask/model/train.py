@@ -5,9 +5,10 @@ from generators seeded with ``(seed, e)``, and a checkpoint is written after eve
 epoch, so a killed run continues exactly where it stopped.
 
 Several sources (JSRT-layout folders) train together: nodes of organs a source does not
-annotate are NaN and carry no loss; every source is drawn equally often (an epoch has as
-many steps as the sources have training images, a source's images cycle in a fresh
-order), so a small hospital weighs as much as a large one. Validation is scored per
+annotate are NaN and carry no loss; by default every source is drawn equally often (an
+epoch has as many steps as the sources have training images, a source's images cycle in
+a fresh order), so a small hospital weighs as much as a large one (``sampling =
+"proportional"`` draws every image once an epoch instead). Validation is scored per
 source: landmark MSE and Dice of the filled contours (lungs; heart and clavicles where
 annotated). The model with the best *selection score* is exported: the mean over sources
 of each source's mean CheXmask-organ Dice (lungs, and heart where annotated), so every
@@ -35,9 +36,11 @@ from chexmask.model.hybridgnet import INPUT_NORMS, HybridGNet, ModelConfig, kl_d
 from chexmask.model.weights import load_model, save_weights
 from chexmask.quality.metrics import dice, landmark_sq_errors
 
-__all__ = ["TrainConfig", "train", "landmark_mse", "validation_scores", "warm_start"]
+__all__ = ["TrainConfig", "train", "epoch_order", "landmark_mse", "validation_scores", "warm_start"]
 
 log = logging.getLogger(__name__)
+
+SAMPLINGS = ("balanced", "proportional")
 
 
 @dataclass
@@ -60,13 +63,18 @@ class TrainConfig:
     clavicles: bool = False  # also predict the clavicles (JSRT annotates them)
     robust: bool = True  # the wide augmentation of data.augment (False: the JSRT-only recipe)
     input_norm: str = "none"  # ModelConfig.input_norm: "zscore" standardises each image inside the network
+    refine_levels: tuple[int, ...] = ()  # ModelConfig.refine_levels: encoder levels of further image-to-graph skips
+    sampling: str = "balanced"  # SAMPLINGS: every source equally often, or every image once an epoch
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, (str, Path)):
             self.sources = [str(self.sources)]
         self.sources = [str(s) for s in self.sources]
+        self.refine_levels = tuple(self.refine_levels)
         if self.input_norm not in INPUT_NORMS:
             raise ChexmaskError(f"input_norm {self.input_norm!r}: choose one of {', '.join(INPUT_NORMS)}")
+        if self.sampling not in SAMPLINGS:
+            raise ChexmaskError(f"sampling {self.sampling!r}: choose one of {', '.join(SAMPLINGS)}")
 
     @property
     def organs(self) -> tuple[str, ...]:
@@ -118,9 +126,18 @@ def balanced_order(sources: list[str], rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
 
 
+def epoch_order(sources: list[str], rng: np.random.Generator, sampling: str = "balanced") -> np.ndarray:
+    """One epoch's image indices under a ``sampling`` of :data:`SAMPLINGS`.
+
+    ``balanced``: :func:`balanced_order`; ``proportional``: every image once, in a random
+    order, so a source is drawn as often as it has training images.
+    """
+    return balanced_order(sources, rng) if sampling == "balanced" else rng.permutation(len(sources))
+
+
 def _epoch_batches(data: LandmarkDataset, cfg: TrainConfig, epoch: int):
     rng = np.random.default_rng([cfg.seed, epoch])
-    order = balanced_order(data.sources, rng)
+    order = epoch_order(data.sources, rng, cfg.sampling)
     for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
         pairs = [augment(data.images[j], data.targets[j], rng, robust=cfg.robust) for j in order[i : i + cfg.batch_size]]
         x = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
@@ -185,6 +202,9 @@ def warm_start(model: HybridGNet, init: HybridGNet) -> None:
     target, source = model.state_dict(), init.state_dict()
     with torch.no_grad():
         for key, value in source.items():
+            if key not in target:
+                raise ChexmaskError(f"--init weights have tensor {key}, which this model has not (they have refine_levels "
+                                    f"{init.config.refine_levels}, this run {model.config.refine_levels})")
             dst = target[key]
             if dst.shape == value.shape:
                 dst.copy_(value)
@@ -199,8 +219,8 @@ def _check_resume(out: Path, cfg: TrainConfig) -> None:
     if not (out / "last.ckpt").exists() or not saved.exists():
         return
     old = json.loads(saved.read_text())
-    for key, default in (("size", None), ("clavicles", False), ("input_norm", "none")):  # older runs saved no such keys
-        if old.get(key, default) != getattr(cfg, key):
+    for key, default in (("size", None), ("clavicles", False), ("input_norm", "none"), ("refine_levels", [])):  # older runs saved no such keys
+        if old.get(key, default) != json.loads(json.dumps(getattr(cfg, key))):  # as saved: tuples are lists
             raise ChexmaskError(f"{out} holds a checkpoint trained with {key} = {old.get(key, default)}, this run asks for "
                                 f"{key} = {getattr(cfg, key)}; use another --out folder or the same setting")
 
@@ -223,7 +243,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     val_set = load_sources(cfg.sources, "val", cfg.size, limit=cfg.subset, organs=organs)
     with np.errstate(all="ignore"):
         mean_shape = np.nan_to_num(np.nanmean(train_set.targets, axis=0), nan=0.5)
-    model = HybridGNet(ModelConfig(input_size=cfg.size, organs=organs, input_norm=cfg.input_norm), mean_shape=mean_shape)
+    try:
+        config = ModelConfig(input_size=cfg.size, organs=organs, input_norm=cfg.input_norm, refine_levels=cfg.refine_levels)
+    except ValueError as err:
+        raise ChexmaskError(f"model settings: {err}") from None
+    model = HybridGNet(config, mean_shape=mean_shape)
     if cfg.init:
         init = load_model(cfg.init)[0]
         if init.config.input_norm != cfg.input_norm:
