@@ -34,6 +34,10 @@ INPUT_NORMS = ("none", "zscore")
 # of the JSRT, Montgomery and Shenzhen model-frame pixels (0.59, 0.27), so the first layers
 # of a network trained on raw pixels see the same range.
 ZSCORE_MEAN, ZSCORE_STD = 0.6, 0.27
+# Many latent samples of one image: a skip projects its whole feature map once
+# (layers.project_roi) when the map has at most this many cells per graph node, i.e.
+# when that is cheaper than projecting each sample's nodes for about this many samples.
+_PROJECT_CELLS_PER_NODE = 20
 
 
 @dataclass(frozen=True)
@@ -276,6 +280,12 @@ class HybridGNet(nn.Module):
         window = self.config.window
         if not shared:
             return conv(torch.cat([head, sample_roi(features, points, window)], dim=-1))
+        cells = (features.shape[-2] + window - 1) * (features.shape[-1] + window - 1)
+        if cells > _PROJECT_CELLS_PER_NODE * self.n_nodes:
+            # a large map: projecting all of it costs more than sampling every latent sample's nodes from it
+            b, n = points.shape[:2]
+            sampled = sample_roi(features, points.reshape(1, b * n, 2), window).reshape(b, n, -1)
+            return conv(torch.cat([head, sampled], dim=-1))
         # the sampled rows counted from the config, not from tensor shapes, so that the ONNX export sees a static kernel
         projected = project_roi(features, conv.weight[:, -channels * window**2 :], window)
         return conv(head, sample_projected(projected, points, window))
