@@ -253,7 +253,7 @@ class HybridGNet(nn.Module):
         """
         b = z.shape[0]
         deep, upper, *finer = feats
-        shared = deep.shape[0] != b  # many latent samples of one image: project its maps once (layers.project_roi)
+        shared = deep.shape[0] != b  # many latent samples of one image: its maps are used once for all (see _skip)
         if shared and deep.shape[0] != 1:
             raise ValueError(f"decode: {b} latents but feature maps of batch {deep.shape[0]}")
         h = self.dec_lin(z).view(b, self.n_coarse, -1)
@@ -278,17 +278,15 @@ class HybridGNet(nn.Module):
         """An image-to-graph skip: ``conv`` of the nodes' features, positions and sampled ``features`` (``channels`` deep)."""
         head = torch.cat([h, points], dim=-1)
         window = self.config.window
-        if not shared:
-            return conv(torch.cat([head, sample_roi(features, points, window)], dim=-1))
         cells = (features.shape[-2] + window - 1) * (features.shape[-1] + window - 1)
-        if cells > _PROJECT_CELLS_PER_NODE * self.n_nodes:
-            # a large map: projecting all of it costs more than sampling every latent sample's nodes from it
-            b, n = points.shape[:2]
-            sampled = sample_roi(features, points.reshape(1, b * n, 2), window).reshape(b, n, -1)
-            return conv(torch.cat([head, sampled], dim=-1))
-        # the sampled rows counted from the config, not from tensor shapes, so that the ONNX export sees a static kernel
-        projected = project_roi(features, conv.weight[:, -channels * window**2 :], window)
-        return conv(head, sample_projected(projected, points, window))
+        if shared and cells <= _PROJECT_CELLS_PER_NODE * self.n_nodes:
+            # the sampled rows counted from the config, not from tensor shapes, so that the ONNX export sees a static kernel
+            projected = project_roi(features, conv.weight[:, -channels * window**2 :], window)
+            return conv(head, sample_projected(projected, points, window))
+        # own maps, or one large map that costs more to project than every latent sample's nodes cost to sample from it
+        b, n = points.shape[:2]
+        sampled = sample_roi(features, points.reshape(1, b * n, 2) if shared else points, window).reshape(b, n, -1)
+        return conv(torch.cat([head, sampled], dim=-1))
 
     def forward(self, image: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> ModelOutput:
         """Predict node positions.

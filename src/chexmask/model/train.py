@@ -75,6 +75,15 @@ class TrainConfig:
             raise ChexmaskError(f"input_norm {self.input_norm!r}: choose one of {', '.join(INPUT_NORMS)}")
         if self.sampling not in SAMPLINGS:
             raise ChexmaskError(f"sampling {self.sampling!r}: choose one of {', '.join(SAMPLINGS)}")
+        self.model_config()  # bad model settings fail here, before any data is read
+
+    def model_config(self) -> ModelConfig:
+        """The architecture this run trains (ChexmaskError for settings it cannot have)."""
+        try:
+            return ModelConfig(input_size=self.size, organs=self.organs, input_norm=self.input_norm,
+                               refine_levels=self.refine_levels)
+        except ValueError as err:
+            raise ChexmaskError(f"model settings: {err}") from None
 
     @property
     def organs(self) -> tuple[str, ...]:
@@ -243,11 +252,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     val_set = load_sources(cfg.sources, "val", cfg.size, limit=cfg.subset, organs=organs)
     with np.errstate(all="ignore"):
         mean_shape = np.nan_to_num(np.nanmean(train_set.targets, axis=0), nan=0.5)
-    try:
-        config = ModelConfig(input_size=cfg.size, organs=organs, input_norm=cfg.input_norm, refine_levels=cfg.refine_levels)
-    except ValueError as err:
-        raise ChexmaskError(f"model settings: {err}") from None
-    model = HybridGNet(config, mean_shape=mean_shape)
+    model = HybridGNet(cfg.model_config(), mean_shape=mean_shape)
     if cfg.init:
         init = load_model(cfg.init)[0]
         if init.config.input_norm != cfg.input_norm:
