@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chexmask.cli import app
+from chexmask.model.default import DEFAULT_MODEL
 
 runner = CliRunner()
 
@@ -68,7 +69,7 @@ def test_bad_output_suffix_and_unknown_weights(xray_folder, tmp_path):
 def test_help_shows_defaults():
     result = runner.invoke(app, ["segment", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    for text in ("hybridgnet-jsrt-256", "Image ID", "--uncertainty", "50", "--shard", "Exit codes"):
+    for text in (DEFAULT_MODEL, "Image ID", "--uncertainty", "50", "--shard", "Exit codes"):
         assert text in result.output
 
 

@@ -7,7 +7,8 @@ import chexmask
 from chexmask.model.report import score_split, summarise
 from chexmask.model.weights import DEFAULT_MODEL, load_model, registry
 
-# Test-split means of MODEL_CARD.md (the slow test guards them against regressions).
+# Test-split means of MODEL_CARD.md, the JSRT-only model (the slow test guards them against regressions).
+JSRT_ONLY = "hybridgnet-jsrt-256"
 LUNGS_DICE = 0.9667
 HEART_DICE = 0.9358
 
@@ -19,7 +20,8 @@ def test_registry_names_the_default_model_with_its_hash():
     model, info = load_model(DEFAULT_MODEL)
     assert info["sha256"] == entry["sha256"]
     assert model.config.input_size == entry["input_size"] == 256
-    assert entry["nodes"] == {"right_lung": 44, "left_lung": 50, "heart": 26}
+    # the CheXmask nodes come first, whatever else the model predicts
+    assert list(entry["nodes"].items())[:3] == [("right_lung", 44), ("left_lung", 50), ("heart", 26)]
 
 
 def test_corrupt_weights_are_refused(tmp_path, monkeypatch):
@@ -62,7 +64,7 @@ def test_same_image_same_landmarks_and_uncertainty(segmenter, jsrt_dir):
 @pytest.mark.slow
 def test_test_split_accuracy_matches_the_model_card(jsrt_dir):
     """The whole JSRT test split: the numbers of MODEL_CARD.md, within 0.005 Dice."""
-    summary = summarise(score_split(chexmask.Segmenter(batch_size=8), jsrt_dir, "test"))
+    summary = summarise(score_split(chexmask.Segmenter(JSRT_ONLY, batch_size=8), jsrt_dir, "test"))
     assert summary.loc["lungs_dice", "n"] == 51
     assert summary.loc["lungs_dice", "mean"] >= LUNGS_DICE - 0.005
     assert summary.loc["heart_dice", "mean"] >= HEART_DICE - 0.005
@@ -136,6 +138,6 @@ def test_multi_source_model_segments_held_out_jsrt_and_other_hospitals(jsrt_dir,
 @pytest.mark.slow
 def test_multi_source_model_matches_its_card(jsrt_dir):
     summary = summarise(score_split(chexmask.Segmenter(MULTI, batch_size=8, clavicles=True), jsrt_dir, "test"))
-    assert summary.loc["lungs_dice", "mean"] >= 0.9680 - 0.005
-    assert summary.loc["heart_dice", "mean"] >= 0.9389 - 0.005
-    assert summary.loc["clavicles_dice", "mean"] >= 0.7989 - 0.01
+    assert summary.loc["lungs_dice", "mean"] >= 0.9779 - 0.005
+    assert summary.loc["heart_dice", "mean"] >= 0.9448 - 0.005
+    assert summary.loc["clavicles_dice", "mean"] >= 0.8581 - 0.01
