@@ -11,7 +11,6 @@ from chexmask._errors import ChexmaskError
 from chexmask.inference import openvino_net
 from chexmask.inference.segmenter import Segmenter
 from chexmask.io.read import read_image
-from chexmask.model.default import DEFAULT_MODEL
 
 pytest.importorskip("openvino")
 
@@ -21,12 +20,12 @@ def jsrt_images(jsrt_dir):
     return [read_image(p) for p in sorted((jsrt_dir / "images").glob("*.png"))[:4]]
 
 
-@pytest.mark.parametrize("weights", [DEFAULT_MODEL, "hybridgnet-multi-256"])
-def test_openvino_gives_torchs_answer_on_jsrt_images(jsrt_images, weights):
+@pytest.mark.parametrize(("weights", "clavicles"), [("hybridgnet-jsrt-256", False), ("hybridgnet-multi-256", True)])
+def test_openvino_gives_torchs_answer_on_jsrt_images(jsrt_images, weights, clavicles):
     """The bar for a default backend: landmarks within 0.05 px, uncertainty within 1e-3 px of torch,
     for both shipped models (the multi-source one with its finer skips and clavicles)."""
-    ov = Segmenter(weights, uncertainty=10, batch_size=4, clavicles=weights != DEFAULT_MODEL)
-    pt = Segmenter(weights, uncertainty=10, batch_size=4, backend="torch", clavicles=weights != DEFAULT_MODEL)
+    ov = Segmenter(weights, uncertainty=10, batch_size=4, clavicles=clavicles)
+    pt = Segmenter(weights, uncertainty=10, batch_size=4, backend="torch", clavicles=clavicles)
     assert ov.backend.startswith("openvino ") and pt.backend.startswith("torch ")
     for a, b in zip(ov.segment_images(jsrt_images), pt.segment_images(jsrt_images)):
         assert np.abs(a.landmarks - b.landmarks).max() < 0.05
