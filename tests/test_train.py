@@ -217,7 +217,7 @@ def test_refine_levels_train_resume_and_warm_start_check(jsrt_dir, tmp_path):
     assert model.config.refine_levels == (2,) and len(model.refine) == 1
     with pytest.raises(ChexmaskError, match=r"refine_levels = \[2\].*refine_levels = \(\)"):
         train(TrainConfig(out_dir=str(tmp_path / "r"), **base), progress=False)
-    with pytest.raises(ChexmaskError, match=r"have tensor refine.0.*refine_levels \(2,\), this run \(\)\); to train on from them, add --refine-level 2"):
+    with pytest.raises(ChexmaskError, match=r"have tensor refine.0.*refine_levels \(2,\), this run \(\)\); to train on from them, give exactly --refine-level 2"):
         train(TrainConfig(out_dir=str(tmp_path / "plain"), init=str(best), **base), progress=False)
     with pytest.raises(ChexmaskError, match="model settings: refine_levels must be encoder levels 0-3"):
         train(TrainConfig(out_dir=str(tmp_path / "bad"), refine_levels=(7,), **base), progress=False)

@@ -215,7 +215,7 @@ def warm_start(model: HybridGNet, init: HybridGNet) -> None:
                 flags = " ".join(f"--refine-level {level}" for level in init.config.refine_levels)
                 raise ChexmaskError(f"--init weights have tensor {key}, which this model has not (they have refine_levels "
                                     f"{init.config.refine_levels}, this run {model.config.refine_levels}); "
-                                    f"to train on from them, add {flags}")
+                                    f"to train on from them, give exactly {flags}")
             dst = target[key]
             if dst.shape == value.shape:
                 dst.copy_(value)
