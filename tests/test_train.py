@@ -35,8 +35,9 @@ def test_load_jsrt_maps_landmarks(jsrt_dir):
     assert np.isfinite(d.targets).all() and 0 < d.targets.min() and d.targets.max() < 1
 
 
-def test_training_is_resumable_and_deterministic(jsrt_dir, tmp_path):
-    base = dict(sources=[str(jsrt_dir)], size=64, epochs=2, batch_size=2, subset=4, threads=1)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_training_is_resumable_and_deterministic(jsrt_dir, tmp_path, ema):
+    base = dict(sources=[str(jsrt_dir)], size=64, epochs=2, batch_size=2, subset=4, threads=1, ema=ema)
     full = train(TrainConfig(out_dir=str(tmp_path / "full"), **base), progress=False)
     # a run stopped after epoch 1, then resumed from its checkpoint
     half = TrainConfig(out_dir=str(tmp_path / "half"), **{**base, "epochs": 2})
@@ -61,6 +62,27 @@ def test_training_is_resumable_and_deterministic(jsrt_dir, tmp_path):
     a, b = load_file(str(full)), load_file(str(resumed))
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_ema_weights_are_validated_and_exported(jsrt_dir, tmp_path):
+    """--ema exports the moving average (BatchNorm statistics included), not the last step's
+    weights; a bad decay and a resume with another decay are clear errors."""
+    import torch
+
+    from chexmask._errors import ChexmaskError
+
+    with pytest.raises(ChexmaskError, match=r"ema 1.0: give a decay in \[0, 1\)"):
+        TrainConfig([str(jsrt_dir)], str(tmp_path), ema=1.0)
+    base = dict(sources=[str(jsrt_dir)], epochs=1, batch_size=2, subset=4, threads=1, size=32, out_dir=str(tmp_path))
+    best = load_file(str(train(TrainConfig(ema=0.5, **base), progress=False)))
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    averaged = {k.removeprefix("module."): v.numpy() for k, v in ckpt["ema"].items() if k.startswith("module.")}
+    assert int(ckpt["ema"]["n_averaged"]) == 2  # two steps of two images
+    for key in ("encoder.blocks.0.conv1.weight", "encoder.blocks.0.bn1.running_mean"):
+        np.testing.assert_array_equal(best[key], averaged[key])
+        assert not np.array_equal(best[key], ckpt["model"][key].numpy()), key
+    with pytest.raises(ChexmaskError, match="ema = 0.5, this run asks for ema = 0.9"):
+        train(TrainConfig(ema=0.9, **base), progress=False)
 
 
 def test_missing_organs_are_masked_out_of_the_loss():

@@ -23,6 +23,7 @@ def train(
     input_norm: str = typer.Option("none", help="Intensity standardisation inside the network: none, or zscore (each image to one mean and spread)."),
     refine_levels: list[int] = typer.Option([], "--refine-level", help="Add an image-to-graph skip sampling this encoder level (0 = full resolution; repeatable) after the reference's two."),
     sampling: str = typer.Option("balanced", help="Draws per epoch: balanced (every source equally often) or proportional (every training image once)."),
+    ema: float = typer.Option(0.0, help="Validate and export an exponential moving average of the weights with this decay per step (e.g. 0.998; 0 = off)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train HybridGNet on the sources' train splits, selecting on their val splits; resumes from OUT/last.ckpt if present."""
@@ -31,7 +32,7 @@ def train(
 
     with exit_on(chexmask.ChexmaskError):
         cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
-                          clavicles=clavicles, robust=robust, input_norm=input_norm, sampling=sampling,
+                          clavicles=clavicles, robust=robust, input_norm=input_norm, sampling=sampling, ema=ema,
                           refine_levels=tuple(refine_levels))
         best = run_training(cfg, progress=progress)
     typer.echo(f"best model: {best}")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from chexmask._errors import ChexmaskError
@@ -65,6 +66,7 @@ class TrainConfig:
     input_norm: str = "none"  # ModelConfig.input_norm: "zscore" standardises each image inside the network
     refine_levels: tuple[int, ...] = ()  # ModelConfig.refine_levels: encoder levels of further image-to-graph skips
     sampling: str = "balanced"  # SAMPLINGS: every source equally often, or every image once an epoch
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and exported (0: off)
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, (str, Path)):
@@ -75,6 +77,8 @@ class TrainConfig:
             raise ChexmaskError(f"input_norm {self.input_norm!r}: choose one of {', '.join(INPUT_NORMS)}")
         if self.sampling not in SAMPLINGS:
             raise ChexmaskError(f"sampling {self.sampling!r}: choose one of {', '.join(SAMPLINGS)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ChexmaskError(f"ema {self.ema}: give a decay in [0, 1) (0 turns the average off)")
         self.model_config()  # bad model settings fail here, before any data is read
 
     def model_config(self) -> ModelConfig:
@@ -230,7 +234,7 @@ def _check_resume(out: Path, cfg: TrainConfig) -> None:
     if not (out / "last.ckpt").exists() or not saved.exists():
         return
     old = json.loads(saved.read_text())
-    for key, default in (("size", None), ("clavicles", False), ("input_norm", "none"), ("refine_levels", [])):  # older runs saved no such keys
+    for key, default in (("size", None), ("clavicles", False), ("input_norm", "none"), ("refine_levels", []), ("ema", 0.0)):  # older runs saved no such keys
         if old.get(key, default) != json.loads(json.dumps(getattr(cfg, key))):  # as saved: tuples are lists
             raise ChexmaskError(f"{out} holds a checkpoint trained with {key} = {old.get(key, default)}, this run asks for "
                                 f"{key} = {getattr(cfg, key)}; use another --out folder or the same setting")
@@ -265,6 +269,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     steps_per_epoch = len(train_set) // cfg.batch_size
     total = max(cfg.epochs * steps_per_epoch, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    # The exported model: the weights themselves, or their moving average (BatchNorm statistics included).
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    export = ema.module if ema else model
 
     ckpt_path = out / "last.ckpt"
     start, best, history = 0, -math.inf, []
@@ -273,6 +280,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
+        if ema:
+            ema.load_state_dict(ckpt["ema"])
         start, best = int(ckpt["epoch"]) + 1, float(ckpt["best"])
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
         log.info("resuming from epoch %d (best selection score %.4f)", start, best)
@@ -293,20 +302,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             loss.backward()
             opt.step()
             sched.step()
+            if ema:
+                ema.update_parameters(model)
             losses.append(loss.item())
-        per_source = validation_scores(predict_points(model, val_set.images), val_set, organs)
+        per_source = validation_scores(predict_points(export, val_set.images), val_set, organs)
         score = selection_score(per_source)
         train_mse = float(np.mean(losses)) * 1024**2 / 3
         history.append({"epoch": epoch, "train_loss_px2": train_mse, "val": per_source, "val_score": score,
                         "seconds": time.perf_counter() - t0})
         if score > best:
             best = score
-            save_weights(model, out / "best.safetensors", {"epoch": epoch, "val": per_source, "val_score": score,
+            save_weights(export, out / "best.safetensors", {"epoch": epoch, "val": per_source, "val_score": score,
                                                            "train_config": asdict(cfg)})
-        torch.save(
-            {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best},
-            out / "last.ckpt.tmp",
-        )
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best}
+        torch.save(state | ({"ema": ema.state_dict()} if ema else {}), out / "last.ckpt.tmp")
         (out / "last.ckpt.tmp").replace(ckpt_path)
         (out / "history.json").write_text(json.dumps(history))
         bar.set_postfix(loss=f"{train_mse:.0f}", val=f"{score:.4f}", best=f"{best:.4f}")
