@@ -138,6 +138,6 @@ def test_multi_source_model_segments_held_out_jsrt_and_other_hospitals(jsrt_dir,
 @pytest.mark.slow
 def test_multi_source_model_matches_its_card(jsrt_dir):
     summary = summarise(score_split(chexmask.Segmenter(MULTI, batch_size=8, clavicles=True), jsrt_dir, "test"))
-    assert summary.loc["lungs_dice", "mean"] >= 0.9779 - 0.005
-    assert summary.loc["heart_dice", "mean"] >= 0.9448 - 0.005
-    assert summary.loc["clavicles_dice", "mean"] >= 0.8581 - 0.01
+    assert summary.loc["lungs_dice", "mean"] >= 0.9782 - 0.005
+    assert summary.loc["heart_dice", "mean"] >= 0.9442 - 0.005
+    assert summary.loc["clavicles_dice", "mean"] >= 0.8676 - 0.01

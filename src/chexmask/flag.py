@@ -41,8 +41,10 @@ __all__ = [
 
 #: Mean node uncertainty (pixels of a 1024 frame) above which an image is flagged:
 #: the 95th percentile of the 51 clean JSRT test images with 20 latent samples
-#: (2.22 px with the shipped ``hybridgnet-jsrt-256``), rounded up to 0.5 px, i.e. at
-#: most a 5 % false-alarm rate on in-distribution images. It depends on the weights;
+#: (2.22 px with ``hybridgnet-jsrt-256``), rounded up to 0.5 px, i.e. at most a 5 %
+#: false-alarm rate on in-distribution images; for the default ``hybridgnet-multi-256``
+#: the 95th percentile of the 68 clean val images of its three sources, 50 samples, is
+#: 2.20 px, so the same threshold holds. It depends on the weights;
 #: ``chexmask experiment threshold`` prints the value for the weights it runs
 #: (docs/uncertainty.md, "Quality flag").
 DEFAULT_THRESHOLD_PX = 2.5
