@@ -12,7 +12,8 @@ a fresh order), so a small hospital weighs as much as a large one (``sampling =
 source: landmark MSE and Dice of the filled contours (lungs; heart and clavicles where
 annotated). The model with the best *selection score* is exported: the mean over sources
 of each source's mean CheXmask-organ Dice (lungs, and heart where annotated), so every
-source counts equally whatever its size; clavicles are reported, not selected on.
+source counts equally whatever its size; clavicles are reported, not selected on. With
+``ema`` > 0 a moving average of the weights is validated and exported instead.
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     # The exported model: the weights themselves, or their moving average (BatchNorm statistics included).
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
-    export = ema.module if ema else model
+    export = model if ema is None else ema.module
 
     ckpt_path = out / "last.ckpt"
     start, best, history = 0, -math.inf, []
@@ -280,7 +281,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        if ema:
+        if ema is not None:
             ema.load_state_dict(ckpt["ema"])
         start, best = int(ckpt["epoch"]) + 1, float(ckpt["best"])
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
@@ -302,7 +303,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             loss.backward()
             opt.step()
             sched.step()
-            if ema:
+            if ema is not None:
                 ema.update_parameters(model)
             losses.append(loss.item())
         per_source = validation_scores(predict_points(export, val_set.images), val_set, organs)
@@ -315,7 +316,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             save_weights(export, out / "best.safetensors", {"epoch": epoch, "val": per_source, "val_score": score,
                                                            "train_config": asdict(cfg)})
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best}
-        torch.save(state | ({"ema": ema.state_dict()} if ema else {}), out / "last.ckpt.tmp")
+        torch.save(state | ({} if ema is None else {"ema": ema.state_dict()}), out / "last.ckpt.tmp")
         (out / "last.ckpt.tmp").replace(ckpt_path)
         (out / "history.json").write_text(json.dumps(history))
         bar.set_postfix(loss=f"{train_mse:.0f}", val=f"{score:.4f}", best=f"{best:.4f}")
