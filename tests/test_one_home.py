@@ -1,8 +1,8 @@
 """One home per concept (issue 14): helpers, constants and the direction of imports.
 
 Each concept (the mask columns, decoding a row's masks, the 1024-frame rescale, node
-counts) is defined once and imported elsewhere; data flows one way, with quality and
-reports on top of inference.
+counts) is defined once and imported elsewhere. That data flows one way, with quality and
+reports on top of inference, is checked by import-linter (tests/test_layers_contracts.py).
 """
 
 from __future__ import annotations
@@ -87,36 +87,10 @@ def test_node_counts_come_from_anatomy():
     assert offenders == []
 
 
-def _imports(text: str) -> set[str]:
-    """Every chexmask module a source imports, at module level or inside functions."""
-    import ast
-
-    names = set()
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("chexmask"):
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(a.name for a in node.names if a.name.startswith("chexmask"))
-    return names
-
-
-@pytest.mark.parametrize(("layer", "above"), [("inference/", ("chexmask.quality", "chexmask.reports")),
-                                              ("formats/", ("chexmask.quality", "chexmask.reports")),
-                                              ("masks/", ("chexmask.quality", "chexmask.reports", "chexmask.inference")),
-                                              ("io/", ("chexmask.quality", "chexmask.reports", "chexmask.inference")),
-                                              ("quality/", ("chexmask.reports", "chexmask.model.data", "chexmask.model.train"))])
-def test_imports_flow_one_way(layer, above):
-    """Quality and reports sit on top of inference and the writers, reports on top of quality: never the other way.
-
-Quality reads sources through :mod:`chexmask.io.layout`, not through the training code.
-
-    The Quality Flag is a rule on values a row already holds (:mod:`chexmask.flag`), so the
-    row builder applies it without importing the quality layer; calibrating its threshold
-    on val images is quality's job (:mod:`chexmask.quality.flag_calibration`).
-    """
-    wrong = {rel: sorted(m for m in _imports(text) if m.startswith(above))
-             for rel, text in _sources() if rel.startswith(layer)}
-    assert {rel: mods for rel, mods in wrong.items() if mods} == {}
+# The direction of imports (quality and reports on top of inference and the writers, reports on top
+# of quality, quality reading sources through chexmask.io.layout rather than the training code, the
+# Quality Flag rule applied by the row builder without the quality layer) is checked by import-linter:
+# the contracts are [tool.importlinter] in pyproject.toml, run by tests/test_layers_contracts.py.
 
 
 def test_segment_receives_its_annotate_hook_from_above(tmp_path, tiny_weights, xray_folder):

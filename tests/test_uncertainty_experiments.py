@@ -19,7 +19,8 @@ from chexmask.io.read import XrayImage
 from chexmask.quality.corruption import run_corruption, write_corruption_report
 from chexmask.quality.image_corruptions import Corruption, default_corruptions
 from chexmask.quality.ood import run_ood
-from chexmask.quality.ood_scoring import SCORES, auroc, fit_reference, ood_scores
+from chexmask.quality.metrics import auroc
+from chexmask.quality.ood_scoring import SCORES, fit_reference, ood_scores
 from chexmask.quality.ood_sets import non_chest_images, synthetic_ood
 
 

@@ -191,3 +191,57 @@ def experiment_threshold(
     stats = table.groupby("source")["uncertainty_px"].describe(percentiles=[0.5, quantile])
     typer.echo(stats.to_string(float_format=lambda v: f"{v:.3f}"))
     typer.echo(f"pooled {quantile:g} quantile {table['uncertainty_px'].quantile(quantile):.3f} px -> threshold {threshold:g} px (1024 frame)")
+
+
+@experiment_app.command("failures")
+def experiment_failures(
+    sources: list[str] = typer.Argument(..., help="JSRT-layout folders named jsrt, montgomery and/or shenzhen (images/, landmarks/, splits/, expert masks)."),
+    out: str = typer.Option(..., "--out", "-o", help="Benchmark table (.parquet): one row per segmentation, true Dice, node errors, node spread."),
+    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model benchmarked on the val splits (hybridgnet-jsrt-256 is always run on the other hospitals)."),
+    samples: int = typer.Option(50, "--uncertainty", help="Latent samples per image (segment's default)."),
+    limit: int = typer.Option(None, help="First N rows per model only (a quick look)."),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """The failure benchmark: models on images they never saw, clean and under realistic shifts, scored against experts."""
+    from pathlib import Path
+
+    from chexmask.quality.failure_benchmark import build_benchmark, failed
+
+    set_threads(threads)
+    with exit_on(chexmask.ChexmaskError, ValueError):
+        table = build_benchmark({Path(s).name.lower(): s for s in sources}, weights, samples, limit, progress)
+    table.to_parquet(out)
+    typer.echo(f"{len(table)} segmentations, {int(failed(table).sum())} failed (lungs Dice < 0.90 or heart < 0.80) -> {out}")
+
+
+@experiment_app.command("quality-fit")
+def experiment_quality_fit(
+    benchmark: str = typer.Argument(..., help="Table of chexmask experiment failures (.parquet)."),
+    landmarks: str = typer.Option(..., "--landmarks", help="all_landmarks.npz: the expert landmark sets of the shape model."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder: quality-estimator.json, shape-model.npz, summary.csv/.md, figures."),
+    recall: float = typer.Option(0.85, help="Recall of failed rows the flag thresholds must reach out of source."),
+) -> None:
+    """Fit the Estimated Dice and Node Error Radius on a failure benchmark, leaving one source out to validate them."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from chexmask.quality.estimator_fit import COVERAGE, fit_quality
+    from chexmask.quality.estimator_validation import summary
+    from chexmask.reports.quality_report import write_quality_report
+
+    with exit_on(chexmask.ChexmaskError, ValueError, FileNotFoundError):
+        bench = pd.read_parquet(benchmark)
+        fit = fit_quality(bench, landmarks, recall)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "quality-estimator.json").write_text(json.dumps(fit.params, indent=1))
+    fit.shape_model.save(folder / "shape-model.npz")
+    for variant, pred in fit.out_of_source.items():
+        figures = summary(bench, pred, fit.thresholds)
+        write_quality_report(folder / variant, bench, pred, figures, fit.thresholds, COVERAGE)
+    typer.echo(summary(bench, fit.out_of_source["full"], fit.thresholds).loc["all"].to_string(float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"flag thresholds (chexmask.flag.DEFAULT_MIN_DICE): lungs {fit.thresholds['lungs']:.4f}, heart {fit.thresholds['heart']:.4f}; "
+               f"to ship, copy {folder}/quality-estimator.json and shape-model.npz into chexmask/weights/")

@@ -24,6 +24,8 @@ def train(
     refine_levels: list[int] = typer.Option([], "--refine-level", help="Add an image-to-graph skip sampling this encoder level (0 = full resolution; repeatable) after the reference's two."),
     sampling: str = typer.Option("balanced", help="Draws per epoch: balanced (every source equally often) or proportional (every training image once)."),
     ema: float = typer.Option(0.0, help="Validate and export an exponential moving average of the weights with this decay per step (e.g. 0.998; 0 = off)."),
+    kl: str = typer.Option("1e-5", help="KL weight of the latent: a constant (1e-5), or START:END, a geometric ramp over the first --kl-ramp of the epochs (as CheXmask-U: sampled outputs then spread where the model is unsure)."),
+    kl_ramp: float = typer.Option(0.5, help="Fraction of the epochs the --kl START:END ramp takes."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train HybridGNet on the sources' train splits, selecting on their val splits; resumes from OUT/last.ckpt if present."""
@@ -31,8 +33,21 @@ def train(
     from chexmask.model.train import train as run_training
 
     with exit_on(chexmask.ChexmaskError):
+        kl_weight, kl_final = _kl_schedule(kl)
         cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
                           clavicles=clavicles, robust=robust, input_norm=input_norm, sampling=sampling, ema=ema,
-                          refine_levels=tuple(refine_levels))
+                          refine_levels=tuple(refine_levels), kl_weight=kl_weight, kl_final=kl_final, kl_ramp=kl_ramp)
         best = run_training(cfg, progress=progress)
     typer.echo(f"best model: {best}")
+
+
+def _kl_schedule(text: str) -> tuple[float, float | None]:
+    """``--kl`` as (start, end): ``"1e-5"`` -> (1e-5, None), ``"1e-5:3e-4"`` -> (1e-5, 3e-4)."""
+    parts = text.split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise chexmask.ChexmaskError(f"--kl {text!r}: give a weight (1e-5) or a ramp START:END (1e-5:3e-4)")
+    return values[0], (values[1] if len(values) == 2 else None)

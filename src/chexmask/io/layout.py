@@ -16,7 +16,7 @@ import numpy as np
 from chexmask._errors import ChexmaskError
 from chexmask.anatomy import ALL_NODE_COUNTS, ORGANS
 
-__all__ = ["read_split", "find_image", "load_landmarks_npz"]
+__all__ = ["read_split", "find_image", "load_landmarks_npz", "landmark_arrays"]
 
 _NPZ_KEYS = {"right_lung": "RL", "left_lung": "LL", "heart": "H", "right_clavicle": "RCLA", "left_clavicle": "LCLA"}
 
@@ -45,3 +45,13 @@ def find_image(folder: Path, image_id: str) -> Path:
         if (path := folder / "images" / f"{image_id}{suffix}").exists():
             return path
     raise ChexmaskError(f"{folder / 'images'}: no image for id {image_id!r} listed in the split")
+
+
+def landmark_arrays(path: str | Path, organs: tuple[str, ...] = ORGANS) -> tuple[np.ndarray, np.ndarray]:
+    """All landmark sets of a collection file (``all_landmarks.npz``: ``source`` and one ``(N, nodes, 2)`` array per organ key).
+
+    Returns ``(shapes (N, n_nodes, 2) with NaN where an organ is not annotated, sources (N,))``.
+    """
+    with np.load(path) as d:
+        shapes = np.concatenate([d[_NPZ_KEYS[o]] for o in organs], axis=1).astype(np.float64)
+        return shapes, np.asarray(d["source"]).astype(str)

@@ -56,7 +56,9 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    kl_weight: float = 1e-5
+    kl_weight: float = 1e-5  # KL weight at the first epoch
+    kl_final: float | None = None  # ramp the KL weight geometrically to this value (None: constant kl_weight)
+    kl_ramp: float = 0.5  # fraction of the epochs the ramp takes; the weight then stays at kl_final
     sample_after: float = 0.3
     seed: int = 0
     init: str | None = None
@@ -78,6 +80,9 @@ class TrainConfig:
             raise ChexmaskError(f"input_norm {self.input_norm!r}: choose one of {', '.join(INPUT_NORMS)}")
         if self.sampling not in SAMPLINGS:
             raise ChexmaskError(f"sampling {self.sampling!r}: choose one of {', '.join(SAMPLINGS)}")
+        if self.kl_weight <= 0 or (self.kl_final is not None and self.kl_final <= 0) or not 0.0 < self.kl_ramp <= 1.0:
+            raise ChexmaskError(f"KL schedule {self.kl_weight}:{self.kl_final} over {self.kl_ramp} of the epochs: "
+                                "give positive weights and a ramp fraction in (0, 1]")
         if not 0.0 <= self.ema < 1.0:
             raise ChexmaskError(f"ema {self.ema}: give a decay in [0, 1) (0 turns the average off)")
         self.model_config()  # bad model settings fail here, before any data is read
@@ -89,6 +94,17 @@ class TrainConfig:
                                refine_levels=self.refine_levels)
         except ValueError as err:
             raise ChexmaskError(f"model settings: {err}") from None
+
+    def kl_at(self, epoch: int) -> float:
+        """The KL weight of ``epoch``: ``kl_weight``, or its geometric ramp to ``kl_final``.
+
+        The ramp (as CheXmask-U's, which raises the weight from 1e-5 to 1e-2 during
+        training) lets the decoder learn the shapes first and the latent carry spread later.
+        """
+        if self.kl_final is None:
+            return self.kl_weight
+        t = min(epoch / max(self.kl_ramp * self.epochs, 1.0), 1.0)
+        return float(self.kl_weight * (self.kl_final / self.kl_weight) ** t)
 
     @property
     def organs(self) -> tuple[str, ...]:
@@ -298,7 +314,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             valid = torch.isfinite(y).all(-1).float()
             y = torch.nan_to_num(y)
             outp = model(x, sample=sample, generator=gen)
-            loss = _loss(outp, y, valid, cfg.kl_weight)
+            loss = _loss(outp, y, valid, cfg.kl_at(epoch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -309,7 +325,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         per_source = validation_scores(predict_points(export, val_set.images), val_set, organs)
         score = selection_score(per_source)
         train_mse = float(np.mean(losses)) * 1024**2 / 3
-        history.append({"epoch": epoch, "train_loss_px2": train_mse, "val": per_source, "val_score": score,
+        history.append({"epoch": epoch, "train_loss_px2": train_mse, "kl_weight": cfg.kl_at(epoch), "val": per_source, "val_score": score,
                         "seconds": time.perf_counter() - t0})
         if score > best:
             best = score

@@ -21,7 +21,8 @@ the margin keeps the erosion identical to the full-frame one.
 
 Masks are ``(H, W)`` arrays, row-major; any nonzero value is foreground (CheXmask
 masks are ``uint8`` {0, 255} or ``bool``). Landmarks are ``(N, 2)`` arrays of
-(x, y) = (column, row) pixel coordinates, named ``points_xy``.
+(x, y) = (column, row) pixel coordinates, named ``points_xy``. :func:`auroc` ranks a
+score's positives against its negatives (OOD images, failed segmentations).
 
 References
 ----------
@@ -31,12 +32,15 @@ multi-center chest x-ray images", Scientific Data 2024, doi:10.1038/s41597-024-0
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
+from scipy.stats import rankdata
 
 __all__ = [
+    "auroc",
     "MaskScores",
     "dice",
     "surface",
@@ -279,3 +283,35 @@ def landmark_sq_errors(points_xy: np.ndarray, ref_points_xy: np.ndarray) -> np.n
     if p.ndim != 2 or p.shape[1] != 2 or p.shape != q.shape:
         raise ValueError(f"landmarks must be two (N, 2) arrays of the same shape, got {p.shape} and {q.shape}")
     return ((p - q) ** 2).sum(axis=1)
+
+
+def auroc(scores_in: Sequence[float], scores_out: Sequence[float]) -> float:
+    """Area under the ROC curve for telling positives (e.g. OOD or failed images) from negatives.
+
+    Parameters
+    ----------
+    scores_in, scores_out : (N,), (M,) array_like
+        Scores of negatives (in-distribution, good) and positives (OOD, failed); higher
+        means "more suspicious". NaNs are dropped.
+
+    Returns
+    -------
+    float
+        ``P(out > in) + P(out == in) / 2`` (the Mann-Whitney U statistic / (N M)); NaN
+        if either side is empty.
+
+    Examples
+    --------
+    >>> auroc([1, 2, 3], [4, 5])
+    1.0
+    >>> auroc([1, 2], [2, 0])
+    0.375
+    """
+    a = np.asarray(scores_in, np.float64)
+    b = np.asarray(scores_out, np.float64)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([a, b]))
+    u = ranks[a.size :].sum() - b.size * (b.size + 1) / 2
+    return float(u / (a.size * b.size))

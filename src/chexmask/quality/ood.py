@@ -22,7 +22,8 @@ from chexmask._errors import ChexmaskError
 from chexmask.io.read import XrayImage
 from chexmask.flag import DEFAULT_THRESHOLD_PX
 from chexmask.quality.flag_calibration import calibrate_threshold
-from chexmask.quality.ood_scoring import SCORES, auroc, fit_reference, ood_scores
+from chexmask.quality.metrics import auroc
+from chexmask.quality.ood_scoring import SCORES, fit_reference, ood_scores
 from chexmask.quality.ood_sets import non_chest_images, synthetic_ood
 from chexmask.model.default import DEFAULT_MODEL
 

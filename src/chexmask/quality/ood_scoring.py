@@ -24,47 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from chexmask._errors import ChexmaskError
 from chexmask.preprocess import to_1024_frame
+from chexmask.quality.metrics import auroc
 
-__all__ = ["SCORES", "auroc", "Reference", "fit_reference", "ood_scores"]
+__all__ = ["SCORES", "Reference", "fit_reference", "ood_scores"]
 
 #: The scores, in the order of their columns (higher = more suspicious).
 SCORES = ("latent_sigma", "predictive_px", "mahalanobis_mu", "mahalanobis_logsigma", "shape")
-
-
-def auroc(scores_in: Sequence[float], scores_out: Sequence[float]) -> float:
-    """Area under the ROC curve for telling OOD (positive) from in-distribution.
-
-    Parameters
-    ----------
-    scores_in, scores_out : (N,), (M,) array_like
-        Scores of in-distribution and OOD images; higher means "more OOD". NaNs are
-        dropped.
-
-    Returns
-    -------
-    float
-        ``P(out > in) + P(out == in) / 2`` (the Mann-Whitney U statistic / (N M)); NaN
-        if either side is empty.
-
-    Examples
-    --------
-    >>> auroc([1, 2, 3], [4, 5])
-    1.0
-    >>> auroc([1, 2], [2, 0])
-    0.375
-    """
-    a = np.asarray(scores_in, np.float64)
-    b = np.asarray(scores_out, np.float64)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size == 0 or b.size == 0:
-        return float("nan")
-    ranks = rankdata(np.concatenate([a, b]))
-    u = ranks[a.size :].sum() - b.size * (b.size + 1) / 2
-    return float(u / (a.size * b.size))
 
 
 

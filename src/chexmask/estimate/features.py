@@ -1,0 +1,62 @@
+"""What the product can compute per image to judge its own segmentation, without ground truth.
+
+:func:`image_features` turns one result (landmarks, per-node spread of the latent
+samples, the image size) into the named numbers of
+:data:`FEATURES`. Each is oriented so that a larger value means a less trustworthy
+segmentation, which lets :mod:`chexmask.estimate.estimator` keep its model monotone.
+Lengths count relative to the thorax (the lungs' bounding box), as Dice does, so
+images of every size and framing are comparable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from chexmask.anatomy import N_NODES
+from chexmask.estimate.shape_model import GROUP_NODES, ShapeModel
+
+__all__ = ["FEATURES", "SAMPLING_FEATURES", "image_features"]
+
+#: Feature name -> meaning (the card's feature table is generated from this).
+FEATURES: dict[str, str] = {
+    "log_uncertainty_lungs": "log of the mean node std of the lung nodes over the latent samples, relative to the thorax size",
+    "log_uncertainty_heart": "log of the mean node std of the heart nodes over the latent samples, relative to the thorax size",
+    "lungs_mahalanobis": "shape model: root mean squared z-score of the aligned lung contours' principal components",
+    "lungs_residual": "shape model: lung contours' distance outside the principal subspace, in expert medians",
+    "heart_mahalanobis": "shape model: the heart's z-score in the lungs' aligned frame (shape, size and place)",
+    "heart_residual": "shape model: the heart's distance outside its principal subspace, in expert medians",
+    "thorax_small": "max(0, log(0.55 / (area of the lungs' bounding box / image area))): a thorax smaller in the frame than on a typical film",
+}
+#: The features that need latent sampling (``uncertainty`` > 0).
+SAMPLING_FEATURES = ("log_uncertainty_lungs", "log_uncertainty_heart")
+#: Typical fraction of the image the lungs' bounding box covers (the median of the clean
+#: benchmark images of the three sources is 0.52-0.62).
+_TYPICAL_LUNG_FRACTION = 0.55
+
+
+def image_features(landmarks: np.ndarray, node_std: np.ndarray | None, height: int, width: int,
+                   shape_model: ShapeModel) -> dict[str, float]:
+    """The :data:`FEATURES` of one segmentation (NaN for the sampling features without samples).
+
+    Parameters
+    ----------
+    landmarks : (>= 120, 2) ndarray
+        (x, y) nodes in the original frame (the clavicles, if any, are ignored).
+    node_std : (>= 120, 2) ndarray or None
+        Per-node std of the latent samples (original pixels); None without sampling.
+    height, width : int
+        The original frame.
+    """
+    points = np.asarray(landmarks, np.float64)[:N_NODES]
+    out = dict.fromkeys(FEATURES, math.nan)
+    box = np.clip(np.ptp(points[GROUP_NODES["lungs"]], axis=0), 1.0, None)
+    thorax = math.sqrt(box[0] * box[1])  # Dice is scale-free: the spread counts relative to the organs' size
+    if node_std is not None:
+        spread = np.sqrt((np.asarray(node_std, np.float64)[:N_NODES] ** 2).sum(-1))
+        for group in ("lungs", "heart"):
+            out[f"log_uncertainty_{group}"] = math.log(max(float(spread[GROUP_NODES[group]].mean()) / thorax, 1e-6))
+    out.update(shape_model.scores(points))
+    out["thorax_small"] = max(0.0, math.log(_TYPICAL_LUNG_FRACTION * height * width / (box[0] * box[1])))
+    return out
