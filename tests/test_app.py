@@ -97,7 +97,7 @@ def test_segment_each_type_then_overlay_and_zip(client, segmenter, kind, name, e
         "right_lung.png", "left_lung.png", "heart.png",
     }
     lines = zf.read("landmarks.csv").decode().splitlines()
-    assert lines[0] == "Node,Organ,X,Y,Std X,Std Y" and len(lines) == 121
+    assert lines[0] == "Node,Organ,X,Y,Std X,Std Y,Error Radius" and len(lines) == 121
     result = json.loads(zf.read("result.json"))
     assert np.asarray(result["landmarks"]).shape == (120, 2) and result["id"] == r["id"]
     # Masks at the original resolution, equal to filling the row's landmarks.
@@ -174,13 +174,12 @@ def test_an_internal_error_is_a_500_not_a_crash(segmenter, monkeypatch):
     assert _post(client, "a.png", _encode(".png", _image())).status_code == 200
 
 
-def test_quality_flag_scales_to_a_1024_frame(segmenter):
+def test_quality_flag_is_the_estimate_s_flag(segmenter):
     seg = segmenter.segment(_image())
-    flag = quality_flag(seg, threshold_px=1e9)
-    assert flag["flag"] == "good" and flag["score"] == pytest.approx(seg.uncertainty * 1024 / 150)
-    assert quality_flag(seg, threshold_px=1e-9)["flag"] == "review"
-    seg.node_std = None
-    assert quality_flag(seg, 5.0)["flag"] == "unknown"
+    est = seg.quality_estimate()
+    flag = quality_flag(est)
+    assert flag["flag"] == est.flag().flag and flag["estimated_dice"] == pytest.approx(est.dice) and flag["rca"] is None
+    assert quality_flag(est, type("R", (), {"mean": 0.2})())["flag"] == "review"
 
 
 def test_rca_scorer_drives_the_flag(segmenter):
@@ -193,11 +192,12 @@ def test_rca_scorer_drives_the_flag(segmenter):
             mean, top = self.mean, self.mean + 0.05
             return type("Estimate", (), {"mean": mean, "max": top, "columns": lambda _: {"Dice RCA (Mean)": mean, "Dice RCA (Max)": top}})()
 
-    for mean, flag in [(0.9, "good"), (0.5, "review")]:
+    alone = segmenter.segment(_image()).quality_estimate().flag().flag  # the flag without RCA
+    for mean, flag in [(0.9, alone), (0.5, "review")]:
         fake = FakeRCA(mean)
-        client = TestClient(create_app(segmenter, rca=fake, flag_threshold_px=1e9))  # the flag follows RCA alone
+        client = TestClient(create_app(segmenter, rca=fake))  # RCA below 0.7 flags whatever the estimate
         r = _post(client, "x.png", _encode(".png", _image())).json()
-        assert r["quality"]["flag"] == flag and r["quality"]["basis"] == "rca"
+        assert r["quality"]["flag"] == flag and r["quality"]["rca"] == pytest.approx(mean)
         assert r["rca"] == {"mean": mean, "max": pytest.approx(mean + 0.05)}
         assert fake.calls == [("x.png", ["heart", "left_lung", "right_lung"], segmenter.segment(_image()).latent_mu.shape)]
     assert client.get("/api/info").json()["rca"] is True

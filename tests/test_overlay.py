@@ -9,7 +9,6 @@ import pytest
 from chexmask._errors import InputError
 from chexmask.anatomy import organ_slices
 from chexmask.inference.segmenter import Segmentation
-from chexmask.flag import quality_flag
 from chexmask.reports.overlay import draw_overlay, render_overlay
 
 H, W = 200, 160
@@ -69,7 +68,7 @@ def test_without_sampling_draws_white_nodes():
 
 def test_draw_overlay_writes_png(tmp_path):
     seg = _segmentation(3.0)
-    path = draw_overlay(_image(), seg, tmp_path / "sub" / "toy.png", flag=quality_flag(seg))
+    path = draw_overlay(_image(), seg, tmp_path / "sub" / "toy.png", flag=seg.quality_estimate().flag())
     assert path.is_file()
     assert cv2.imread(str(path)).shape == (H + 28, W + 90, 3)
 
@@ -88,7 +87,8 @@ def test_overlay_of_a_segmenter_result(tiny_weights, tmp_path):
 
     image = np.random.default_rng(1).integers(0, 255, (90, 70), dtype=np.uint8)
     seg = Segmenter(tiny_weights, uncertainty=4).segment(image, image_id="noise")
-    path = draw_overlay(image, seg, tmp_path / "noise.png", flag=quality_flag(seg))
+    path = draw_overlay(image, seg, tmp_path / "noise.png", flag=seg.quality_estimate().flag(),
+                        error_radius=seg.quality_estimate().node_radius)
     assert cv2.imread(str(path)).shape == (90 + 28, 70 + 90, 3)
 
 

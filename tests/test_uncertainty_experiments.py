@@ -111,9 +111,13 @@ def test_non_chest_images_are_gray_uint8():
 
 
 def _fake_seg(mu, sigma, shape_offset=0.0):
+    from chexmask.estimate.estimator import estimate_quality
+
     landmarks = np.tile([[100.0, 100.0]], (120, 1)) + np.arange(240).reshape(120, 2) * 0.1 + shape_offset
-    return SimpleNamespace(image_id="x", latent_mu=np.asarray(mu, float), latent_sigma=np.asarray(sigma, float),
-                           landmarks=landmarks, height=1000, width=1000, uncertainty=None)
+    seg = SimpleNamespace(image_id="x", latent_mu=np.asarray(mu, float), latent_sigma=np.asarray(sigma, float),
+                          landmarks=landmarks, height=1000, width=1000, uncertainty=None, node_std=None)
+    seg.quality_estimate = lambda: estimate_quality(seg, None)
+    return seg
 
 
 def test_mahalanobis_scores_grow_away_from_the_reference():
@@ -121,7 +125,8 @@ def test_mahalanobis_scores_grow_away_from_the_reference():
     ref = fit_reference([_fake_seg(rng.normal(size=8), np.exp(rng.normal(-1, 0.1, 8)), rng.normal(0, 1)) for _ in range(50)])
     near, far = _fake_seg(np.zeros(8), np.full(8, np.exp(-1))), _fake_seg(np.full(8, 6.0), np.full(8, 0.9), 200.0)
     scores = ood_scores([near, far], ref)
-    assert list(scores.columns) == ["image_id", *SCORES]
+    assert list(scores.columns) == ["image_id", *SCORES, "flagged"]
+    assert scores["flagged"].all()  # a degenerate shape has a low Estimated Dice
     for s in ("mahalanobis_mu", "mahalanobis_logsigma", "shape"):
         assert scores.loc[1, s] > 3 * scores.loc[0, s]
     assert scores["predictive_px"].isna().all()  # no sampling

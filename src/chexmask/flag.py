@@ -1,22 +1,26 @@
-"""The per-image Quality Flag: a rule on the predictive uncertainty and, when present, RCA.
+"""The per-image Quality Flag: one rule on the Estimated Dice and, when present, RCA.
 
 This is a postprocess of one result (like :mod:`chexmask.measures`): a pure function of
 values the row already holds, so the row builder, the demo and the overlays apply the
-same rule without depending on the quality layer. How the threshold is calibrated on
-val images is :mod:`chexmask.quality.flag_calibration`.
+same rule without depending on the quality layer.
 
 The flag is a triage aid: ``"review"`` means "look at this segmentation", not "this
-segmentation is wrong". It combines two signals:
+segmentation is wrong". The rule:
 
-- the mean node uncertainty (CheXmask-U predictive std, pixels) rescaled to a
-  1024-pixel frame, ``u * 1024 / max(H, W)``, so one threshold serves every image
-  size; above :data:`DEFAULT_THRESHOLD_PX` the image is flagged;
-- the reverse classification accuracy ``Dice RCA (Mean)`` when it was computed;
-  below :data:`DEFAULT_MIN_RCA` (0.7, the reference's quality threshold) the image
-  is flagged.
+- ``review`` when ``Estimated Dice Lungs`` < :data:`DEFAULT_MIN_DICE` ``["lungs"]`` or
+  ``Estimated Dice Heart`` < :data:`DEFAULT_MIN_DICE` ``["heart"]``
+  (:mod:`chexmask.estimate`, written for every segmented image), or, when RCA was
+  computed, ``Dice RCA (Mean)`` < :data:`DEFAULT_MIN_RCA` (0.7, the reference's
+  threshold), or, with latent sampling, the mean node uncertainty exceeds
+  :data:`DEFAULT_MAX_UNCERTAINTY_PX` (5 px in the 1024 frame: beyond what the estimate
+  was fitted on, e.g. a blank or non-chest image whose shape alone looks plausible);
+- ``good`` otherwise; ``unknown`` only when neither an estimate nor RCA is given.
 
-How the threshold was chosen, and how to recalibrate it for other weights, is in
-``docs/uncertainty.md``.
+The estimate already weighs the node uncertainty of the latent samples, so
+out-of-distribution images (non-chest, lateral, inverted) get a low estimate and are
+flagged. How the thresholds were chosen (leave-one-source-out recall of failures on the
+failure benchmark) is in ``docs/quality.md``; ``chexmask experiment quality-fit`` prints
+them for a refitted estimator.
 
 References
 ----------
@@ -31,26 +35,20 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = [
-    "DEFAULT_THRESHOLD_PX",
-    "DEFAULT_MIN_RCA",
-    "QualityFlag",
-    "quality_flag",
-    "normalised_uncertainty",
-]
+__all__ = ["DEFAULT_MIN_DICE", "DEFAULT_MIN_RCA", "DEFAULT_MAX_UNCERTAINTY_PX", "QualityFlag", "quality_flag"]
 
-#: Mean node uncertainty (pixels of a 1024 frame) above which an image is flagged:
-#: the 95th percentile of the 51 clean JSRT test images with 20 latent samples
-#: (2.22 px with ``hybridgnet-jsrt-256``), rounded up to 0.5 px, i.e. at most a 5 %
-#: false-alarm rate on in-distribution images; for the default ``hybridgnet-multi-256``
-#: the 95th percentile of the 68 clean val images of its three sources, 50 samples, is
-#: 2.20 px, so the same threshold holds. It depends on the weights;
-#: ``chexmask experiment threshold`` prints the value for the weights it runs
-#: (docs/uncertainty.md, "Quality flag").
-DEFAULT_THRESHOLD_PX = 2.5
+#: Estimated Dice below which an image is flagged, per organ group: chosen on the failure
+#: benchmark as the pair that flags the fewest rows while catching at least 85 % of the
+#: failed ones (lungs Dice < 0.90 or heart < 0.80), out of source (docs/quality.md).
+DEFAULT_MIN_DICE: dict[str, float] = {"lungs": 0.93, "heart": 0.70}
 
 #: ``Dice RCA (Mean)`` below which an image is flagged (the reference's threshold).
 DEFAULT_MIN_RCA = 0.7
+
+#: Mean node uncertainty (pixels of the 1024 frame) above which an image is flagged
+#: whatever its estimate: 4 % of the default model's failure-benchmark rows (71 % of them
+#: failed), none of its clean val images (95th percentile 2.2 px).
+DEFAULT_MAX_UNCERTAINTY_PX = 5.0
 
 _RCA_COLUMN = "Dice RCA (Mean)"
 
@@ -62,9 +60,9 @@ class QualityFlag:
     Attributes
     ----------
     flag : {"good", "review", "unknown"}
-        ``"unknown"`` when neither uncertainty nor RCA is available.
-    uncertainty_px : float or None
-        Mean node uncertainty rescaled to a 1024-pixel frame.
+        ``"unknown"`` when neither an estimate nor RCA is available.
+    estimate : dict or None
+        The Estimated Dice used, ``{"lungs": ..., "heart": ...}``.
     rca : float or None
         ``Dice RCA (Mean)`` used, if any.
     reason : str
@@ -72,44 +70,13 @@ class QualityFlag:
     """
 
     flag: str
-    uncertainty_px: float | None
+    estimate: dict[str, float] | None
     rca: float | None
     reason: str
 
     def columns(self) -> dict[str, str]:
         """Table column of the segment output: ``{"Quality Flag": flag}``."""
         return {"Quality Flag": self.flag}
-
-
-def normalised_uncertainty(uncertainty: float | None, height: int, width: int) -> float | None:
-    """Rescale an uncertainty in original pixels to a 1024-pixel frame.
-
-    Parameters
-    ----------
-    uncertainty : float or None
-        Mean node uncertainty (or any length) in pixels of an ``height x width`` image.
-    height, width : int
-        Original image size.
-
-    Returns
-    -------
-    float or None
-        ``uncertainty * 1024 / max(height, width)``; None when `uncertainty` is None.
-
-    Raises
-    ------
-    ValueError
-        If the size is not positive.
-
-    Examples
-    --------
-    >>> normalised_uncertainty(2.0, 2048, 1500)
-    1.0
-    """
-    from chexmask.preprocess import to_1024_frame
-
-    scaled = to_1024_frame(0.0 if uncertainty is None else float(uncertainty), height, width)  # validates the size
-    return None if uncertainty is None else scaled
 
 
 def _rca_value(rca: float | Mapping[str, float] | None) -> float | None:
@@ -124,25 +91,33 @@ def _rca_value(rca: float | Mapping[str, float] | None) -> float | None:
 
 
 def quality_flag(
-    segmentation,
+    estimate: Mapping[str, float] | None,
     rca: float | Mapping[str, float] | None = None,
     *,
-    threshold_px: float = DEFAULT_THRESHOLD_PX,
+    uncertainty_px: float | None = None,
+    min_dice: Mapping[str, float] | None = None,
     min_rca: float = DEFAULT_MIN_RCA,
+    max_uncertainty_px: float = DEFAULT_MAX_UNCERTAINTY_PX,
 ) -> QualityFlag:
-    """Flag a segmentation for review from its uncertainty and, optionally, its RCA.
+    """Flag a segmentation for review from its Estimated Dice and, optionally, its RCA.
 
     Parameters
     ----------
-    segmentation : chexmask.inference.segmenter.Segmentation
-        A result; its ``uncertainty`` is None when sampling was off.
+    estimate : mapping or None
+        Estimated Dice ``{"lungs": ..., "heart": ...}``
+        (:attr:`chexmask.estimate.estimator.QualityEstimate.dice`).
     rca : float or mapping, optional
         ``Dice RCA (Mean)``, or the columns returned by
         :func:`chexmask.quality.rca.score_segmentation`. NaN counts as absent.
-    threshold_px : float, optional
-        Flag when the mean node uncertainty, in pixels of a 1024 frame, exceeds this.
+    uncertainty_px : float, optional
+        Mean node uncertainty in pixels of the 1024 frame
+        (:func:`chexmask.preprocess.to_1024_frame`); None without sampling.
+    min_dice : mapping, optional
+        Thresholds per organ group (default :data:`DEFAULT_MIN_DICE`).
     min_rca : float, optional
         Flag when ``Dice RCA (Mean)`` is below this.
+    max_uncertainty_px : float, optional
+        Flag when `uncertainty_px` is above this.
 
     Returns
     -------
@@ -153,32 +128,39 @@ def quality_flag(
     Raises
     ------
     ValueError
-        If `threshold_px` is not positive, `min_rca` is outside [0, 1], or `rca`
-        is a mapping without ``Dice RCA (Mean)``.
+        If a threshold is outside [0, 1], `estimate` lacks an organ group of the
+        thresholds, or `rca` is a mapping without ``Dice RCA (Mean)``.
 
     Examples
     --------
-    >>> from types import SimpleNamespace
-    >>> seg = SimpleNamespace(uncertainty=3.0, height=2048, width=2048)
-    >>> quality_flag(seg, threshold_px=2.0).flag   # 3 px at 2048 = 1.5 px at 1024
+    >>> quality_flag({"lungs": 0.96, "heart": 0.91}).flag
     'good'
-    >>> quality_flag(seg, rca=0.5, threshold_px=2.0).flag
+    >>> quality_flag({"lungs": 0.88, "heart": 0.91}).reason
+    'Estimated Dice Lungs 0.880 < 0.93: check the contours'
+    >>> quality_flag({"lungs": 0.96, "heart": 0.91}, rca=0.5).flag
+    'review'
+    >>> quality_flag({"lungs": 0.96, "heart": 0.91}, uncertainty_px=7.5).flag
     'review'
     """
-    if not threshold_px > 0:
-        raise ValueError(f"threshold_px must be > 0, got {threshold_px}")
-    if not 0.0 <= min_rca <= 1.0:
-        raise ValueError(f"min_rca must be in [0, 1], got {min_rca}")
-    u = normalised_uncertainty(segmentation.uncertainty, segmentation.height, segmentation.width)
+    limits = dict(DEFAULT_MIN_DICE if min_dice is None else min_dice)
+    if not all(0.0 <= v <= 1.0 for v in (*limits.values(), min_rca)):
+        raise ValueError(f"thresholds must be in [0, 1], got min_dice {limits}, min_rca {min_rca}")
+    if estimate is not None and set(limits) - set(estimate):
+        raise ValueError(f"estimate must give {sorted(limits)}, got {sorted(estimate)}")
     r = _rca_value(rca)
     problems, checks = [], []
-    if u is not None:
-        (problems if u > threshold_px else checks).append(
-            f"mean node uncertainty {u:.2f} px (1024 frame) {'>' if u > threshold_px else '<='} {threshold_px:g}")
+    if estimate is not None:
+        for group, limit in limits.items():
+            value = float(estimate[group])
+            (problems if value < limit else checks).append(
+                f"Estimated Dice {group.title()} {value:.3f} {'<' if value < limit else '>='} {limit:g}")
+    if uncertainty_px is not None and uncertainty_px > max_uncertainty_px:
+        problems.append(f"mean node uncertainty {uncertainty_px:.2f} px (1024 frame) > {max_uncertainty_px:g}")
     if r is not None:
         (problems if r < min_rca else checks).append(f"Dice RCA (Mean) {r:.3f} {'<' if r < min_rca else '>='} {min_rca:g}")
+    est = None if estimate is None else {g: float(v) for g, v in estimate.items()}
     if problems:
-        return QualityFlag("review", u, r, "; ".join(problems) + ": check the contours")
+        return QualityFlag("review", est, r, "; ".join(problems) + ": check the contours")
     if checks:
-        return QualityFlag("good", u, r, "; ".join(checks))
-    return QualityFlag("unknown", None, None, "no uncertainty (sampling off) and no RCA")
+        return QualityFlag("good", est, r, "; ".join(checks))
+    return QualityFlag("unknown", None, None, "no quality estimate and no RCA")

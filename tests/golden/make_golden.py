@@ -17,7 +17,7 @@ of ``shared/data/samples`` and the first two ids of the JSRT val split:
   (the default model, on the CPU);
 - for the bundled sample, the CSV that ``chexmask segment --sample`` writes (CPU, run in
   process with typer's CliRunner): its exact column list and its Landmarks, Height, Width,
-  CTR and Quality Flag values.
+  CTR, Estimated Dice and Quality Flag values.
 
 The test imports the functions below, so the test and this script compute the same things.
 """
@@ -42,7 +42,7 @@ SEED = 0
 #: machine (CUDA runs float16 autocast), ``--workers 0`` and ``--no-progress`` change no result.
 CLI_ARGS = ["segment", "--sample", "--device", "cpu", "--workers", "0", "--no-progress"]
 #: The CSV columns whose values are pinned (every column's name is pinned).
-CLI_VALUES = ["Landmarks", "Height", "Width", "CTR", "Quality Flag"]
+CLI_VALUES = ["Landmarks", "Height", "Width", "CTR", "Estimated Dice Lungs", "Estimated Dice Heart", "Quality Flag"]
 #: How many ids of the JSRT val split, and the shared sample JPEGs.
 N_JSRT = 2
 
@@ -107,7 +107,8 @@ def run_cli_sample(folder: Path) -> dict:
     return {"columns": [str(c) for c in table.columns],
             "values": {"Landmarks": parse_landmarks(row["Landmarks"], source=f"{out} row 1").tolist(),
                        "Height": int(row["Height"]), "Width": int(row["Width"]), "CTR": float(row["CTR"]),
-                       "Quality Flag": str(row["Quality Flag"])}}
+                       "Estimated Dice Lungs": float(row["Estimated Dice Lungs"]),
+                       "Estimated Dice Heart": float(row["Estimated Dice Heart"]), "Quality Flag": str(row["Quality Flag"])}}
 
 
 def _dump(golden: dict) -> str:

@@ -30,7 +30,7 @@ def _png(mask: np.ndarray) -> bytes:
 def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes, rca: dict | None = None) -> bytes:
     """A zip with the landmarks (CSV, JSON), masks (PNG, original size) and a CheXmask row.
 
-    Contents: ``landmarks.csv`` (Node, Organ, X, Y, Std X, Std Y), ``result.json``
+    Contents: ``landmarks.csv`` (Node, Organ, X, Y, Std X, Std Y, Error Radius), ``result.json``
     (the summary shown on the page, measurements included, plus the landmarks), ``<organ>.png`` masks
     (uint8 {0, 255}, original height x width), ``chexmask.csv`` (the row ``chexmask
     segment`` writes for the image, same columns and values; ``rca`` fills its RCA
@@ -42,17 +42,22 @@ def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes,
     for organ, part in organ_slices(organs=seg.organs).items():
         organ_of[part] = organ
     std = seg.node_std if seg.node_std is not None else np.full_like(seg.landmarks, np.nan)
-    lines = ["Node,Organ,X,Y,Std X,Std Y"]
+    radius = np.full(len(seg.landmarks), np.nan)
+    estimated = seg.quality_estimate().node_radius
+    if estimated is not None:
+        radius[: len(estimated)] = estimated  # the CheXmask nodes; clavicles have none
+    lines = ["Node,Organ,X,Y,Std X,Std Y,Error Radius"]
     lines += [
-        f"{i},{organ_of[i]},{x:.3f},{y:.3f},{sx:.4f},{sy:.4f}"
-        for i, ((x, y), (sx, sy)) in enumerate(zip(seg.landmarks, std))
+        f"{i},{organ_of[i]},{x:.3f},{y:.3f},{sx:.4f},{sy:.4f},{r:.3f}"
+        for i, ((x, y), (sx, sy), r) in enumerate(zip(seg.landmarks, std, radius))
     ]
     row = segmentation_record(seg, "Image ID", rca)
     row.update(summary.get("measures") or {})  # measured with the image's pixel spacing
     columns = csv_columns("Image ID", clavicles="right_clavicle" in seg.organs)
     table = pd.DataFrame([{c: row[c] for c in columns}]).to_csv(index=False, lineterminator="\n")
     result = dict(summary, landmarks=seg.landmarks.round(3).tolist(),
-                  node_std=None if seg.node_std is None else seg.node_std.round(4).tolist())
+                  node_std=None if seg.node_std is None else seg.node_std.round(4).tolist(),
+                  node_error_radius=None if estimated is None else estimated.round(3).tolist())
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("landmarks.csv", "\n".join(lines) + "\n")

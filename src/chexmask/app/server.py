@@ -22,13 +22,14 @@ from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from chexmask._errors import InputError
 from chexmask import flag
-from chexmask.flag import DEFAULT_THRESHOLD_PX
+from chexmask.flag import DEFAULT_MIN_DICE
 from chexmask.reports.overlay import VMAX_PX, overlay_png
 from chexmask.app.render import bundle
 from chexmask.app.upload import Limits, UploadRejected, check_upload, safe_name
@@ -42,24 +43,24 @@ log = logging.getLogger(__name__)
 _MULTIPART_SLACK = 64 * 1024
 
 
-def quality_flag(seg, threshold_px: float = DEFAULT_THRESHOLD_PX, rca=None) -> dict:
+def quality_flag(estimate, rca=None) -> dict:
     """The shared quality flag (:func:`chexmask.flag.quality_flag`) as the page's JSON.
+
+    Parameters
+    ----------
+    estimate : chexmask.estimate.estimator.QualityEstimate
+        ``segmentation.quality_estimate()``.
+    rca : optional
+        An RCA score with ``.mean`` (the demo's ``--atlas``).
 
     Returns
     -------
     dict
-        ``{"flag": "good" | "review" | "unknown", "basis": "rca" | "uncertainty" | None,
-        "score": float | None, "reason": str}``; ``basis`` and ``score`` name the RCA
-        estimate when there is one, else the mean node uncertainty (1024 frame).
+        ``{"flag": "good" | "review" | "unknown", "estimated_dice": {"lungs", "heart"},
+        "rca": float | None, "reason": str}``.
     """
-    q = flag.quality_flag(seg, None if rca is None else float(rca.mean), threshold_px=threshold_px)
-    if q.rca is not None:
-        basis, score = "rca", q.rca
-    elif q.uncertainty_px is not None:
-        basis, score = "uncertainty", q.uncertainty_px
-    else:
-        basis, score = None, None
-    return {"flag": q.flag, "basis": basis, "score": score, "reason": q.reason}
+    q = estimate.flag(None if rca is None else float(rca.mean))
+    return {"flag": q.flag, "estimated_dice": q.estimate, "rca": q.rca, "reason": q.reason}
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -70,7 +71,6 @@ def create_app(
     segmenter,
     limits: Limits | None = None,
     *,
-    flag_threshold_px: float = DEFAULT_THRESHOLD_PX,
     keep: int = 32,
     rca=None,
 ) -> FastAPI:
@@ -82,13 +82,11 @@ def create_app(
         Used for every upload (one at a time: a lock serialises the model).
     limits : Limits, optional
         Upload limits (bytes, pixels); default :class:`~chexmask.app.upload.Limits`.
-    flag_threshold_px : float, optional
-        Uncertainty above which a result is flagged for review, see :func:`quality_flag`.
     keep : int, optional
         How many recent results stay downloadable.
     rca : chexmask.quality.rca.RCAScorer, optional
         Scores each result by RCA (``.score(image, masks, latent=...)`` with ``.mean`` and
-        ``.max``); the quality flag then comes from it.
+        ``.max``); the quality flag then also uses it.
 
     Returns
     -------
@@ -106,7 +104,7 @@ def create_app(
         "model": Path(str(segmenter.info.get("name") or segmenter.info.get("path", ""))).name,
         "uncertainty_samples": segmenter.uncertainty,
         "limits": dataclasses.asdict(limits),
-        "flag_threshold_px": flag_threshold_px,
+        "flag_min_dice": DEFAULT_MIN_DICE,
         "overlay_vmax_px": VMAX_PX,  # the overlay's fixed node colour scale, 0 to this (1024 frame)
         "rca": rca is not None,
     }
@@ -156,7 +154,8 @@ def create_app(
         with model_lock:
             seg = segmenter.segment(image)
             masks = seg.masks()
-            estimate = None if rca is None else rca.score(image, masks, latent=seg.latent_mu)
+            scores = None if rca is None else rca.score(image, masks, latent=seg.latent_mu)
+        estimate = seg.quality_estimate()
         rid = secrets.token_urlsafe(12)
         organ_u = seg.organ_uncertainty()
         summary = {
@@ -168,15 +167,16 @@ def create_app(
             "uncertainty": seg.uncertainty,
             "organ_uncertainty": organ_u,
             "node_uncertainty_max": None if seg.node_uncertainty is None else float(seg.node_uncertainty.max()),
-            "quality": quality_flag(seg, flag_threshold_px, estimate),
-            "rca": None if estimate is None else {"mean": float(estimate.mean), "max": float(estimate.max)},
+            "quality": quality_flag(estimate, scores),
+            "node_error_radius_median": None if estimate.node_radius is None else float(np.median(estimate.node_radius)),
+            "rca": None if scores is None else {"mean": float(scores.mean), "max": float(scores.max)},
             "measures": measure_record(measure_masks(masks, image.pixel_spacing)),  # mm only with a DICOM pixel spacing
             "seconds": round(time.perf_counter() - start, 3),
             "overlay": f"/api/results/{rid}/overlay.png",
             "download": f"/api/results/{rid}/download.zip",
         }
-        png = overlay_png(image, seg, masks=masks, legend=False)  # the page shows the legend
-        stored = {"overlay": png, "zip": bundle(seg, masks, summary, png, None if estimate is None else estimate.columns()),
+        png = overlay_png(image, seg, masks=masks, legend=False, error_radius=estimate.node_radius)  # the page shows the legend
+        stored = {"overlay": png, "zip": bundle(seg, masks, summary, png, None if scores is None else scores.columns()),
                   "image_id": seg.image_id}
         with results_lock:
             results[rid] = stored

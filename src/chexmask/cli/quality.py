@@ -9,7 +9,7 @@ from chexmask.cli._errors import exit_on
 from chexmask.cli._threads import set_threads
 from chexmask.model.default import DEFAULT_MODEL
 
-experiment_app = typer.Typer(help="Experiments: uncertainty (corruption, out-of-distribution) and CTR validation.", no_args_is_help=True)
+experiment_app = typer.Typer(help="Experiments: the failure benchmark and quality fit, uncertainty (corruption, out-of-distribution) and CTR validation.", no_args_is_help=True)
 
 
 def rca(
@@ -166,31 +166,12 @@ def experiment_ctr(
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
 
 
-@experiment_app.command("threshold")
-def experiment_threshold(
-    sources: list[str] = typer.Argument(..., help="JSRT-layout folders (images/, splits/): the sources the model was selected on."),
-    split: str = typer.Option("val", help="Split to calibrate on (val; never test)."),
-    quantile: float = typer.Option(0.95, help="Fraction of clean images that should pass (false-alarm rate = 1 - quantile)."),
-    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
-    samples: int = typer.Option(50, "--uncertainty", help="Latent samples per image (segment's default)."),
-    seed: int = typer.Option(0, help="Seed of the latent samples."),
-    out: str = typer.Option(None, "--out", "-o", help="Write the per-image uncertainties to this CSV."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
-    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
-) -> None:
-    """Quality-flag threshold for a model: a quantile of the mean node uncertainty on clean val images of its sources."""
-    from chexmask.inference.segmenter import Segmenter
-    from chexmask.quality.flag_calibration import calibrate_threshold, source_uncertainties
-
-    set_threads(threads)
-    with exit_on(chexmask.ChexmaskError, ValueError):
-        table = source_uncertainties(Segmenter(weights, device=device, uncertainty=samples, seed=seed, batch_size=8), sources, split)
-        threshold = calibrate_threshold(table["uncertainty_px"], quantile)
-    if out:
-        table.to_csv(out, index=False)
-    stats = table.groupby("source")["uncertainty_px"].describe(percentiles=[0.5, quantile])
-    typer.echo(stats.to_string(float_format=lambda v: f"{v:.3f}"))
-    typer.echo(f"pooled {quantile:g} quantile {table['uncertainty_px'].quantile(quantile):.3f} px -> threshold {threshold:g} px (1024 frame)")
+@experiment_app.command("threshold", hidden=True, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def experiment_threshold() -> None:
+    """Removed: the Quality Flag no longer thresholds the uncertainty."""
+    typer.echo("error: experiment threshold was removed: the Quality Flag now rests on the Estimated Dice; "
+               "calibrate it with chexmask experiment failures, then chexmask experiment quality-fit (docs/quality.md)", err=True)
+    raise typer.Exit(2)
 
 
 @experiment_app.command("failures")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from chexmask.flag import DEFAULT_THRESHOLD_PX
 
 import chexmask
 from chexmask.cli._errors import exit_on
@@ -59,16 +58,21 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
-    uncertainty: int = typer.Option(20, help="Latent samples per image for node uncertainty (0 = off)."),
+    uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty and the Node Error Radius (0 = off), as segment."),
     max_mb: float = typer.Option(32.0, help="Largest upload, in MiB."),
     max_megapixels: float = typer.Option(40.0, help="Largest image, in megapixels."),
-    flag_threshold: float = typer.Option(DEFAULT_THRESHOLD_PX, help="Mean node uncertainty (px, 1024 frame) above which a result is flagged for review (with --atlas, also RCA < 0.7)."),
-    atlas: str = typer.Option(None, help="RCA atlas (JSRT-layout folders, comma-separated, or an atlas .npz): flag results by estimated Dice instead of uncertainty."),
+    flag_threshold: float = typer.Option(None, hidden=True),  # removed: the flag rests on the Estimated Dice
+    atlas: str = typer.Option(None, help="RCA atlas (JSRT-layout folders, comma-separated, or an atlas .npz): also flag results with Dice RCA (Mean) < 0.7."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host (the demo has no authentication)."),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also draw and download the clavicles (a model that predicts them)."),
 ) -> None:
     """Start the web demo: upload an X-ray, see lungs and heart with uncertainty, download the result."""
     import ipaddress
+
+    if flag_threshold is not None:
+        typer.echo("error: --flag-threshold was removed: the quality flag now rests on the Estimated Dice columns "
+                   "(chexmask.flag.DEFAULT_MIN_DICE; docs/quality.md)", err=True)
+        raise typer.Exit(2)
 
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -94,6 +98,6 @@ def serve(
 
             scorer = RCAScorer(open_atlas(atlas, segmenter), segmenter=segmenter)
     limits = Limits(max_bytes=int(max_mb * 2**20), max_pixels=int(max_megapixels * 1e6))
-    web = create_app(segmenter, limits, flag_threshold_px=flag_threshold, rca=scorer)
+    web = create_app(segmenter, limits, rca=scorer)
     typer.echo(f"chexmask demo on http://{host}:{port}/ (Ctrl+C to stop)")
     uvicorn.run(web, host=host, port=port, log_level="info", ws="none")

@@ -37,6 +37,7 @@ import numpy as np
 from chexmask.anatomy import N_NODES
 from chexmask.estimate.features import image_features
 from chexmask.estimate.shape_model import GROUP_NODES, ShapeModel
+from chexmask.flag import QualityFlag, quality_flag
 from chexmask.preprocess import to_1024_frame
 
 __all__ = ["ESTIMATE_COLUMNS", "QualityEstimate", "Estimator", "load_estimator", "estimate_quality"]
@@ -58,11 +59,18 @@ class QualityEstimate:
         Which fitted model made it.
     node_radius : (120,) ndarray or None
         Node Error Radius in original pixels (None without sampling or for other weights).
+    uncertainty_px : float or None
+        Mean node uncertainty of the CheXmask nodes in the 1024 frame (None without sampling).
     """
 
     dice: dict[str, float]
     variant: str
     node_radius: np.ndarray | None
+    uncertainty_px: float | None = None
+
+    def flag(self, rca=None) -> QualityFlag:
+        """The Quality Flag of this estimate (:func:`chexmask.flag.quality_flag`), with RCA when given."""
+        return quality_flag(self.dice, rca, uncertainty_px=self.uncertainty_px)
 
     def columns(self) -> dict[str, float]:
         """``{"Estimated Dice Lungs": ..., "Estimated Dice Heart": ...}``."""
@@ -129,11 +137,9 @@ def estimate_quality(segmentation, model_sha256: str | None, estimator: Estimato
     Examples
     --------
     >>> from types import SimpleNamespace
-    >>> import numpy as np
-    >>> d = np.load(__import__("chexmask").estimate.estimator._example_path())
-    >>> seg = SimpleNamespace(landmarks=d["landmarks"], node_std=None, latent_sigma=np.ones(64), height=1024, width=1024)
-    >>> est = estimate_quality(seg, None)
-    >>> est.variant, 0.9 < est.dice["lungs"] <= 1.0, est.node_radius is None
+    >>> typical = load_estimator().shape_model.mean_shape()   # the expert shapes' mean, 1024 x 1024 frame
+    >>> est = estimate_quality(SimpleNamespace(landmarks=typical, node_std=None, height=1024, width=1024), None)
+    >>> est.variant, est.dice["lungs"] > 0.93, est.node_radius is None
     ('shape', True, True)
     """
     est = estimator or load_estimator()
@@ -143,13 +149,11 @@ def estimate_quality(segmentation, model_sha256: str | None, estimator: Estimato
     feats = image_features(segmentation.landmarks, segmentation.node_std, h, w, est.shape_model)
     log_err = est.log_one_minus_dice(feats, variant, model_sha256)
     dice = {g: float(1.0 - math.exp(v)) for g, v in log_err.items()}
-    radius = None
-    if variant == "full":
+    radius = uncertainty = None
+    if sampled:
         std = to_1024_frame(np.sqrt((np.asarray(segmentation.node_std)[:N_NODES] ** 2).sum(-1)), h, w)
-        radius = est.node_radius(std, log_err) * max(h, w) / 1024.0
-    return QualityEstimate(dice, variant, radius)
+        uncertainty = float(std.mean())
+        if variant == "full":
+            radius = est.node_radius(std, log_err) * max(h, w) / 1024.0
+    return QualityEstimate(dice, variant, radius, uncertainty)
 
-
-def _example_path():
-    """The mean expert shape of the shape model as 1024-frame landmarks (for the doctest)."""
-    return resources.files("chexmask") / "weights" / "shape-example.npz"

@@ -90,6 +90,13 @@ class ShapeModel:
             out[f"{group}_residual"] = float(resid[0] / self.residual_scale[group])
         return out
 
+    def mean_shape(self, centre: tuple[float, float] = (512.0, 512.0), size: float = 300.0) -> np.ndarray:
+        """The model's mean contours as ``(120, 2)`` landmarks: the lungs' aligned frame scaled by ``size`` and moved to ``centre``."""
+        points = np.empty((N_NODES, 2))
+        for group, nodes in GROUP_NODES.items():
+            points[nodes] = self.mean[group].reshape(-1, 2)
+        return points * size + np.asarray(centre)
+
     def _project(self, group: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         centred = x - self.mean[group]
         coef = centred @ self.components[group].T

@@ -4,7 +4,7 @@ A row holds the image id (column name chosen by the caller), then the published
 CheXmask columns (:data:`~chexmask.formats.tables.CHEXMASK_COLUMNS`: RCA scores,
 ``Landmarks``, the three run-length masks, ``Height``, ``Width``), the per-organ RCA
 scores (:data:`RCA_ORGAN_COLUMNS`), the uncertainty summary (:data:`SUMMARY_COLUMNS`),
-the review flag and the measurements
+the Estimated Dice (:data:`~chexmask.estimate.estimator.ESTIMATE_COLUMNS`), the review flag and the measurements
 (:data:`~chexmask.measures.MEASURE_COLUMNS`: cardiothoracic ratio, areas, widths and
 heights, in mm too when the image's pixel spacing is known). The Parquet output adds the per-node
 and latent arrays (:data:`ARRAY_COLUMNS`) and the model that made the row
@@ -37,7 +37,7 @@ from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
 from chexmask.masks.fill import landmarks_to_runs
 from chexmask.masks.rle import runs_to_rle
 from chexmask.measures import MEASURE_COLUMNS, arrow_types, measure_record, measure_runs
-from chexmask.flag import quality_flag
+from chexmask.estimate.estimator import ESTIMATE_COLUMNS
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -67,8 +67,8 @@ SUMMARY_COLUMNS: list[str] = [
     "Latent Sigma",
 ]
 #: Review flag of both outputs: "good", "review" or "unknown" (see
-#: :func:`chexmask.flag.quality_flag`: mean node uncertainty and, with
-#: ``--rca``, ``Dice RCA (Mean)`` against their thresholds).
+#: :func:`chexmask.flag.quality_flag`: the Estimated Dice (:data:`ESTIMATE_COLUMNS`,
+#: :mod:`chexmask.estimate`) and, with ``--atlas``, ``Dice RCA (Mean)`` against their thresholds).
 FLAG_COLUMNS: list[str] = ["Quality Flag"]
 #: Columns of both outputs with ``--clavicles`` (a model that predicts them):
 #: ``Clavicle Landmarks`` holds the 46 clavicle nodes (right 23, then left 23) as the flat
@@ -80,8 +80,10 @@ RCA_ORGAN_COLUMNS: list[str] = ["Dice RCA Lungs (Mean)", "Dice RCA Lungs (Max)",
 #: Per-image arrays of the Parquet output (float32 lists). ``Node Mean``/``Node Std``:
 #: mean and std of the decoded latent samples, flat ``x1, y1, x2, y2, ...`` over the
 #: 120 nodes (166 with ``--clavicles``), original pixels (null without sampling). ``Latent Mu``/``Latent Sigma
-#: Vector``: the encoder's posterior (used by RCA to pick references).
-ARRAY_COLUMNS: list[str] = ["Node Mean", "Node Std", "Latent Mu", "Latent Sigma Vector"]
+#: Vector``: the encoder's posterior (used by RCA to pick references). ``Node Error Radius``:
+#: per CheXmask node (120), original pixels, the radius within which the expert's node lies
+#: with 90 % probability (null without sampling or for weights the estimate was not fitted on).
+ARRAY_COLUMNS: list[str] = ["Node Mean", "Node Std", "Latent Mu", "Latent Sigma Vector", "Node Error Radius"]
 #: Provenance columns of the Parquet output: weights name and SHA256.
 MODEL_COLUMNS: list[str] = ["Model", "Model SHA256"]
 #: Summary values are rounded to this many decimals (1e-4 px), which keeps the CSV
@@ -99,8 +101,9 @@ _ORGAN_UNCERTAINTY = {
 
 
 def csv_columns(id_column: str, clavicles: bool = False) -> list[str]:
-    """Columns of the CSV output, in order: id, CheXmask columns, per-organ RCA, uncertainty summary, flag (then the clavicles)."""
-    return [id_column, *CHEXMASK_COLUMNS, *RCA_ORGAN_COLUMNS, *SUMMARY_COLUMNS, *FLAG_COLUMNS, *MEASURE_COLUMNS, *(CLAVICLE_COLUMNS if clavicles else [])]
+    """Columns of the CSV output, in order: id, CheXmask columns, per-organ RCA, uncertainty summary, Estimated Dice, flag, measures (then the clavicles)."""
+    return [id_column, *CHEXMASK_COLUMNS, *RCA_ORGAN_COLUMNS, *SUMMARY_COLUMNS, *ESTIMATE_COLUMNS, *FLAG_COLUMNS, *MEASURE_COLUMNS,
+            *(CLAVICLE_COLUMNS if clavicles else [])]
 
 
 def parquet_columns(id_column: str, clavicles: bool = False) -> list[str]:
@@ -160,7 +163,10 @@ def segmentation_record(
     for organ, column in _ORGAN_UNCERTAINTY.items():
         row[column] = _round(organs.get(organ))
     row["Latent Sigma"] = _round(float(np.mean(segmentation.latent_sigma)))
-    row["Quality Flag"] = quality_flag(segmentation, row["Dice RCA (Mean)"]).flag
+    estimate = segmentation.quality_estimate()
+    for column, value in estimate.columns().items():
+        row[column] = _round(value)
+    row["Quality Flag"] = estimate.flag(row["Dice RCA (Mean)"]).flag
     row.update(measure_record(measure_runs(runs, segmentation.width, pixel_spacing)))
     if "right_clavicle" in runs:
         row["Clavicle Landmarks"] = format_landmarks(segmentation.landmarks_int[N_NODES:])
@@ -172,6 +178,7 @@ def segmentation_record(
     row["Node Std"] = _flat(segmentation.node_std)
     row["Latent Mu"] = _flat(segmentation.latent_mu)
     row["Latent Sigma Vector"] = _flat(segmentation.latent_sigma)
+    row["Node Error Radius"] = _flat(estimate.node_radius)
     return row
 
 
@@ -198,7 +205,7 @@ def part_schema(id_column: str, clavicles: bool = False):
 
     types = {c: pa.string() for c in ("Landmarks", "Left Lung", "Right Lung", "Heart", *CLAVICLE_COLUMNS)}
     types.update({"Dice RCA (Mean)": pa.float64(), "Dice RCA (Max)": pa.float64(), "Height": pa.int64(), "Width": pa.int64()})
-    types.update({c: pa.float64() for c in SUMMARY_COLUMNS + RCA_ORGAN_COLUMNS})
+    types.update({c: pa.float64() for c in SUMMARY_COLUMNS + RCA_ORGAN_COLUMNS + ESTIMATE_COLUMNS})
     types.update({c: pa.string() for c in FLAG_COLUMNS})
     types.update(arrow_types())
     types.update({c: pa.list_(pa.float32()) for c in ARRAY_COLUMNS})

@@ -110,7 +110,7 @@ class Predictor:
         return {**{c: batch[c] for c in keep}, **out}
 
 
-def record_batch(batch: dict, id_column: str, uncertainty: bool, clavicles: bool = False):
+def record_batch(batch: dict, id_column: str, uncertainty: bool, clavicles: bool = False, model_sha256: str | None = None):
     """Stage 3: masks and RLE -> CheXmask rows, as an Arrow table with the part schema and ``_chunk``."""
     import pyarrow as pa
 
@@ -125,7 +125,7 @@ def record_batch(batch: dict, id_column: str, uncertainty: bool, clavicles: bool
         height, width = (int(v) for v in batch["geometry"][k][:2])
         seg = Segmentation(
             item.image_id, item.path, height, width, batch["landmarks"][k], batch["latent_mu"][k], batch["latent_sigma"][k],
-            batch["node_mean"][k] if uncertainty else None, batch["node_std"][k] if uncertainty else None,
+            batch["node_mean"][k] if uncertainty else None, batch["node_std"][k] if uncertainty else None, model_sha256,
         )
         spacing = None if np.isnan(batch["spacing"][k]).any() else tuple(float(v) for v in batch["spacing"][k])
         records.extend(success_records([seg], [item], id_column, None, [spacing]))
@@ -198,7 +198,7 @@ def _stream(ray, segmenter, todo, parts, id_column: str, bar) -> int:
             max_restarts=0,
         )
     ds = ds.map_batches(record_batch, fn_kwargs={"id_column": id_column, "uncertainty": segmenter.uncertainty > 0,
-                                                 "clavicles": segmenter.clavicles},
+                                                 "clavicles": segmenter.clavicles, "model_sha256": segmenter.info["sha256"]},
                         batch_size=batch_size, batch_format="numpy")
 
     expected = {c: len(chunk) for c, chunk in todo}

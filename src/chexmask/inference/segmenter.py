@@ -51,6 +51,8 @@ class Segmentation:
     node_mean, node_std : (n_nodes, 2) ndarray or None
         Mean and standard deviation (x, y) of the decoded latent samples, in original
         pixels (None without uncertainty sampling).
+    model_sha256 : str or None
+        SHA256 of the weights that made it (chooses the quality estimate's variant).
     """
 
     image_id: str
@@ -62,6 +64,7 @@ class Segmentation:
     latent_sigma: np.ndarray
     node_mean: np.ndarray | None = None
     node_std: np.ndarray | None = None
+    model_sha256: str | None = None
 
     @property
     def landmarks_int(self) -> np.ndarray:
@@ -97,6 +100,20 @@ class Segmentation:
         """Mean node uncertainty of each organ (pixels)."""
         u = self.node_uncertainty
         return None if u is None else {o: float(u[s].mean()) for o, s in organ_slices(organs=self.organs).items()}
+
+    def quality_estimate(self):
+        """Estimated Dice per organ group and Node Error Radius, without ground truth.
+
+        Returns
+        -------
+        chexmask.estimate.estimator.QualityEstimate
+            ``.dice`` ``{"lungs", "heart"}`` (the ``Estimated Dice ...`` columns),
+            ``.node_radius`` (120,) original pixels or None (without sampling, or for
+            weights the estimator was not fitted on), ``.variant``.
+        """
+        from chexmask.estimate.estimator import estimate_quality
+
+        return estimate_quality(self, self.model_sha256)
 
     def measures(self, pixel_spacing: tuple[float, float] | None = None) -> dict[str, float]:
         """Cardiothoracic ratio, organ areas, widths and heights of :meth:`masks`.
@@ -251,6 +268,7 @@ class Segmenter:
             latent_sigma=pred.sigma[index],
             node_mean=node_mean,
             node_std=node_std,
+            model_sha256=self.info["sha256"],
         )
 
     def segment_images(self, images: Sequence[XrayImage]) -> list[Segmentation]:

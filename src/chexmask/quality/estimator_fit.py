@@ -34,6 +34,7 @@ from chexmask.estimate.features import FEATURES, SAMPLING_FEATURES, image_featur
 from chexmask.estimate.shape_model import GROUP_NODES, ShapeModel, fit_shape_model
 from chexmask.io.layout import landmark_arrays
 from chexmask.preprocess import to_1024_frame
+from chexmask.quality.estimator_validation import flag_rows, mean_uncertainty
 from chexmask.quality.failure_benchmark import FAILURE_CUTS, failed
 
 __all__ = ["COVERAGE", "VARIANT_FEATURES", "features_table", "fit_estimator", "predict", "leave_one_source_out",
@@ -208,12 +209,16 @@ def _folds(ids: pd.Series, k: int) -> pd.Series:
 
 def choose_thresholds(bench: pd.DataFrame, pred: pd.DataFrame, recall: float = 0.85,
                       grid: np.ndarray = np.round(np.arange(0.80, 0.985, 0.0025), 4)) -> dict[str, float]:
-    """Flag thresholds ``{"lungs": tL, "heart": tH}``: the pair that flags fewest rows among those reaching ``recall`` of failures."""
+    """Flag thresholds ``{"lungs": tL, "heart": tH}``: the pair that flags fewest rows among those reaching ``recall`` of failures
+    (under the whole flag rule, the uncertainty guard included)."""
     fail = failed(bench).to_numpy()
+    if not fail.any():
+        raise ValueError("the benchmark has no failed rows: the flag thresholds cannot be chosen")
+    uncertainty = mean_uncertainty(bench)
     best = None
     for t_lungs in grid:
         for t_heart in grid - (FAILURE_CUTS["lungs"] - FAILURE_CUTS["heart"]):
-            flag = (pred["est_lungs"] < t_lungs) | (pred["est_heart"] < t_heart)
+            flag = flag_rows(pred, {"lungs": t_lungs, "heart": t_heart}, uncertainty).to_numpy()
             if flag[fail].mean() >= recall and (best is None or flag.mean() < best[0]):
                 best = (flag.mean(), float(t_lungs), float(t_heart))
     if best is None:

@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
+from chexmask.flag import DEFAULT_MAX_UNCERTAINTY_PX
 from chexmask.preprocess import to_1024_frame
 from chexmask.quality.failure_benchmark import FAILURE_CUTS, failed
 from chexmask.quality.metrics import auroc
 
-__all__ = ["estimate_score", "flag_rows", "summary"]
+__all__ = ["estimate_score", "flag_rows", "mean_uncertainty", "summary"]
 
 
 def estimate_score(pred: pd.DataFrame) -> pd.Series:
@@ -28,9 +29,16 @@ def estimate_score(pred: pd.DataFrame) -> pd.Series:
     return pd.concat([lungs, heart], axis=1).max(axis=1, skipna=True)
 
 
-def flag_rows(pred: pd.DataFrame, thresholds: dict[str, float]) -> pd.Series:
-    """The flag rule: ``review`` where an estimated Dice is below its threshold."""
-    return (pred["est_lungs"] < thresholds["lungs"]) | (pred["est_heart"] < thresholds["heart"])
+def flag_rows(pred: pd.DataFrame, thresholds: dict[str, float], uncertainty: pd.Series) -> pd.Series:
+    """The flag rule (:func:`chexmask.flag.quality_flag` without RCA): ``review`` where an estimated Dice is below its
+    threshold or the mean node uncertainty (:func:`mean_uncertainty`) above :data:`~chexmask.flag.DEFAULT_MAX_UNCERTAINTY_PX`."""
+    return (pred["est_lungs"] < thresholds["lungs"]) | (pred["est_heart"] < thresholds["heart"]) | (uncertainty > DEFAULT_MAX_UNCERTAINTY_PX)
+
+
+def mean_uncertainty(bench: pd.DataFrame) -> pd.Series:
+    """Mean node uncertainty of each row, 1024 frame."""
+    return pd.Series([to_1024_frame(float(np.mean(s)), h, w) for s, h, w in zip(bench["node_std"], bench["height"], bench["width"])],
+                     index=bench.index)
 
 
 def _auroc(score: pd.Series, fail: pd.Series) -> float:
@@ -58,9 +66,8 @@ def _radius_figures(bench: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]
 
 def _group_figures(bench: pd.DataFrame, pred: pd.DataFrame, thresholds: dict[str, float]) -> dict[str, float]:
     fail = failed(bench)
-    flag = flag_rows(pred, thresholds)
-    unc = pd.Series([to_1024_frame(float(np.mean(s)), h, w) for s, h, w in zip(bench["node_std"], bench["height"], bench["width"])],
-                    index=bench.index)
+    unc = mean_uncertainty(bench)
+    flag = flag_rows(pred, thresholds, unc)
     out = {"rows": len(bench), "failed": int(fail.sum()), "heart_rows": int(bench["dice_heart"].notna().sum()),
            "r_lungs": _pearson(pred["est_lungs"], bench["dice_lungs"]), "r_heart": _pearson(pred["est_heart"], bench["dice_heart"]),
            "auroc_estimate": _auroc(estimate_score(pred), fail), "auroc_uncertainty": _auroc(unc, fail),

@@ -20,8 +20,6 @@ import pandas as pd
 
 from chexmask._errors import ChexmaskError
 from chexmask.io.read import XrayImage
-from chexmask.flag import DEFAULT_THRESHOLD_PX
-from chexmask.quality.flag_calibration import calibrate_threshold
 from chexmask.quality.metrics import auroc
 from chexmask.quality.ood_scoring import SCORES, fit_reference, ood_scores
 from chexmask.quality.ood_sets import non_chest_images, synthetic_ood
@@ -87,7 +85,6 @@ def run_ood(
             frames.append(ood_scores(segmenter.segment_images(list(images)), reference).assign(set=name))
             log.info("OOD set %s: %d images", name, len(images))
     scores = pd.concat(frames, ignore_index=True)
-    scores["flagged"] = scores["predictive_px"] > DEFAULT_THRESHOLD_PX
     inside = scores[scores["set"] == "in"]
     outside = scores[scores["set"] != "in"]
     table = {name: {s: auroc(inside[s], g[s]) for s in SCORES} for name, g in outside.groupby("set", sort=False)}
@@ -108,8 +105,9 @@ def _figure(result: OODResult, path: Path) -> Path:
     from matplotlib.figure import Figure
 
     sets = list(dict.fromkeys(result.scores["set"]))
-    fig = Figure(figsize=(12, 6.5), layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
+    fig = Figure(figsize=(15, 6.5), layout="constrained")
+    axes = fig.subplots(2, 4).ravel()
+    axes[len(SCORES)].set_visible(False)
     is_out = (result.scores["set"] != "in").to_numpy()
     for score in SCORES:
         fpr, tpr = _roc(result.scores[score].to_numpy(float), is_out)
@@ -132,9 +130,7 @@ def _figure(result: OODResult, path: Path) -> Path:
 def write_ood_report(result: OODResult, out_dir: str | os.PathLike[str], meta: dict | None = None) -> Path:
     """Write ``scores.csv``, ``auroc.csv``, ``auroc.json``, ``summary.md`` and ``ood_scores.png``.
 
-    ``auroc.json`` and ``summary.md`` also give ``suggested_threshold_px``, the flag
-    threshold :func:`chexmask.quality.flag_calibration.calibrate_threshold` derives from the
-    in-distribution images' predictive uncertainty.
+    ``summary.md`` also gives the fraction of each set the Quality Flag sends to review.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,19 +138,14 @@ def write_ood_report(result: OODResult, out_dir: str | os.PathLike[str], meta: d
     result.aurocs.to_csv(out / "auroc.csv", index=False, float_format="%.4f")
     figure = _figure(result, out / "ood_scores.png")
     scores = result.scores
-    inside = scores.loc[scores["set"] == "in", "predictive_px"]
-    suggested = calibrate_threshold(inside) if inside.notna().any() else float("nan")
-    meta = {**(meta or {}), "suggested_threshold_px": suggested}
-    (out / "auroc.json").write_text(json.dumps({**meta, "auroc": result.aurocs.set_index("score").to_dict()}, indent=2))
-    counts = scores.assign(flagged_suggested=scores["predictive_px"] > suggested).groupby("set", sort=False).agg(
-        n=("image_id", "size"), flagged=("flagged", "mean"), flagged_suggested=("flagged_suggested", "mean"),
-        predictive_px=("predictive_px", "median"))
-    lines = ["# Out-of-distribution experiment", ""] + [f"- {k}: {v}" for k, v in meta.items()]
+    (out / "auroc.json").write_text(json.dumps({**(meta or {}), "auroc": result.aurocs.set_index("score").to_dict()}, indent=2))
+    counts = scores.groupby("set", sort=False).agg(n=("image_id", "size"), flagged=("flagged", "mean"),
+                                                   predictive_px=("predictive_px", "median"), dice_shortfall=("dice_shortfall", "median"))
+    lines = ["# Out-of-distribution experiment", ""] + [f"- {k}: {v}" for k, v in (meta or {}).items()]
     lines += ["", "AUROC (OOD = positive; higher score = more OOD):", "", "```",
               result.aurocs.to_string(index=False, float_format=lambda v: f"{v:.3f}"), "```", "",
-              f"Images per set; fraction flagged at the default threshold ({DEFAULT_THRESHOLD_PX:g} px) and at the "
-              f"suggested one ({suggested:g} px: 95th percentile of the in-distribution images, rounded up); "
-              "median predictive uncertainty (px):",
+              "Images per set; fraction the Quality Flag sends to review (Estimated Dice under its thresholds); "
+              "median predictive uncertainty (px) and median 1 - min(Estimated Dice):",
               "", "```", counts.to_string(float_format=lambda v: f"{v:.2f}"), "```", "", f"![ood scores]({figure.name})"]
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n")

@@ -10,7 +10,9 @@ advance, so an AUROC below 0.5 means the score moves the wrong way):
   fitted to reference (training) images' posterior means;
 - ``mahalanobis_logsigma``: the same for the log posterior std vector;
 - ``shape``: Mahalanobis distance of the predicted landmarks (in units of the image's
-  longer side) from the reference images' predicted landmarks.
+  longer side) from the reference images' predicted landmarks;
+- ``dice_shortfall``: ``1 - min(Estimated Dice Lungs, Estimated Dice Heart)``, the shipped
+  quality estimate (:mod:`chexmask.estimate`) the Quality Flag rests on.
 
 The reference Gaussians use a covariance shrunk towards its mean variance (there are
 fewer reference images than landmark coordinates). AUROC is the probability that an
@@ -32,7 +34,7 @@ from chexmask.quality.metrics import auroc
 __all__ = ["SCORES", "Reference", "fit_reference", "ood_scores"]
 
 #: The scores, in the order of their columns (higher = more suspicious).
-SCORES = ("latent_sigma", "predictive_px", "mahalanobis_mu", "mahalanobis_logsigma", "shape")
+SCORES = ("latent_sigma", "predictive_px", "mahalanobis_mu", "mahalanobis_logsigma", "shape", "dice_shortfall")
 
 
 
@@ -83,7 +85,8 @@ def _mahalanobis(x: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> floa
 
 
 def ood_scores(segmentations: Sequence, reference: Reference | None = None) -> pd.DataFrame:
-    """One row of :data:`SCORES` per segmentation (``image_id`` first); Mahalanobis scores NaN without a reference."""
+    """One row of :data:`SCORES` per segmentation (``image_id`` first, then the scores, then ``flagged``: the
+    Quality Flag says review); Mahalanobis scores NaN without a reference."""
     rows = []
     for s in segmentations:
         row = {"image_id": s.image_id, "latent_sigma": float(np.mean(s.latent_sigma)),
@@ -95,5 +98,8 @@ def ood_scores(segmentations: Sequence, reference: Reference | None = None) -> p
             row["mahalanobis_logsigma"] = _mahalanobis(np.log(np.asarray(s.latent_sigma, np.float64)),
                                                        reference.logsigma_mean, reference.logsigma_precision)
             row["shape"] = _mahalanobis(_shape_vector(s), reference.shape_mean, reference.shape_precision)
+        estimate = s.quality_estimate()
+        row["dice_shortfall"] = 1.0 - min(estimate.dice.values())
+        row["flagged"] = estimate.flag().flag == "review"
         rows.append(row)
-    return pd.DataFrame(rows, columns=["image_id", *SCORES])
+    return pd.DataFrame(rows, columns=["image_id", *SCORES, "flagged"])

@@ -49,7 +49,6 @@ class Annotator:
         """The RCA columns of one segmentation (None without a scorer); writes its overlay."""
         if self.scorer is None and self.overlays is None:
             return None
-        from chexmask.flag import quality_flag
         from chexmask.quality.rca import score_segmentation
 
         image = read_image(segmentation.path)
@@ -64,7 +63,9 @@ class Annotator:
             from chexmask.reports.overlay import draw_overlay
 
             rel = PurePosixPath(segmentation.image_id).with_suffix(".png")
-            draw_overlay(image, segmentation, self.overlays.joinpath(*rel.parts), flag=quality_flag(segmentation, rca))
+            estimate = segmentation.quality_estimate()
+            draw_overlay(image, segmentation, self.overlays.joinpath(*rel.parts), flag=estimate.flag(rca),
+                         error_radius=estimate.node_radius)
         return rca
 
 

@@ -8,13 +8,15 @@ has (``Segmentation.organs``) is outlined, and filled lightly when its masks are
 
 Each node is a dot coloured (turbo colour map) by its predictive uncertainty on ONE
 FIXED scale: pixels of the 1024 frame (``std * 1024 / max(H, W)``,
-:func:`chexmask.preprocess.to_1024_frame`), from 0 to :data:`VMAX_PX` = 5 px, twice the
-quality-flag threshold (:data:`chexmask.flag.DEFAULT_THRESHOLD_PX`), so the
-threshold sits mid-scale and overlays of different images and sizes compare by eye;
-larger values saturate. Each node also gets its 2-sigma ellipse, axis-aligned with
-semi-axes ``2 * std_x`` and ``2 * std_y`` (the samples give per-axis spreads only). With
-``legend=True`` a colour bar on the right gives the scale and a caption strip on top
-the image id, the mean uncertainty and the quality flag (the demo page shows its own
+:func:`chexmask.preprocess.to_1024_frame`), from 0 to :data:`VMAX_PX` = 5 px (the 95th
+percentile of clean val images of the default model is about 2.2 px, so in-distribution
+nodes sit in the lower half), so overlays of different images and sizes compare by eye;
+larger values saturate. Each node also gets its error bar: the circle of its Node Error
+Radius (the radius within which the expert's node lies with 90 % probability,
+:mod:`chexmask.estimate`) when the result has one, else its 2-sigma ellipse,
+axis-aligned with semi-axes ``2 * std_x`` and ``2 * std_y``. With ``legend=True`` a
+colour bar on the right gives the scale and a caption strip on top the image id, the
+mean uncertainty, the Estimated Dice and the quality flag (the demo page shows its own
 legend instead).
 """
 
@@ -30,7 +32,7 @@ from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import organ_slices
 from chexmask.io.read import XrayImage
 from chexmask.preprocess import to_1024_frame
-from chexmask.flag import DEFAULT_THRESHOLD_PX, QualityFlag
+from chexmask.flag import QualityFlag
 
 __all__ = ["ORGAN_COLOURS", "VMAX_PX", "draw_overlay", "render_overlay", "overlay_png"]
 
@@ -43,7 +45,7 @@ ORGAN_COLOURS: dict[str, tuple[int, int, int]] = {
     "left_clavicle": (200, 0, 200),
 }
 #: Top of the node colour scale: node uncertainty in pixels of the 1024 frame.
-VMAX_PX: float = 2 * DEFAULT_THRESHOLD_PX
+VMAX_PX: float = 5.0
 _FILL_ALPHA = 0.25  # weight of the organ colour in a filled organ
 _BAR_WIDTH = 90  # right-hand panel with the colour bar, pixels
 _CAPTION_HEIGHT = 28
@@ -60,6 +62,7 @@ def render_overlay(
     max_side: int = 1024,
     masks: dict[str, np.ndarray] | None = None,
     legend: bool = True,
+    error_radius: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw the overlay of one segmentation and return it as a BGR image.
 
@@ -76,7 +79,7 @@ def render_overlay(
         Node uncertainty (1024 frame) drawn in the top colour; larger values saturate.
         Keep the default (:data:`VMAX_PX`) for overlays that compare.
     ellipses : bool, optional
-        Draw each node's 2-sigma ellipse.
+        Draw each node's error bar: its `error_radius` circle, else its 2-sigma ellipse.
     flag : QualityFlag, optional
         Printed in the caption.
     max_side : int, optional
@@ -85,6 +88,9 @@ def render_overlay(
         ``segmentation.masks()``: the organs are also filled lightly.
     legend : bool, optional
         Add the caption strip and the colour bar panel.
+    error_radius : (120,) ndarray, optional
+        Node Error Radius in original pixels (``segmentation.quality_estimate().node_radius``),
+        drawn as a circle around each CheXmask node.
 
     Returns
     -------
@@ -131,7 +137,12 @@ def render_overlay(
     else:
         node_u = to_1024_frame(np.sqrt((np.asarray(std, np.float64) ** 2).sum(-1)), segmentation.height, segmentation.width)
         colours = _colours(node_u / vmax_px)
-        if ellipses:
+        if ellipses and error_radius is not None:
+            for (x, y), r, c in zip(points, np.asarray(error_radius, np.float64) * scale, colours):
+                if np.isfinite(r):
+                    cv2.circle(canvas, (int(round(x * 2**_SHIFT)), int(round(y * 2**_SHIFT))), max(1, int(round(r * 2**_SHIFT))),
+                               _bgr(c), 1, cv2.LINE_AA, shift=_SHIFT)
+        elif ellipses:
             axes = np.asarray(std, np.float64) * 2.0 * scale
             for (x, y), (ax, ay), c in zip(points, axes, colours):
                 centre = (int(round(x * 2**_SHIFT)), int(round(y * 2**_SHIFT)))
@@ -172,7 +183,7 @@ def draw_overlay(
     path : str or path-like
         Output file; parent folders are created.
     **options
-        Passed to :func:`render_overlay` (``vmax_px``, ``ellipses``, ``flag``, ``max_side``, ``masks``, ``legend``).
+        Passed to :func:`render_overlay` (``vmax_px``, ``ellipses``, ``flag``, ``max_side``, ``masks``, ``legend``, ``error_radius``).
 
     Returns
     -------
@@ -189,8 +200,9 @@ def draw_overlay(
     Examples
     --------
     >>> seg = Segmenter(uncertainty=20).segment(image)              # doctest: +SKIP
-    >>> draw_overlay(image, seg, "overlays/JPCLN001.png",
-    ...              flag=quality_flag(seg))                         # doctest: +SKIP
+    >>> est = seg.quality_estimate()                                # doctest: +SKIP
+    >>> draw_overlay(image, seg, "overlays/JPCLN001.png", flag=est.flag(),
+    ...              error_radius=est.node_radius)                   # doctest: +SKIP
     PosixPath('overlays/JPCLN001.png')
     """
     out = Path(path)
@@ -223,6 +235,8 @@ def _caption(width: int, segmentation, flag: QualityFlag | None) -> np.ndarray:
     if segmentation.uncertainty is not None:
         u = to_1024_frame(segmentation.uncertainty, segmentation.height, segmentation.width)
         parts.append(f"mean node std {u:.1f} px (1024 frame)")
+    if flag is not None and flag.estimate is not None:
+        parts.append(f"est. Dice lungs {flag.estimate['lungs']:.3f} heart {flag.estimate['heart']:.3f}")
     if flag is not None:
         parts.append(f"flag: {flag.flag}")
     _text(strip, "  |  ".join(p for p in parts if p), (8, _CAPTION_HEIGHT - 9), 0.5)

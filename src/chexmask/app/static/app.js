@@ -60,6 +60,9 @@ function show(r) {
   $("flag").textContent = r.quality.flag;
   $("flag").className = `flag ${r.quality.flag}`;
   $("reason").textContent = r.quality.reason;
+  const e = r.quality.estimated_dice;
+  $("estimate").textContent = `lungs ${fmt(e.lungs, 3)}, heart ${fmt(e.heart, 3)}` +
+    (r.node_error_radius_median === null ? "" : `; median node error radius ${fmt(r.node_error_radius_median, 1)} px (90 %, circles on the image)`);
   const o = r.organ_uncertainty;
   $("uncertainty").textContent = o
     ? `mean ${fmt(r.uncertainty)} px; right lung ${fmt(o.right_lung)}, left lung ${fmt(o.left_lung)}, heart ${fmt(o.heart)}`
