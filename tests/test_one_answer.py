@@ -1,7 +1,8 @@
 """One image, one answer: results depend on the pixels, the weights and the seed only.
 
-The same JSRT image under two names in two folders must give the same landmarks, masks
-and uncertainty through the API, the dataset pipeline (CLI) and the web demo.
+The same JSRT image under two names in two folders must give the same landmarks, masks,
+uncertainty, Estimated Dice and Quality Flag through the API, the dataset pipeline (CLI)
+and the web demo.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def test_same_pixels_same_answer_everywhere(copies, tiny_weights, tmp_path):
     assert float(values[0]["Uncertainty"]) == pytest.approx(api[0].uncertainty, abs=1e-4)
     assert values[0]["Landmarks"] == values[1]["Landmarks"]
     assert values[0]["Heart"] == values[1]["Heart"]
+    estimate = api[0].quality_estimate()
+    for k, organ in enumerate(("Lungs", "Heart")):
+        assert values[0][f"Estimated Dice {organ}"] == values[1][f"Estimated Dice {organ}"]
+        assert float(values[0][f"Estimated Dice {organ}"]) == pytest.approx(estimate.dice[organ.lower()], abs=1e-4)
+    assert values[0]["Quality Flag"] == estimate.flag().flag
 
     # the web demo
     from fastapi.testclient import TestClient
@@ -66,11 +72,12 @@ def test_same_pixels_same_answer_everywhere(copies, tiny_weights, tmp_path):
         r = client.post("/api/segment", files={"file": (path.name, path.read_bytes(), mime)}).json()
         row = pd.read_csv(io.BytesIO(zipfile.ZipFile(io.BytesIO(client.get(r["download"]).content)).read("chexmask.csv")),
                           dtype=str, keep_default_na=False).iloc[0]
-        demo.append((r["uncertainty"], row["Landmarks"], row["Heart"], row["Uncertainty"]))
+        demo.append((r["uncertainty"], row["Landmarks"], row["Heart"], row["Uncertainty"], row["Estimated Dice Lungs"], row["Quality Flag"]))
     assert demo[0] == demo[1]
     assert demo[0][0] == pytest.approx(api[0].uncertainty)
     assert demo[0][1:3] == (values[0]["Landmarks"], values[0]["Heart"])
     assert demo[0][3] == values[0]["Uncertainty"]
+    assert demo[0][4:] == (values[0]["Estimated Dice Lungs"], values[0]["Quality Flag"])
 
 
 def test_other_seed_other_samples(copies, tiny_weights):

@@ -7,10 +7,13 @@ non-chest and blank images are flagged for review, never crash.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+import chexmask
 
 from chexmask.anatomy import N_NODES
 from chexmask.estimate.estimator import ESTIMATE_COLUMNS, estimate_quality, load_estimator
@@ -142,3 +145,19 @@ def test_non_chest_and_bad_inputs_are_flagged(segmenter, jsrt_dir, kind):
              "blank": np.zeros((300, 300), np.uint8)}[kind]
     est = segmenter.segment(image, image_id=kind).quality_estimate()
     assert est.flag().flag == "review", (kind, est)
+
+
+def test_parquet_rows_carry_the_radius_the_api_gives(tmp_path):
+    from chexmask import Segmenter
+    from chexmask.formats.tables import read_table
+    from chexmask.inference.pipeline import segment_dataset
+
+    sample = Path(chexmask.__file__).parent / "samples" / "00cfd1c1.jpg"
+    out = tmp_path / "s.parquet"
+    segment_dataset([sample], out, workers=0, progress=False)
+    row = read_table(out).iloc[0]
+    radius = np.asarray(row["Node Error Radius"])
+    assert radius.shape == (N_NODES,) and (radius > 0).all()
+    api = Segmenter(uncertainty=50).segment(sample).quality_estimate()
+    np.testing.assert_allclose(radius, api.node_radius, rtol=1e-5)
+    assert row["Estimated Dice Lungs"] == pytest.approx(api.dice["lungs"], abs=1e-4)

@@ -181,6 +181,7 @@ def experiment_failures(
     weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model benchmarked on the val splits (hybridgnet-jsrt-256 is always run on the other hospitals)."),
     samples: int = typer.Option(50, "--uncertainty", help="Latent samples per image (segment's default)."),
     limit: int = typer.Option(None, help="First N rows per model only (a quick look)."),
+    other_model: bool = typer.Option(True, "--other-model/--no-other-model", help="Also run hybridgnet-jsrt-256 on the other hospitals' train + val (off: the val rows of --weights only)."),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -191,7 +192,7 @@ def experiment_failures(
 
     set_threads(threads)
     with exit_on(chexmask.ChexmaskError, ValueError):
-        table = build_benchmark({Path(s).name.lower(): s for s in sources}, weights, samples, limit, progress)
+        table = build_benchmark({Path(s).name.lower(): s for s in sources}, weights, samples, limit, progress, other_model)
     table.to_parquet(out)
     typer.echo(f"{len(table)} segmentations, {int(failed(table).sum())} failed (lungs Dice < 0.90 or heart < 0.80) -> {out}")
 
@@ -200,7 +201,7 @@ def experiment_failures(
 def experiment_quality_fit(
     benchmark: str = typer.Argument(..., help="Table of chexmask experiment failures (.parquet)."),
     landmarks: str = typer.Option(..., "--landmarks", help="all_landmarks.npz: the expert landmark sets of the shape model."),
-    out: str = typer.Option(..., "--out", "-o", help="Folder: quality-estimator.json, shape-model.npz, summary.csv/.md, figures."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder: quality-estimator.json, shape-model.npz, node_spearman.csv, and per variant summary.csv/.md and figures."),
     recall: float = typer.Option(0.85, help="Recall of failed rows the flag thresholds must reach out of source."),
 ) -> None:
     """Fit the Estimated Dice and Node Error Radius on a failure benchmark, leaving one source out to validate them."""
@@ -210,7 +211,7 @@ def experiment_quality_fit(
     import pandas as pd
 
     from chexmask.quality.estimator_fit import COVERAGE, fit_quality
-    from chexmask.quality.estimator_validation import summary
+    from chexmask.quality.estimator_validation import node_spearman, summary
     from chexmask.reports.quality_report import write_quality_report
 
     with exit_on(chexmask.ChexmaskError, ValueError, FileNotFoundError):
@@ -220,6 +221,7 @@ def experiment_quality_fit(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "quality-estimator.json").write_text(json.dumps(fit.params, indent=1))
     fit.shape_model.save(folder / "shape-model.npz")
+    node_spearman(bench).to_csv(folder / "node_spearman.csv")
     for variant, pred in fit.out_of_source.items():
         figures = summary(bench, pred, fit.thresholds)
         write_quality_report(folder / variant, bench, pred, figures, fit.thresholds, COVERAGE)

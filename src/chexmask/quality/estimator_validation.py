@@ -19,7 +19,7 @@ from chexmask.preprocess import to_1024_frame
 from chexmask.quality.failure_benchmark import FAILURE_CUTS, failed
 from chexmask.quality.metrics import auroc
 
-__all__ = ["estimate_score", "flag_rows", "mean_uncertainty", "summary"]
+__all__ = ["estimate_score", "flag_rows", "mean_uncertainty", "node_spearman", "summary"]
 
 
 def estimate_score(pred: pd.DataFrame) -> pd.Series:
@@ -86,3 +86,27 @@ def summary(bench: pd.DataFrame, pred: pd.DataFrame, thresholds: dict[str, float
     groups |= {f"shift={s}": idx for s, idx in bench.groupby("shift").groups.items()}
     groups |= {f"{m} clean {s}": idx for (m, s), idx in bench[bench["shift"] == "clean"].groupby(["model", "source"]).groups.items()}
     return pd.DataFrame({name: _group_figures(bench.loc[idx], pred.loc[idx], thresholds) for name, idx in groups.items()}).T
+
+
+def node_spearman(bench: pd.DataFrame) -> pd.DataFrame:
+    """How well the node spread of the latent samples ranks node errors, per model, source and clean/shifted.
+
+    Columns: ``pooled`` (Spearman over every annotated node of the group, 1024 frame),
+    ``per_image`` (median over images of the Spearman inside an image), ``image_level``
+    (mean node std vs mean node error over images), ``median_error_px`` and
+    ``median_std_px`` (1024 frame).
+    """
+    rows = {}
+    groups = bench.assign(clean=np.where(bench["shift"] == "clean", "clean", "shifted")).groupby(["model", "source", "clean"])
+    for key, g in groups:
+        err = [to_1024_frame(np.asarray(e, np.float64), h, w) for e, h, w in zip(g["node_error"], g["height"], g["width"])]
+        std = [to_1024_frame(np.asarray(s, np.float64), h, w) for s, h, w in zip(g["node_std"], g["height"], g["width"])]
+        ok = [np.isfinite(e) for e in err]
+        e_all = np.concatenate([e[k] for e, k in zip(err, ok)])
+        s_all = np.concatenate([s[k] for s, k in zip(std, ok)])
+        per = [spearmanr(s[k], e[k])[0] for s, e, k in zip(std, err, ok)]
+        rows[" ".join(key)] = {"images": len(g), "pooled": float(spearmanr(s_all, e_all)[0]), "per_image": float(np.nanmedian(per)),
+                               "image_level": float(spearmanr([s[k].mean() for s, k in zip(std, ok)], [e[k].mean() for e, k in zip(err, ok)])[0])
+                               if len(g) > 2 else float("nan"),
+                               "median_error_px": float(np.median(e_all)), "median_std_px": float(np.median(s_all))}
+    return pd.DataFrame(rows).T

@@ -53,19 +53,23 @@ def failed(frame: pd.DataFrame) -> pd.Series:
     return (frame["dice_lungs"] < FAILURE_CUTS["lungs"]) | (frame["dice_heart"] < FAILURE_CUTS["heart"])
 
 
-def benchmark_plan(sources: dict[str, Path], model: str) -> list[tuple[str, str, str, str, str]]:
-    """The rows to make: ``(model, source, split, image_id, shift)``; ``shift`` is ``"clean"`` or a :data:`SHIFTS` name."""
+def benchmark_plan(sources: dict[str, Path], model: str, other_model: bool = True) -> list[tuple[str, str, str, str, str]]:
+    """The rows to make: ``(model, source, split, image_id, shift)``; ``shift`` is ``"clean"`` or a :data:`SHIFTS` name.
+
+    ``other_model=False`` leaves out ``hybridgnet-jsrt-256``'s rows (the given model's val rows only).
+    """
     plan = []
     for name, folder in sources.items():
         for split in ("train", "val"):
             if name == "jsrt" and split == "train":
                 continue  # both models trained on it
             for k, image_id in enumerate(read_split(folder, split)):
-                plan.append((_OTHER_MODEL, name, split, image_id, "clean"))
-                if split == "val" or name == "jsrt":
-                    plan += [(_OTHER_MODEL, name, split, image_id, s) for s in SHIFTS]
-                else:
-                    plan.append((_OTHER_MODEL, name, split, image_id, SHIFTS[k % len(SHIFTS)]))
+                if other_model:
+                    plan.append((_OTHER_MODEL, name, split, image_id, "clean"))
+                    if split == "val" or name == "jsrt":
+                        plan += [(_OTHER_MODEL, name, split, image_id, s) for s in SHIFTS]
+                    else:
+                        plan.append((_OTHER_MODEL, name, split, image_id, SHIFTS[k % len(SHIFTS)]))
                 if split == "val" and model != _OTHER_MODEL:
                     plan += [(model, name, split, image_id, s) for s in ("clean", *SHIFTS)]
     return plan
@@ -99,7 +103,7 @@ def _row(seg, truth: Shifted) -> dict:
 
 
 def build_benchmark(sources: dict[str, str | Path], model: str, uncertainty: int = 50, limit: int | None = None,
-                    progress: bool = True) -> pd.DataFrame:
+                    progress: bool = True, other_model: bool = True) -> pd.DataFrame:
     """Segment and score every row of :func:`benchmark_plan` (``limit``: the first rows per model, for a quick look).
 
     Parameters
@@ -107,9 +111,11 @@ def build_benchmark(sources: dict[str, str | Path], model: str, uncertainty: int
     sources : dict of name -> folder
         JSRT-layout folders, e.g. ``{"jsrt": ..., "montgomery": ..., "shenzhen": ...}``.
     model : str
-        The model benchmarked on the val splits (the default).
+        The model benchmarked on the val splits (the default; a shipped name or a weights file).
     uncertainty : int
         Latent samples per image (the product's default, 50).
+    other_model : bool
+        Also run ``hybridgnet-jsrt-256`` on the other hospitals (False: ``model``'s val rows only).
 
     Returns
     -------
@@ -123,14 +129,13 @@ def build_benchmark(sources: dict[str, str | Path], model: str, uncertainty: int
     from chexmask.inference.segmenter import Segmenter
 
     folders = {k: Path(v) for k, v in sources.items()}
-    plan = pd.DataFrame(benchmark_plan(folders, model), columns=["model", "source", "split", "image_id", "shift"])
+    plan = pd.DataFrame(benchmark_plan(folders, model, other_model), columns=["model", "source", "split", "image_id", "shift"])
     if limit:
         plan = plan.groupby("model", sort=False).head(limit)
     rows = []
     for name, group in plan.groupby("model", sort=False):
         segmenter = Segmenter(name, uncertainty=uncertainty)
-        for record in tqdm(list(_segment(segmenter, folders, group)), disable=not progress, desc=name):
-            rows.append(record)
+        rows.extend(tqdm(_segment(segmenter, folders, group), total=len(group), disable=not progress, desc=name))
     return pd.DataFrame(rows)
 
 

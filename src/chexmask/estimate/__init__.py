@@ -1,0 +1,1 @@
+"""The quality estimate of one segmentation: shape model, features, Estimated Dice and Node Error Radius."""
