@@ -18,8 +18,7 @@ MEASURE_EPILOG = ("Exit codes: 0 done (some rows may have failed, see the errors
 
 def _default_workers() -> int:
     """CPUs - 1, at most 8; none on 2 CPUs or fewer, where a worker only takes a core from
-    the model (benchmarks/bench_segment.py, 2 cores: 12.5 images/s with one worker, 15.9
-    with none; docs/segment.md)."""
+    the model (measured with benchmarks/bench_segment.py: docs/segment.md)."""
     import os
 
     cpus = os.cpu_count() or 1

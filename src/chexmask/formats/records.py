@@ -75,7 +75,7 @@ FLAG_COLUMNS: list[str] = ["Quality Flag"]
 #: ``x1,y1,...`` string of ``Landmarks``, which keeps the 120 CheXmask nodes; the masks
 #: are run-length encoded as the others.
 CLAVICLE_COLUMNS: list[str] = ["Clavicle Landmarks", "Right Clavicle", "Left Clavicle"]
-#: Per-organ RCA scores of both outputs, after the CheXmask columns (filled by ``--rca``).
+#: Per-organ RCA scores of both outputs, after the CheXmask columns (filled by ``--atlas``).
 RCA_ORGAN_COLUMNS: list[str] = ["Dice RCA Lungs (Mean)", "Dice RCA Lungs (Max)", "Dice RCA Heart (Mean)", "Dice RCA Heart (Max)"]
 #: Per-image arrays of the Parquet output (float32 lists). ``Node Mean``/``Node Std``:
 #: mean and std of the decoded latent samples, flat ``x1, y1, x2, y2, ...`` over the

@@ -166,7 +166,7 @@ def build_dataset(
     if not id_column.strip() or id_column.startswith("_"):
         raise ValueError(f"--id-column must be a non-empty name not starting with '_', got {id_column!r}")
     if annotate is not None and engine != "local":
-        raise ValueError("--rca and --overlays run with --engine local only (not yet with ray)")
+        raise ValueError("--atlas and --overlays run with --engine local only (not yet with ray)")
     items = items_from_pairs(pairs, shard) if pairs is not None else plan_items(inputs, shard)
     identity = fingerprint(segmenter, items, id_column, chunk_size, shard)
     if annotate is not None:

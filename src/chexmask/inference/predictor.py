@@ -145,7 +145,7 @@ def _predict(
         return result
 
     # Each image's samples decode as one batch against its own feature maps, which the
-    # decoder broadcasts instead of copying per sample (1.6x faster on the CPU at 256 px);
+    # decoder broadcasts instead of copying per sample (measured in docs/segment.md);
     # padding images (beyond n_real) are not sampled.
     samples = torch.full((len(seeds), n_samples, points.shape[1], 2), float("nan"), device=mu.device)
     for i, own_seed in enumerate(seeds[:n_real]):

@@ -294,7 +294,7 @@ def _result(dice: np.ndarray, ids: list[str], ncc: np.ndarray) -> RCAResult:
 
 
 def score_segmentation(scorer: RCAScorer, image: XrayImage, segmentation) -> dict[str, float]:
-    """RCA columns for one result of the segment pipeline (the ``segment --rca`` hook).
+    """RCA columns for one result of the segment pipeline (the ``segment --atlas`` hook).
 
     Parameters
     ----------

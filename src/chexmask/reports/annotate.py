@@ -74,7 +74,7 @@ def annotator(
     overlays: str | os.PathLike[str] | None = None,
     k: int = 5,
 ) -> Callable[..., Annotator] | None:
-    """The ``annotate`` factory of ``segment --rca/--overlays`` (None when neither is asked for).
+    """The ``annotate`` factory of ``segment --atlas/--overlays`` (None when neither is asked for).
 
     Parameters
     ----------
