@@ -264,3 +264,34 @@ def test_warm_start_across_input_norms_warns(jsrt_dir, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="chexmask.model.train"):
         train(TrainConfig(out_dir=str(tmp_path / "z"), init=str(raw), input_norm="zscore", **base), progress=False)
     assert "trained with input_norm = none, this run uses zscore" in caplog.text
+
+
+def test_kl_schedule_ramps_geometrically_then_holds():
+    cfg = TrainConfig(["x"], "o", epochs=10, kl_weight=1e-5, kl_final=1e-3, kl_ramp=0.5)
+    weights = [cfg.kl_at(e) for e in range(10)]
+    assert weights[0] == pytest.approx(1e-5) and weights[5:] == pytest.approx([1e-3] * 5)
+    assert weights[2] / weights[1] == pytest.approx(weights[3] / weights[2])  # geometric
+    assert TrainConfig(["x"], "o", kl_weight=2e-5).kl_at(7) == 2e-5  # constant without kl_final
+    with pytest.raises(Exception, match="KL schedule"):
+        TrainConfig(["x"], "o", kl_weight=0.0)
+    with pytest.raises(Exception, match="KL schedule"):
+        TrainConfig(["x"], "o", kl_ramp=1.5, kl_final=1e-3)
+
+
+def test_kl_option_is_parsed_and_bad_values_named(tmp_path):
+    from typer.testing import CliRunner
+
+    from chexmask.cli import app
+    from chexmask.cli.training import _kl_schedule
+
+    assert _kl_schedule("1e-5") == (1e-5, None) and _kl_schedule("1e-5:3e-4") == (1e-5, 3e-4)
+    result = CliRunner().invoke(app, ["train", str(tmp_path), "--kl", "lots", "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "--kl 'lots'" in result.output
+
+
+def test_kl_weight_is_logged_per_epoch(jsrt_dir, tmp_path):
+    cfg = TrainConfig([str(jsrt_dir)], str(tmp_path / "run"), epochs=2, batch_size=2, subset=4, seed=0, threads=1,
+                      kl_weight=1e-5, kl_final=1e-4, kl_ramp=0.5)
+    train(cfg, progress=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["kl_weight"] for h in history] == pytest.approx([1e-5, 1e-4])
