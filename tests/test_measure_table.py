@@ -92,7 +92,7 @@ def test_a_segment_table_measures_to_its_own_columns(tiny_weights, xray_folder, 
         (["{csv}", "-o", "{tmp}/m.xlsx"], 2, "the output must end in .csv or .parquet"),
         (["{tmp}/none.csv", "-o", "{tmp}/m.csv"], 2, "file not found"),
         (["{tmp}/nomasks.csv", "-o", "{tmp}/m.csv"], 2, "missing mask column(s) ['Left Lung']"),
-        (["{csv}", "-o", "{tmp}/m.csv", "-j", "0"], 2, "--workers must be a positive integer"),
+        (["{csv}", "-o", "{tmp}/m.csv", "-j", "-1"], 2, "--workers must be >= 0"),
         (["{csv}", "-o", "{tmp}/m.csv", "--chunk-size", "0"], 2, "chunk-size must be a positive integer"),
     ],
 )

@@ -133,3 +133,16 @@ def test_verbose_adds_debug_lines_with_their_module(small_table, tmp_path):
     result = invoke("--verbose", "convert", small_table, "-o", tmp_path / "t.parquet")
     assert "debug: chexmask.formats.convert: converted 3 rows" in result.stderr
     assert result.stdout.strip().startswith("converted 3 rows")
+
+
+def test_workers_option_means_the_same_in_every_dataset_command():
+    """-j/--workers: one help text, one default, 0 = no worker processes, in segment, build, masks and measure."""
+    from typer.testing import CliRunner
+
+    from chexmask.cli import app
+    from chexmask.cli.datasets import WORKERS_HELP
+
+    runner = CliRunner()
+    for command in (["segment"], ["build"], ["masks"], ["measure"]):
+        text = " ".join(runner.invoke(app, [*command, "--help"], terminal_width=400).output.split())
+        assert " ".join(WORKERS_HELP.split()) in text, command

@@ -78,7 +78,7 @@ def test_help_keeps_square_brackets_and_hides_bool_metavars():
     result = runner.invoke(app, ["segment", "--help"], terminal_width=200)
     assert result.exit_code == 0
     output = " ".join(result.output.split())  # undo any wrapping
-    for text in ("[default: CPUs - 1, at most 8]", "pip install 'chexmask[ray]'", "--sample", "--amp / --no-amp"):
+    for text in ("[default: CPUs - 1, at most 8; none on 2 CPUs or fewer]", "pip install 'chexmask[ray]'", "--sample", "--amp / --no-amp"):
         assert text in output
     assert "<bool>" not in output
 

@@ -16,6 +16,15 @@ MEASURE_EPILOG = ("Exit codes: 0 done (some rows may have failed, see the errors
                   "2 bad options or an unreadable table; 3 the run could not proceed.")
 
 
+WORKERS_HELP = ("Worker processes (0 = none: everything in this process) "
+                "[default: CPUs - 1, at most 8; none on 2 CPUs or fewer].")
+
+
+def _workers_option():
+    """``-j/--workers``: one meaning and one default in every dataset command (resolved by :func:`_default_workers`)."""
+    return typer.Option(None, "--workers", "-j", help=WORKERS_HELP)
+
+
 def _default_workers() -> int:
     """CPUs - 1, at most 8; none on 2 CPUs or fewer, where a worker only takes a core from
     the model (measured with benchmarks/bench_segment.py: docs/segment.md)."""
@@ -49,7 +58,7 @@ def segment_cmd(
     uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty (0 = off)."),
     seed: int = typer.Option(0, help="Seed of the latent samples (each image's noise is also seeded by a hash of its pixels)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call (a multiple of 8 on CPU, 32 on CUDA wastes nothing)."),
-    workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks (0 = none) [default: CPUs - 1, at most 8]; none on 2 CPUs or fewer."),
+    workers: int = _workers_option(),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="float16 autocast on CUDA (ignored on CPU)."),
     backend: str = typer.Option("auto", help="What runs the network: auto (OpenVINO on the CPU, torch on CUDA), openvino or torch."),
@@ -98,7 +107,7 @@ def build_cmd(
     atlas: str = typer.Option(None, "--atlas", help="Fill the Dice RCA columns using this RCA atlas (JSRT-layout folders, comma-separated, or an atlas .npz)."),
     rca: str = typer.Option(None, "--rca", hidden=True, help="Former name of --atlas."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
-    workers: int = typer.Option(None, "--workers", "-j", help="Processes reading images and encoding masks [default: CPUs - 1, at most 8]; none on 2 CPUs or fewer."),
+    workers: int = _workers_option(),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     backend: str = typer.Option("auto", help="What runs the network: auto (OpenVINO on the CPU, torch on CUDA), openvino or torch."),
     shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
@@ -126,20 +135,18 @@ def masks_cmd(
     organs: list[str] = typer.Option(["right_lung", "left_lung", "heart"], "--organ", help="Organ to write; repeat for several."),
     min_rca: float = typer.Option(None, "--min-rca", help="Only rows with Dice RCA (Mean) >= this (0.7 is the reference's threshold)."),
     ids: str = typer.Option(None, "--ids", help="Only the image ids listed in this file (one per line)."),
-    workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (default: all CPUs)."),
+    workers: int = _workers_option(),
     chunksize: int = typer.Option(1000, "--chunk-size", help="Table rows read at a time (memory is proportional to it)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Decode the masks of a CheXmask table at the original resolution and write them as files."""
-    import os
-
     from chexmask.formats.masks_export import export_masks
     from chexmask.formats.stream import read_ids
 
     with exit_on(chexmask.ChexmaskError, ValueError, ImportError):
         summary = export_masks(
             table, out_dir, fmt=fmt, organs=organs, min_rca=min_rca,
-            ids=None if ids is None else read_ids(ids), workers=workers or os.cpu_count() or 1,
+            ids=None if ids is None else read_ids(ids), workers=_default_workers() if workers is None else workers,
             chunksize=chunksize, progress=progress,
         )
     typer.echo(f"wrote the masks of {summary.written} images to {summary.out_dir} ({fmt})")
@@ -169,7 +176,7 @@ def measure_cmd(
     table: str = typer.Argument(..., help="CheXmask table (.csv, .csv.gz or .parquet): published rows, a segment output or a physician table."),
     out: str = typer.Option(..., "--out", "-o", help="Output table, .csv or .parquet: the id column and the measure columns (see docs/measures.md)."),
     errors: str = typer.Option(None, "--errors", help="Per-row errors CSV (path, error, reason) [default: OUT's name + .errors.csv]."),
-    workers: int = typer.Option(1, "--workers", "-j", help="Processes decoding and measuring (1 = none)."),
+    workers: int = _workers_option(),
     chunksize: int = typer.Option(1000, "--chunk-size", help="Table rows read at a time (memory is proportional to it)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -177,7 +184,8 @@ def measure_cmd(
     from chexmask.formats.measure_table import measure_table
 
     with dataset_run_errors():
-        run = measure_table(table, out, errors=errors, workers=workers, chunksize=chunksize, progress=progress)
+        run = measure_table(table, out, errors=errors, workers=_default_workers() if workers is None else workers,
+                            chunksize=chunksize, progress=progress)
     typer.echo(f"measured {run.measured} of {run.rows} rows in {run.seconds:.1f} s -> {run.out}")
     if run.failed:
         typer.echo(f"{run.failed} rows failed -> {run.errors}", err=True)

@@ -141,8 +141,8 @@ def _tasks(
 
 
 def _run(tasks: Iterable[list], workers: int, init_args: tuple) -> Iterator[list[tuple]]:
-    """Results of the tasks in submission order, at most 2 x workers in flight."""
-    if workers == 1:
+    """Results of the tasks in submission order, at most 2 x workers in flight (0 workers: in this process)."""
+    if workers == 0:
         _init_worker(*init_args)
         for task in tasks:
             yield _write_rows(task)
@@ -171,7 +171,7 @@ def export_masks(
     organs: Sequence[str] = ORGANS,
     min_rca: float | None = None,
     ids: Iterable[str] | None = None,
-    workers: int = 1,
+    workers: int = 0,
     chunksize: int = DEFAULT_CHUNKSIZE,
     progress: bool = False,
 ) -> ExportSummary:
@@ -194,7 +194,7 @@ def export_masks(
     ids : iterable of str, optional
         Write only rows with these image ids (exact match).
     workers : int, optional
-        Processes decoding and writing (1: in this process).
+        Worker processes decoding and writing (0: none, in this process).
     chunksize : int, optional
         Rows read at a time.
     progress : bool, optional
@@ -228,8 +228,8 @@ def export_masks(
     unknown = [o for o in organs if o not in MASK_COLUMNS]
     if unknown or not organs:
         raise ValueError(f"organs must be a non-empty subset of {list(ORGANS)}, got {list(organs)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"--workers must be >= 0 (0 = no worker processes), got {workers!r}")
     ids = None if ids is None else frozenset(map(str, ids))
     source = "table" if not isinstance(table, (str, os.PathLike)) else str(table)
     header = table_columns(table)

@@ -71,8 +71,8 @@ def _tasks(chunks, ident: str):
 
 
 def _run(tasks, workers: int, source: str):
-    """Results of the tasks in order, at most ``2 * workers`` in flight."""
-    if workers == 1:
+    """Results of the tasks in order, at most ``2 * workers`` in flight (0 workers: in this process)."""
+    if workers == 0:
         for task in tasks:
             yield _measure_rows(task, source)
         return
@@ -150,7 +150,7 @@ def measure_table(
     out: str | os.PathLike[str],
     *,
     errors: str | os.PathLike[str] | None = None,
-    workers: int = 1,
+    workers: int = 0,
     chunksize: int = DEFAULT_CHUNKSIZE,
     progress: bool = False,
 ) -> MeasureRun:
@@ -170,7 +170,7 @@ def measure_table(
         Errors CSV (``path, error, reason`` as ``chexmask segment`` writes it; ``path``
         names the table row); default ``OUT``'s name with ``.errors.csv``.
     workers : int
-        Processes decoding and measuring (1: in this process).
+        Worker processes decoding and measuring (0: none, in this process).
     chunksize : int
         Rows read at a time (memory is proportional to it).
     progress : bool
@@ -208,8 +208,8 @@ def measure_table(
     start = time.perf_counter()
     out = Path(out)
     kind = _output_kind(out, table)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {workers!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"--workers must be >= 0 (0 = no worker processes), got {workers!r}")
     if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
         raise ValueError(f"--chunk-size must be a positive integer, got {chunksize!r}")
     source = str(table) if isinstance(table, (str, os.PathLike)) else "table"
