@@ -157,7 +157,8 @@ class Segmenter:
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``... or ``"auto"`` (CUDA when available).
     uncertainty : int
-        Latent samples per image for predictive uncertainty (0 = off).
+        Latent samples per image for predictive uncertainty, the Node Error Radius and the
+        full quality estimate (0 = off); 50, as every command.
     seed : int
         Run seed of the latent samples (each image's noise is also seeded by a hash of
         its pixels, so results never depend on the file's name or place).
@@ -191,7 +192,7 @@ class Segmenter:
         self,
         weights: str | Path = DEFAULT_MODEL,
         device: str = "cpu",
-        uncertainty: int = 0,
+        uncertainty: int = 50,
         seed: int = 0,
         batch_size: int = 8,
         micro_batch: int | None = None,
