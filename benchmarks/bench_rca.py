@@ -167,7 +167,7 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     from chexmask.inference.segmenter import Segmenter
 
-    seg = Segmenter(args.weights)
+    seg = Segmenter(args.weights, uncertainty=0)
     jsrt = args.data / "jsrt"
     atlas = open_atlas(jsrt, seg, progress=True)
     scorer = RCAScorer(atlas, k=5, segmenter=seg)

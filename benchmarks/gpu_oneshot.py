@@ -39,7 +39,7 @@ from chexmask.inference.pipeline import MICRO_BATCH, plan_items  # noqa: E402
 from chexmask.inference.predictor import predict_batch  # noqa: E402
 from chexmask.inference.segmenter import Segmenter  # noqa: E402
 from chexmask.model.default import DEFAULT_MODEL  # noqa: E402
-from chexmask.model.hybridgnet import HybridGNet, ModelConfig, kl_divergence  # noqa: E402
+from chexmask.model.hybridgnet import HybridGNet, ModelConfig  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -202,7 +202,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     sources = args.source or (list(SOURCES) if args.split == "val" else ["jsrt"])
-    seg = Segmenter(args.weights, batch_size=1)
+    seg = Segmenter(args.weights, uncertainty=0, batch_size=1)
     scorers = {}
     for name in args.atlas or ["multi"]:
         t0 = time.perf_counter()

@@ -28,7 +28,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from chexmask._errors import InputError
-from chexmask import flag
 from chexmask.flag import DEFAULT_MIN_DICE
 from chexmask.reports.overlay import VMAX_PX, overlay_png
 from chexmask.app.render import bundle

@@ -50,7 +50,7 @@ def validate(
     from chexmask.model.report import score_split, summarise
 
     with exit_on(chexmask.ChexmaskError, FileNotFoundError):
-        per_image = score_split(Segmenter(weights, device=device, batch_size=8, clavicles=clavicles), folder, split)
+        per_image = score_split(Segmenter(weights, device=device, uncertainty=0, batch_size=8, clavicles=clavicles), folder, split)
     if out:
         per_image.to_csv(out, index=False)
     typer.echo(summarise(per_image).to_string(float_format=lambda v: f"{v:.4f}"))

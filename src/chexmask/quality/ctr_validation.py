@@ -187,7 +187,7 @@ def validate_ctr(
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
     jsrt_dir = Path(jsrt_dir)
-    segmenter = Segmenter(weights, device=device, batch_size=batch_size)
+    segmenter = Segmenter(weights, device=device, uncertainty=0, batch_size=batch_size)
     rows = []
     for _, image, seg in segment_split(segmenter, jsrt_dir, split, limit):
         with np.load(jsrt_dir / "scr_masks" / f"{image.image_id}.npz") as ref:

@@ -29,7 +29,6 @@ import pandas as pd
 
 from chexmask._errors import ChexmaskError
 from chexmask.preprocess import to_1024_frame
-from chexmask.quality.metrics import auroc
 
 __all__ = ["SCORES", "Reference", "fit_reference", "ood_scores"]
 

@@ -181,7 +181,7 @@ def run_rca(
     if embedding == "latent":
         from chexmask.inference.segmenter import Segmenter
 
-        segmenter = Segmenter(weights, device=device) if weights is not None else Segmenter(device=device)
+        segmenter = Segmenter(weights, device=device, uncertainty=0) if weights is not None else Segmenter(device=device, uncertainty=0)
     scorer = RCAScorer(open_atlas(atlas, segmenter, progress=progress), k=k, segmenter=segmenter, embedding=embedding, method=method)
     if save_atlas is not None:
         scorer.atlas.save(save_atlas)
