@@ -222,7 +222,7 @@ def segment_dataset(
     output: str | os.PathLike[str],
     *,
     weights: str | os.PathLike[str] = DEFAULT_MODEL,
-    device: str = "cpu",
+    device: str = "auto",
     uncertainty: int = 50,
     seed: int = 0,
     batch_size: int = 32,

@@ -155,7 +155,8 @@ class Segmenter:
         A shipped model name (see ``chexmask.model.weights.registry()``) or a
         ``.safetensors`` file written by ``chexmask train``.
     device : str
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``... or ``"auto"`` (CUDA when available).
+        ``"auto"`` (the default, as in every command: CUDA when available, else the CPU),
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     uncertainty : int
         Latent samples per image for predictive uncertainty, the Node Error Radius and the
         full quality estimate (0 = off); 50, as every command.
@@ -191,7 +192,7 @@ class Segmenter:
     def __init__(
         self,
         weights: str | Path = DEFAULT_MODEL,
-        device: str = "cpu",
+        device: str = "auto",
         uncertainty: int = 50,
         seed: int = 0,
         batch_size: int = 8,

@@ -276,7 +276,7 @@ def corruption_experiment(
     samples: int = 20,
     corruptions: Sequence[Corruption] | None = None,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 8,
 ) -> CorruptionResult:
     """The ``chexmask experiment corruption`` command: read, run, write the report.

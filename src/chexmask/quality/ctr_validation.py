@@ -146,7 +146,7 @@ def validate_ctr(
     split: str = "test",
     *,
     weights: str | os.PathLike[str] = DEFAULT_MODEL,
-    device: str = "cpu",
+    device: str = "auto",
     limit: int | None = None,
     batch_size: int = 8,
 ) -> CTRValidation:

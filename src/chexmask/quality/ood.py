@@ -175,7 +175,7 @@ def ood_experiment(
     reference: str | os.PathLike[str] | None = None,
     samples: int = 20,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 8,
     save_images: bool = False,
 ) -> OODResult:

@@ -138,7 +138,7 @@ def run_rca(
     embedding: str = "latent",
     method: str = "affine+dis",
     weights: str | os.PathLike[str] | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     save_atlas: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> RCARun:
