@@ -70,7 +70,7 @@ def test_fit_shape_model_on_expert_landmarks(shared_data):
 
 def test_features_are_oriented_worse_is_larger(typical):
     model = load_estimator().shape_model
-    small, large = np.full((N_NODES, 2), 0.5), np.full((N_NODES, 2), 2.0)
+    small, large = np.full(N_NODES, 0.5), np.full(N_NODES, 2.0)  # per-node spreads
     a, b = (image_features(typical, s, 1024, 1024, model) for s in (small, large))
     assert set(a) == set(FEATURES)
     assert b["log_uncertainty_lungs"] > a["log_uncertainty_lungs"] and b["log_uncertainty_heart"] > a["log_uncertainty_heart"]

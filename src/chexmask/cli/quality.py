@@ -222,9 +222,9 @@ def experiment_quality_fit(
     (folder / "quality-estimator.json").write_text(json.dumps(fit.params, indent=1))
     fit.shape_model.save(folder / "shape-model.npz")
     node_spearman(bench).to_csv(folder / "node_spearman.csv")
+    figures = {variant: summary(bench, pred, fit.thresholds) for variant, pred in fit.out_of_source.items()}
     for variant, pred in fit.out_of_source.items():
-        figures = summary(bench, pred, fit.thresholds)
-        write_quality_report(folder / variant, bench, pred, figures, fit.thresholds, COVERAGE)
-    typer.echo(summary(bench, fit.out_of_source["full"], fit.thresholds).loc["all"].to_string(float_format=lambda v: f"{v:.3f}"))
+        write_quality_report(folder / variant, bench, pred, figures[variant], fit.thresholds, COVERAGE)
+    typer.echo(figures["full"].loc["all"].to_string(float_format=lambda v: f"{v:.3f}"))
     typer.echo(f"flag thresholds (chexmask.flag.DEFAULT_MIN_DICE): lungs {fit.thresholds['lungs']:.4f}, heart {fit.thresholds['heart']:.4f}; "
                f"to ship, copy {folder}/quality-estimator.json and shape-model.npz into chexmask/weights/")

@@ -13,8 +13,8 @@ the shape model ``weights/shape-model.npz``.
 
 so every feature (:data:`chexmask.estimate.features.FEATURES`, each larger when the
 segmentation is less trustworthy) can only lower the estimate: a small, monotone,
-inspectable model. Two variants ship: ``full`` (uncertainty and latent features too)
-for the models it was fitted on, with latent sampling; ``shape`` (shape-model and frame
+inspectable model. Two variants ship: ``full`` (the node-spread features too) for the
+models it was fitted on, with latent sampling; ``shape`` (shape-model and frame
 features only, which do not depend on the network) for other weights and for runs
 without sampling.
 
@@ -73,8 +73,8 @@ class QualityEstimate:
         return quality_flag(self.dice, rca, uncertainty_px=self.uncertainty_px)
 
     def columns(self) -> dict[str, float]:
-        """``{"Estimated Dice Lungs": ..., "Estimated Dice Heart": ...}``."""
-        return {"Estimated Dice Lungs": self.dice["lungs"], "Estimated Dice Heart": self.dice["heart"]}
+        """``{"Estimated Dice Lungs": ..., "Estimated Dice Heart": ...}`` (:data:`ESTIMATE_COLUMNS`)."""
+        return dict(zip(ESTIMATE_COLUMNS, (self.dice[g] for g in _GROUPS)))
 
 
 @dataclass(frozen=True)
@@ -143,15 +143,17 @@ def estimate_quality(segmentation, model_sha256: str | None, estimator: Estimato
     ('shape', True, True)
     """
     est = estimator or load_estimator()
-    sampled = segmentation.node_std is not None
-    variant = est.variant_for(model_sha256, sampled)
+    # the per-node spread sqrt(std_x^2 + std_y^2), as Segmentation.node_uncertainty, from the
+    # duck-typed result's node_std
+    spread = None if segmentation.node_std is None else np.sqrt((np.asarray(segmentation.node_std, np.float64)[:N_NODES] ** 2).sum(-1))
+    variant = est.variant_for(model_sha256, spread is not None)
     h, w = segmentation.height, segmentation.width
-    feats = image_features(segmentation.landmarks, segmentation.node_std, h, w, est.shape_model)
+    feats = image_features(segmentation.landmarks, spread, h, w, est.shape_model)
     log_err = est.log_one_minus_dice(feats, variant, model_sha256)
     dice = {g: float(1.0 - math.exp(v)) for g, v in log_err.items()}
     radius = uncertainty = None
-    if sampled:
-        std = to_1024_frame(np.sqrt((np.asarray(segmentation.node_std)[:N_NODES] ** 2).sum(-1)), h, w)
+    if spread is not None:
+        std = to_1024_frame(spread, h, w)
         uncertainty = float(std.mean())
         if variant == "full":
             radius = est.node_radius(std, log_err) * max(h, w) / 1024.0

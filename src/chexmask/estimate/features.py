@@ -19,7 +19,7 @@ from chexmask.estimate.shape_model import GROUP_NODES, ShapeModel
 
 __all__ = ["FEATURES", "SAMPLING_FEATURES", "image_features"]
 
-#: Feature name -> meaning (the card's feature table is generated from this).
+#: Feature name -> meaning (the card, ``weights/quality-estimator.md``, tabulates their weights).
 FEATURES: dict[str, str] = {
     "log_uncertainty_lungs": "log of the mean node std of the lung nodes over the latent samples, relative to the thorax size",
     "log_uncertainty_heart": "log of the mean node std of the heart nodes over the latent samples, relative to the thorax size",
@@ -36,7 +36,7 @@ SAMPLING_FEATURES = ("log_uncertainty_lungs", "log_uncertainty_heart")
 _TYPICAL_LUNG_FRACTION = 0.55
 
 
-def image_features(landmarks: np.ndarray, node_std: np.ndarray | None, height: int, width: int,
+def image_features(landmarks: np.ndarray, node_spread: np.ndarray | None, height: int, width: int,
                    shape_model: ShapeModel) -> dict[str, float]:
     """The :data:`FEATURES` of one segmentation (NaN for the sampling features without samples).
 
@@ -44,8 +44,10 @@ def image_features(landmarks: np.ndarray, node_std: np.ndarray | None, height: i
     ----------
     landmarks : (>= 120, 2) ndarray
         (x, y) nodes in the original frame (the clavicles, if any, are ignored).
-    node_std : (>= 120, 2) ndarray or None
-        Per-node std of the latent samples (original pixels); None without sampling.
+    node_spread : (>= 120,) ndarray or None
+        Per-node predictive std ``sqrt(std_x^2 + std_y^2)`` of the latent samples (original
+        pixels, :attr:`~chexmask.inference.segmenter.Segmentation.node_uncertainty`); None
+        without sampling.
     height, width : int
         The original frame.
     """
@@ -53,8 +55,8 @@ def image_features(landmarks: np.ndarray, node_std: np.ndarray | None, height: i
     out = dict.fromkeys(FEATURES, math.nan)
     box = np.clip(np.ptp(points[GROUP_NODES["lungs"]], axis=0), 1.0, None)
     thorax = math.sqrt(box[0] * box[1])  # Dice is scale-free: the spread counts relative to the organs' size
-    if node_std is not None:
-        spread = np.sqrt((np.asarray(node_std, np.float64)[:N_NODES] ** 2).sum(-1))
+    if node_spread is not None:
+        spread = np.asarray(node_spread, np.float64)[:N_NODES]
         for group in ("lungs", "heart"):
             out[f"log_uncertainty_{group}"] = math.log(max(float(spread[GROUP_NODES[group]].mean()) / thorax, 1e-6))
     out.update(shape_model.scores(points))

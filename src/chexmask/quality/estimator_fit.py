@@ -60,10 +60,8 @@ def expert_shapes(landmarks_npz: str, leave_out: str | None = None) -> np.ndarra
 
 def features_table(bench: pd.DataFrame, shape_model: ShapeModel) -> pd.DataFrame:
     """The :data:`~chexmask.estimate.features.FEATURES` of every benchmark row."""
-    rows = []
-    for r in bench.itertuples(index=False):
-        std = np.repeat(np.asarray(r.node_std, np.float64)[:, None] / np.sqrt(2), 2, axis=1)  # |std| kept
-        rows.append(image_features(np.asarray(r.landmarks).reshape(-1, 2), std, r.height, r.width, shape_model))
+    rows = [image_features(np.asarray(r.landmarks).reshape(-1, 2), r.node_std, r.height, r.width, shape_model)
+            for r in bench.itertuples(index=False)]  # the benchmark's node_std is the per-node spread already
     return pd.DataFrame(rows, index=bench.index)
 
 
