@@ -196,8 +196,10 @@ def test_round_trip_preserves_landmarks_and_refills_masks(table, tmp_path):
     export.write_text(json.dumps(ls_export(tasks, edit)))
     out = import_corrections(export, tmp_path / "corrected.csv")
     back = read_table(tmp_path / "corrected.csv")
-    assert list(back.columns) == ["ImageID", "Dataset", "Landmarks", "Right Lung", "Left Lung", "Heart", "Height", "Width"]
+    assert list(back.columns) == ["ImageID", "Dataset", "Landmarks", "Right Lung", "Left Lung", "Heart", "Height", "Width", "Corrected"]
     assert back[["Height", "Width"]].values.tolist() == [[300, 250], [256, 320], [200, 200]]
+    # Only the organ the reviewer moved counts as corrected (what train --corrected-only trains on).
+    assert back["Corrected"].tolist() == ["right_lung", "", ""]
     pd.testing.assert_frame_equal(back, out)
     for i, row in df.iterrows():
         want = parse_landmarks(row["Landmarks"])
@@ -370,7 +372,7 @@ def test_cli_round_trip_keeps_the_frame_for_any_image_size(odd_frames, tmp_path)
     res = runner.invoke(app, ["import", "labelstudio", str(tmp_path / "project.json"), "-o", str(corrected)])
     assert res.exit_code == 0, res.output
     back = read_table(corrected)
-    assert list(back.columns) == ["ImageID", "Dataset", "Landmarks", "Right Lung", "Left Lung", "Heart", "Height", "Width"]
+    assert list(back.columns) == ["ImageID", "Dataset", "Landmarks", "Right Lung", "Left Lung", "Heart", "Height", "Width", "Corrected"]
     assert back[["Height", "Width"]].values.tolist() == [[899, 786], [1500, 2000]]
 
     res = runner.invoke(app, ["masks", str(corrected), "-o", str(tmp_path / "m"), "--no-progress", "-j", "1"])

@@ -1,4 +1,4 @@
-"""``chexmask train``: fit HybridGNet on one or more JSRT-layout folders."""
+"""``chexmask train``: fit HybridGNet on JSRT-layout folders and CheXmask tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from chexmask.cli._errors import exit_on
 
 
 def train(
-    sources: list[str] = typer.Argument(..., help="One or more JSRT-layout folders (images/, landmarks/, splits/{train,val}.txt); see --sampling."),
+    sources: list[str] = typer.Argument(..., help="JSRT-layout folders (images/, landmarks/, splits/{train,val}.txt) and CheXmask tables (.csv, .csv.gz, .parquet: an id column, Landmarks, Height, Width; optional Split), mixed freely; see --sampling."),
+    images: str = typer.Option(None, help="Folder where the tables' image ids resolve (required with a table)."),
+    val_fraction: float = typer.Option(0.1, help="Tables without a Split column validate on this fraction of their ids (chosen by a hash of the id)."),
+    corrected_only: bool = typer.Option(False, "--corrected-only", help="Tables: train only on the organs their Corrected column lists (chexmask import labelstudio writes it: the organs a reviewer moved)."),
     out_dir: str = typer.Option("runs/hybridgnet", "--out", "-o", help="Checkpoints, history and best.safetensors go here."),
     size: int = typer.Option(256, help="Input resolution (256, 512 or 1024)."),
     epochs: int = typer.Option(300, help="Total epochs (cosine learning-rate schedule over them)."),
@@ -28,7 +31,11 @@ def train(
     kl_ramp: float = typer.Option(0.5, help="Fraction of the epochs the --kl START:END ramp takes."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Train HybridGNet on the sources' train splits, selecting on their val splits; resumes from OUT/last.ckpt if present."""
+    """Train HybridGNet on the sources' train splits, selecting on their val splits; resumes from OUT/last.ckpt if present.
+
+    Table rows that cannot train (image missing, frame mismatch, bad landmarks) are listed in OUT/train.errors.csv and
+    OUT/val.errors.csv and left out.
+    """
     from chexmask.model.train import TrainConfig
     from chexmask.model.train import train as run_training
 
@@ -36,7 +43,8 @@ def train(
         kl_weight, kl_final = _kl_schedule(kl)
         cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
                           clavicles=clavicles, robust=robust, input_norm=input_norm, sampling=sampling, ema=ema,
-                          refine_levels=tuple(refine_levels), kl_weight=kl_weight, kl_final=kl_final, kl_ramp=kl_ramp)
+                          refine_levels=tuple(refine_levels), kl_weight=kl_weight, kl_final=kl_final, kl_ramp=kl_ramp,
+                          images=images, val_fraction=val_fraction, corrected_only=corrected_only)
         best = run_training(cfg, progress=progress)
     typer.echo(f"best model: {best}")
 

@@ -3,7 +3,7 @@
 Import reads a project exported in Label Studio's JSON format (the polygons of the
 tasks of :mod:`chexmask.formats.labelstudio_tasks`, moved by a reviewer) and writes a
 physician-style table (``ImageID, Dataset, Landmarks, Right Lung, Left Lung, Heart,
-Height, Width``) in the original frame; ``Height`` and ``Width`` say which frame, so
+Height, Width, Corrected``) in the original frame; ``Height`` and ``Width`` say which frame, so
 every reader decodes the masks at the image's own size. Points are percentages of the
 original image size, as Label Studio stores them.
 """
@@ -130,9 +130,10 @@ def read_corrections(
     Returns
     -------
     list of dict
-        ``{"image_id", "dataset", "height", "width", "points_xy"}`` per corrected task;
-        ``points_xy`` is (120, 2) float in original pixels, NaN for an organ that the
-        reviewer deleted.
+        ``{"image_id", "dataset", "height", "width", "points_xy", "corrected"}`` per
+        corrected task; ``points_xy`` is (120, 2) float in original pixels, NaN for an
+        organ that the reviewer deleted; ``corrected`` the organs the reviewer moved
+        away from the task's prediction (every drawn organ when the task has none).
 
     Raises
     ------
@@ -159,8 +160,26 @@ def read_corrections(
         image_id = _image_id(task, source)
         points, height, width = _annotation_points(annotation.get("result") or [], task, f"{source} ({image_id})")
         out.append({"image_id": image_id, "dataset": str(task["data"].get("dataset", "")),
-                    "height": height, "width": width, "points_xy": points})
+                    "height": height, "width": width, "points_xy": points,
+                    "corrected": _moved_organs(points, annotation, task, f"{source} ({image_id}) prediction")})
     return out
+
+
+def _moved_organs(points: np.ndarray, annotation: dict, task: dict, source: str) -> list[str]:
+    """The organs whose corrected contour differs from the prediction (all drawn ones without a prediction).
+
+    The prediction is the one the annotation started from (``annotation.prediction`` in
+    Label Studio's export, whose task-level ``predictions`` are ids), else the task's
+    first. A vertex counts as moved beyond 0.01 px of the original frame; an organ the
+    reviewer deleted is not listed (it has no contour to train on).
+    """
+    drawn = [o for o in ORGANS if np.isfinite(points[organ_slices()[o]]).all()]
+    candidates = [annotation.get("prediction"), *(task.get("predictions") or [])]
+    predictions = [p for p in candidates if isinstance(p, dict) and p.get("result")]
+    if not predictions:
+        return drawn
+    predicted, _, _ = _annotation_points(predictions[0]["result"], task, source)
+    return [o for o in drawn if not np.allclose(points[organ_slices()[o]], predicted[organ_slices()[o]], atol=0.01, rtol=0.0)]
 
 
 def import_corrections(
@@ -187,7 +206,8 @@ def import_corrections(
     -------
     pandas.DataFrame
         Columns ``ImageID, Dataset, Landmarks, Right Lung, Left Lung, Heart, Height,
-        Width``. Landmarks are written to 2 decimals in the original frame; masks are
+        Width, Corrected`` (``Corrected``: the organs the reviewer moved, ``;``-separated,
+        which ``chexmask train --corrected-only`` trains on). Landmarks are written to 2 decimals in the original frame; masks are
         the RLE of :func:`chexmask.masks.fill.landmarks_to_masks` applied to the
         written landmarks at the original size (``Height`` x ``Width``, on every row),
         so refilling a row reproduces its masks.
@@ -204,9 +224,9 @@ def import_corrections(
         row = {"ImageID": item["image_id"], "Dataset": dataset if dataset is not None else item["dataset"],
                "Landmarks": text}
         row.update({MASK_COLUMNS[o]: encode_rle(masks[o]) for o in ORGANS})
-        row.update(Height=item["height"], Width=item["width"])
+        row.update(Height=item["height"], Width=item["width"], Corrected=";".join(item["corrected"]))
         rows.append(row)
-    df = pd.DataFrame(rows, columns=[*PHYSICIAN_COLUMNS, "Height", "Width"]).astype({"Height": "int64", "Width": "int64"})
+    df = pd.DataFrame(rows, columns=[*PHYSICIAN_COLUMNS, "Height", "Width", "Corrected"]).astype({"Height": "int64", "Width": "int64"})
     if out is not None:
         write_table(df, out)
     return df

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from chexmask._errors import InputError
+from chexmask.formats.landmark_columns import LANDMARKS_COLUMN, MEAN_LANDMARKS_COLUMN, STD_COLUMN, landmarks_column
 
 __all__ = [
     "CHEXMASK_COLUMNS",
@@ -32,6 +33,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "PHYSICIAN_SIZE",
     "id_column",
+    "is_table_path",
     "mask_size",
     "read_table",
     "write_table",
@@ -80,14 +82,15 @@ MASK_COLUMNS: dict[str, str] = {
 #: (height, width) of masks in tables without Height/Width (physician-corrected ones)
 #: and of rows whose Height and Width are both empty: the preprocessed 1024 frame.
 PHYSICIAN_SIZE: tuple[int, int] = (1024, 1024)
-#: Columns every table must have besides its id column.
+#: Columns every table must have besides its id column. ``Landmarks`` may be CheXmask-U's
+#: ``Landmarks (Mean)`` (:func:`chexmask.formats.landmark_columns.landmarks_column`).
 REQUIRED_COLUMNS: tuple[str, ...] = ("Landmarks", "Right Lung", "Left Lung", "Heart")
 
-_TEXT_COLUMNS = ("Landmarks", "Right Lung", "Left Lung", "Heart", "Dataset")
+_TEXT_COLUMNS = ("Landmarks", MEAN_LANDMARKS_COLUMN, STD_COLUMN, "Right Lung", "Left Lung", "Heart", "Dataset")
 #: Columns read as numbers: the RCA scores (float) and the frame of the masks (int).
 FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
 INT_COLUMNS = ("Height", "Width")
-_KNOWN_DATA = set(CHEXMASK_COLUMNS) | set(PHYSICIAN_COLUMNS[1:])
+_KNOWN_DATA = set(CHEXMASK_COLUMNS) | set(PHYSICIAN_COLUMNS[1:]) | {MEAN_LANDMARKS_COLUMN, STD_COLUMN}
 _FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
 
 
@@ -139,6 +142,11 @@ def id_column(df: pd.DataFrame, *, source: str = "table") -> str:
         source,
         f"no image id column; expected one of {list(ID_COLUMNS)}, found columns {columns}",
     )
+
+
+def is_table_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a table by its suffix (``.csv``, ``.csv.gz``, ``.parquet``)."""
+    return _table_format(Path(path)) is not None
 
 
 def _table_format(path: Path) -> str | None:
@@ -277,11 +285,13 @@ def read_table(path: str | os.PathLike[str], *, bad_values: str = "raise") -> pd
     Returns
     -------
     pandas.DataFrame
-        The columns in the file's order. The id column, ``Landmarks``, ``Dataset``
-        and the mask columns are ``str`` (an empty mask or missing value is ``""``);
+        The columns in the file's order. The id column, ``Landmarks`` (or CheXmask-U's
+        ``Landmarks (Mean)`` and ``Landmarks (Std)``), ``Dataset`` and the mask columns
+        are ``str`` (an empty mask or missing value is ``""``);
         ``Dice RCA (Mean)``/``(Max)`` are float64; ``Height``/``Width`` int64. Other
         CSV columns are kept as text (Parquet columns keep their types). Landmarks
-        stay strings: parse them with :func:`chexmask.formats.landmarks.parse_landmarks`.
+        stay strings: read a row's with :func:`chexmask.formats.landmark_columns.row_landmarks`
+        and :func:`~chexmask.formats.landmark_columns.row_node_std`, whichever layout it has.
 
     Raises
     ------
@@ -323,10 +333,12 @@ def read_table(path: str | os.PathLike[str], *, bad_values: str = "raise") -> pd
 
     source = str(path)
     ident = id_column(df, source=source)
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    has_landmarks = landmarks_column(df.columns) is not None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns and not (c == LANDMARKS_COLUMN and has_landmarks)]
     if missing:
+        also = f" (or {MEAN_LANDMARKS_COLUMN!r}, as in CheXmask-U)" if not has_landmarks else ""
         raise InputError(
-            path, f"missing required column(s) {missing}; found {[str(c) for c in df.columns]}"
+            path, f"missing required column(s) {missing}{also}; found {[str(c) for c in df.columns]}"
         )
     df = df.copy()
     for column in (ident, *_TEXT_COLUMNS):

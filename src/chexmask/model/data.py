@@ -19,7 +19,7 @@ from chexmask.anatomy import ORGANS, n_nodes, organ_slices
 from chexmask.io.layout import find_image, load_landmarks_npz, read_split
 from chexmask.preprocess import pad_resize, to_model_frame
 
-__all__ = ["LandmarkDataset", "load_source", "load_sources", "augment"]
+__all__ = ["LandmarkDataset", "load_source", "load_sources", "concat_sources", "augment"]
 
 @dataclass
 class LandmarkDataset:
@@ -74,10 +74,13 @@ def load_source(folder: Path, split: str, size: int, limit: int | None = None, o
 
 def load_sources(folders, split: str, size: int, limit: int | None = None, organs: tuple[str, ...] = ORGANS) -> LandmarkDataset:
     """Load one split of several sources into one dataset (``sources`` tells them apart)."""
-    parts = [load_source(Path(f), split, size, limit, organs) for f in folders]
-    names = [p.sources[0] if p.sources else Path(f).name for p, f in zip(parts, folders)]
+    return concat_sources([load_source(Path(f), split, size, limit, organs) for f in folders], [Path(f).resolve().name for f in folders])
+
+
+def concat_sources(parts: list[LandmarkDataset], names: list[str]) -> LandmarkDataset:
+    """One dataset of several sources' parts; ``names`` (one per part) must differ."""
     if len(set(names)) != len(names):
-        raise ChexmaskError(f"two training sources share a folder name: {names}; give each source its own name")
+        raise ChexmaskError(f"two training sources share a name: {names}; give each source (folder or table file) its own name")
     return LandmarkDataset(
         [i for p in parts for i in p.ids],
         np.concatenate([p.images for p in parts]),

@@ -32,9 +32,17 @@ from tqdm.auto import tqdm
 
 from chexmask._errors import ChexmaskError
 from chexmask.anatomy import ALL_ORGANS, ORGAN_GROUPS, ORGANS, organ_slices
+from chexmask.formats.runfiles import write_errors
+from chexmask.formats.tables import is_table_path
 from chexmask.masks.fill import fill_polygon
-from chexmask.model.data import LandmarkDataset, augment, load_sources
-from chexmask.model.hybridgnet import INPUT_NORMS, HybridGNet, ModelConfig, kl_divergence
+from chexmask.model.data import LandmarkDataset, augment, concat_sources, load_source
+from chexmask.model.hybridgnet import (
+    INPUT_NORMS,
+    HybridGNet,
+    ModelConfig,
+    kl_divergence,
+)
+from chexmask.model.table_data import DEFAULT_VAL_FRACTION, load_table
 from chexmask.model.weights import load_model, save_weights
 from chexmask.quality.metrics import dice, landmark_sq_errors
 
@@ -70,6 +78,9 @@ class TrainConfig:
     refine_levels: tuple[int, ...] = ()  # ModelConfig.refine_levels: encoder levels of further image-to-graph skips
     sampling: str = "balanced"  # SAMPLINGS: every source equally often, or every image once an epoch
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and exported (0: off)
+    images: str | None = None  # where the ids of table sources resolve
+    val_fraction: float = DEFAULT_VAL_FRACTION  # ids (by hash) that validate, for tables without a Split column
+    corrected_only: bool = False  # table sources: only the organs their Corrected column lists carry loss
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, (str, Path)):
@@ -83,6 +94,11 @@ class TrainConfig:
         if self.kl_weight <= 0 or (self.kl_final is not None and self.kl_final <= 0) or not 0.0 < self.kl_ramp <= 1.0:
             raise ChexmaskError(f"KL schedule {self.kl_weight}:{self.kl_final} over {self.kl_ramp} of the epochs: "
                                 "give positive weights and a ramp fraction in (0, 1]")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ChexmaskError(f"val_fraction {self.val_fraction}: give a fraction in (0, 1)")
+        tables = [s for s in self.sources if is_table_path(s)]
+        if tables and self.images is None:
+            raise ChexmaskError(f"{', '.join(tables)}: a table source needs --images, the folder where its ids resolve")
         if not 0.0 <= self.ema < 1.0:
             raise ChexmaskError(f"ema {self.ema}: give a decay in [0, 1) (0 turns the average off)")
         self.model_config()  # bad model settings fail here, before any data is read
@@ -246,6 +262,39 @@ def warm_start(model: HybridGNet, init: HybridGNet) -> None:
                 raise ChexmaskError(f"--init weights: tensor {key} has shape {tuple(value.shape)}, the model needs {tuple(dst.shape)}")
 
 
+def _load_split(cfg: TrainConfig, split: str, out: Path) -> LandmarkDataset:
+    """One split of every source: JSRT-layout folders, and tables whose ids resolve under ``cfg.images``.
+
+    Table rows that cannot train are written to ``out/<split>.errors.csv`` (the errors
+    table of every command) and counted in a warning; a split without images is an error.
+    """
+    parts, names, problems = [], [], []
+    for source in cfg.sources:
+        if not is_table_path(source):
+            parts.append(load_source(Path(source), split, cfg.size, cfg.subset, cfg.organs))
+            names.append(Path(source).resolve().name)
+        else:
+            part, bad = load_table(source, cfg.images, split, cfg.size, organs=cfg.organs, val_fraction=cfg.val_fraction,
+                                   corrected_only=cfg.corrected_only, limit=cfg.subset)
+            parts.append(part)
+            names.append(Path(source).name.split(".")[0])
+            problems += bad
+            log.info("%s: %d %s rows, %d left out", source, len(part), split, len(bad))
+    errors = out / f"{split}.errors.csv"
+    if problems:
+        write_errors(errors, problems)
+        log.warning("%d %s table rows left out (image missing or unreadable, frame mismatch, bad landmarks): see %s",
+                    len(problems), split, errors)
+    elif errors.exists():
+        errors.unlink()  # a resumed run with fixed tables leaves no stale list
+    data = concat_sources(parts, names)
+    if not len(data):
+        raise ChexmaskError(f"no {split} images in {', '.join(cfg.sources)}" + (
+            f"; tables validate on their Split column's val rows, else on --val-fraction {cfg.val_fraction} of the ids"
+            if split == "val" else ""))
+    return data
+
+
 def _check_resume(out: Path, cfg: TrainConfig) -> None:
     saved = out / "train_config.json"
     if not (out / "last.ckpt").exists() or not saved.exists():
@@ -271,8 +320,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     organs = cfg.organs
-    train_set = load_sources(cfg.sources, "train", cfg.size, limit=cfg.subset, organs=organs)
-    val_set = load_sources(cfg.sources, "val", cfg.size, limit=cfg.subset, organs=organs)
+    train_set, val_set = (_load_split(cfg, split, out) for split in ("train", "val"))
     with np.errstate(all="ignore"):
         mean_shape = np.nan_to_num(np.nanmean(train_set.targets, axis=0), nan=0.5)
     model = HybridGNet(cfg.model_config(), mean_shape=mean_shape)
