@@ -59,3 +59,64 @@ def _kl_schedule(text: str) -> tuple[float, float | None]:
     if len(values) not in (1, 2):
         raise chexmask.ChexmaskError(f"--kl {text!r}: give a weight (1e-5) or a ramp START:END (1e-5:3e-4)")
     return values[0], (values[1] if len(values) == 2 else None)
+
+
+def _budget(draws: int, size: int, lr: float, batch_size: int, threads: int | None, seed: int, robust: bool):
+    from chexmask.model.retraining import Budget
+
+    return Budget(draws=draws, size=size, batch_size=batch_size, lr=lr, robust=robust, threads=threads, seed=seed)
+
+
+def experiment_adapt(
+    source: str = typer.Argument(..., help="JSRT-layout folder: its train split's expert landmarks play a hospital's corrected rows; its val split scores."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder: one run per count, and adaptation.csv."),
+    weights: str = typer.Option("hybridgnet-jsrt-256", help="The model from elsewhere that is fine-tuned."),
+    counts: str = typer.Option("10,25,50,100", help="Numbers of corrected rows, comma-separated (capped to the train split)."),
+    draws: int = typer.Option(2000, help="Images drawn per fine-tuning run (epochs = draws / rows, rounded up)."),
+    size: int = typer.Option(256, help="Training resolution (the weights' own)."),
+    lr: float = typer.Option(2e-4, help="Peak learning rate."),
+    batch_size: int = typer.Option(4, help="Images per step."),
+    robust: bool = typer.Option(False, "--robust-augment/--basic-augment", help="The wide augmentation, or the JSRT-only recipe (default)."),
+    threads: int = typer.Option(1, help="CPU threads for torch."),
+    seed: int = typer.Option(0, help="Seed of the rows' order, augmentation and latent noise."),
+) -> None:
+    """The review loop measured: fine-tune a model on N corrected rows of a hospital, score that hospital's val split."""
+    from pathlib import Path
+
+    from chexmask.model.retraining import adaptation
+
+    with exit_on(chexmask.ChexmaskError, ValueError):
+        n = tuple(int(c) for c in counts.split(","))
+        table = adaptation(source, out, weights=weights, counts=n, budget=_budget(draws, size, lr, batch_size, threads, seed, robust))
+    table.to_csv(Path(out) / "adaptation.csv", index=False)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def experiment_retrain(
+    source: str = typer.Argument(..., help="JSRT-layout folder whose train and val images --weights segments into the training table."),
+    score: list[str] = typer.Option(..., "--score", help="FOLDER:SPLIT of expert annotations to score the fresh model on (repeatable), e.g. ../shared/data/jsrt:test."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder: the table, the run, and retraining.csv."),
+    weights: str = typer.Option("hybridgnet-multi-256", help="The model that builds the table."),
+    draws: int = typer.Option(50000, help="Images drawn in training (epochs = draws / rows, rounded up)."),
+    size: int = typer.Option(256, help="Training resolution."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (a fresh model)."),
+    batch_size: int = typer.Option(4, help="Images per step."),
+    robust: bool = typer.Option(False, "--robust-augment/--basic-augment", help="The wide augmentation, or the JSRT-only recipe (default)."),
+    threads: int = typer.Option(1, help="CPU threads for torch."),
+    seed: int = typer.Option(0, help="Seed of initialisation, augmentation and latent noise."),
+) -> None:
+    """The reference's retraining check: a fresh HybridGNet trained only on a model's table of one source, scored on others."""
+    from pathlib import Path
+
+    from chexmask.model.retraining import retraining
+
+    with exit_on(chexmask.ChexmaskError, ValueError):
+        targets = {}
+        for spec in score:
+            folder, _, split = spec.rpartition(":")
+            if not folder or split not in ("train", "val", "test"):
+                raise chexmask.ChexmaskError(f"--score {spec!r}: give FOLDER:SPLIT, SPLIT one of train, val, test")
+            targets[f"{Path(folder).name}:{split}"] = (folder, split)
+        table = retraining(source, targets, out, weights=weights, budget=_budget(draws, size, lr, batch_size, threads, seed, robust))
+    table.to_csv(Path(out) / "retraining.csv", index=False)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
