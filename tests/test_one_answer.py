@@ -1,8 +1,8 @@
 """One image, one answer: results depend on the pixels, the weights and the seed only.
 
 The same JSRT image under two names in two folders must give the same landmarks, masks,
-uncertainty, Estimated Dice and Quality Flag through the API, the dataset pipeline (CLI)
-and the web demo.
+uncertainty (``Landmarks (Std)`` too), Estimated Dice and Quality Flag through the API, the
+dataset pipeline (CLI) and the web demo (the Ray engine writes the local engine's bytes: test_ray.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from chexmask.anatomy import N_NODES
+from chexmask.formats.landmarks import format_node_std
 from chexmask.formats.tables import read_table
 from chexmask.inference.pipeline import segment_dataset
 from chexmask.inference.segmenter import Segmenter
@@ -54,6 +56,9 @@ def test_same_pixels_same_answer_everywhere(copies, tiny_weights, tmp_path):
     assert float(values[0]["Uncertainty"]) == pytest.approx(api[0].uncertainty, abs=1e-4)
     assert values[0]["Landmarks"] == values[1]["Landmarks"]
     assert values[0]["Heart"] == values[1]["Heart"]
+    # Landmarks (Std): the API's node std (float32, as Parquet's Node Std) in CheXmask-U's text
+    assert values[0]["Landmarks (Std)"] == values[1]["Landmarks (Std)"] != ""
+    assert values[0]["Landmarks (Std)"] == format_node_std(api[0].node_std.astype(np.float32)[:N_NODES])
     estimate = api[0].quality_estimate()
     for k, organ in enumerate(("Lungs", "Heart")):
         assert values[0][f"Estimated Dice {organ}"] == values[1][f"Estimated Dice {organ}"]
@@ -72,12 +77,14 @@ def test_same_pixels_same_answer_everywhere(copies, tiny_weights, tmp_path):
         r = client.post("/api/segment", files={"file": (path.name, path.read_bytes(), mime)}).json()
         row = pd.read_csv(io.BytesIO(zipfile.ZipFile(io.BytesIO(client.get(r["download"]).content)).read("chexmask.csv")),
                           dtype=str, keep_default_na=False).iloc[0]
-        demo.append((r["uncertainty"], row["Landmarks"], row["Heart"], row["Uncertainty"], row["Estimated Dice Lungs"], row["Quality Flag"]))
+        demo.append((r["uncertainty"], row["Landmarks"], row["Heart"], row["Uncertainty"], row["Estimated Dice Lungs"], row["Quality Flag"],
+                     row["Landmarks (Std)"]))
     assert demo[0] == demo[1]
+    assert demo[0][6] == values[0]["Landmarks (Std)"]
     assert demo[0][0] == pytest.approx(api[0].uncertainty)
     assert demo[0][1:3] == (values[0]["Landmarks"], values[0]["Heart"])
     assert demo[0][3] == values[0]["Uncertainty"]
-    assert demo[0][4:] == (values[0]["Estimated Dice Lungs"], values[0]["Quality Flag"])
+    assert demo[0][4:6] == (values[0]["Estimated Dice Lungs"], values[0]["Quality Flag"])
 
 
 def test_other_seed_other_samples(copies, tiny_weights):

@@ -3,7 +3,8 @@
 A row holds the image id (column name chosen by the caller), then the published
 CheXmask columns (:data:`~chexmask.formats.tables.CHEXMASK_COLUMNS`: RCA scores,
 ``Landmarks``, the three run-length masks, ``Height``, ``Width``), the per-organ RCA
-scores (:data:`RCA_ORGAN_COLUMNS`), the uncertainty summary (:data:`SUMMARY_COLUMNS`),
+scores (:data:`RCA_ORGAN_COLUMNS`), the per-node standard deviations in CheXmask-U's
+``Landmarks (Std)`` layout (:data:`NODE_STD_COLUMNS`), the uncertainty summary (:data:`SUMMARY_COLUMNS`),
 the Estimated Dice (:data:`~chexmask.estimate.estimator.ESTIMATE_COLUMNS`), the review flag and the measurements
 (:data:`~chexmask.measures.MEASURE_COLUMNS`: cardiothoracic ratio, areas, widths and
 heights, in mm too when the image's pixel spacing is known). The Parquet output adds the per-node
@@ -31,7 +32,8 @@ import numpy as np
 
 from chexmask._errors import ChexmaskError
 from chexmask.anatomy import N_NODES
-from chexmask.formats.landmarks import format_landmarks
+from chexmask.formats.landmark_columns import STD_COLUMN
+from chexmask.formats.landmarks import format_landmarks, format_node_std
 from chexmask.formats.runfiles import atomic_write
 from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
 from chexmask.masks.fill import landmarks_to_runs
@@ -40,6 +42,7 @@ from chexmask.measures import MEASURE_COLUMNS, arrow_types, measure_record, meas
 from chexmask.estimate.estimator import ESTIMATE_COLUMNS
 
 __all__ = [
+    "NODE_STD_COLUMNS",
     "SUMMARY_COLUMNS",
     "FLAG_COLUMNS",
     "CLAVICLE_COLUMNS",
@@ -57,6 +60,11 @@ __all__ = [
     "assemble",
 ]
 
+#: Per-node uncertainty of both outputs: ``Landmarks (Std)``, CheXmask-U's column, the std of x
+#: and of y of each of the 120 CheXmask nodes over the latent samples, flat ``"sx1,sy1,..."``
+#: like ``Landmarks``, original pixels, two decimals (``"1.50"``): ``Node Std[:240]`` (float32)
+#: rounded, so CSV and Parquet hold the same text; ``""`` without latent sampling.
+NODE_STD_COLUMNS: list[str] = [STD_COLUMN]
 #: Uncertainty summary columns of both outputs (empty without latent sampling, except
 #: ``Latent Sigma``, the mean posterior standard deviation of the latent).
 SUMMARY_COLUMNS: list[str] = [
@@ -101,8 +109,8 @@ _ORGAN_UNCERTAINTY = {
 
 
 def csv_columns(id_column: str, clavicles: bool = False) -> list[str]:
-    """Columns of the CSV output, in order: id, CheXmask columns, per-organ RCA, uncertainty summary, Estimated Dice, flag, measures (then the clavicles)."""
-    return [id_column, *CHEXMASK_COLUMNS, *RCA_ORGAN_COLUMNS, *SUMMARY_COLUMNS, *ESTIMATE_COLUMNS, *FLAG_COLUMNS, *MEASURE_COLUMNS,
+    """Columns of the CSV output, in order: id, CheXmask columns, per-organ RCA, ``Landmarks (Std)``, uncertainty summary, Estimated Dice, flag, measures (then the clavicles)."""
+    return [id_column, *CHEXMASK_COLUMNS, *RCA_ORGAN_COLUMNS, *NODE_STD_COLUMNS, *SUMMARY_COLUMNS, *ESTIMATE_COLUMNS, *FLAG_COLUMNS, *MEASURE_COLUMNS,
             *(CLAVICLE_COLUMNS if clavicles else [])]
 
 
@@ -132,7 +140,8 @@ def segmentation_record(
     Returns
     -------
     dict
-        Column -> value. Text columns are ``str``; ``Height``/``Width`` ``int``;
+        Column -> value. Text columns are ``str`` (``Landmarks (Std)`` is ``""``
+        without sampling); ``Height``/``Width`` ``int``;
         the summary columns ``float`` rounded to :data:`SUMMARY_DECIMALS` decimals or
         ``None``; the RCA columns ``None`` unless ``rca`` is given; ``Quality Flag``
         a ``str``; the array columns float32 ndarrays or ``None``.
@@ -158,6 +167,9 @@ def segmentation_record(
         row[MASK_COLUMNS[organ]] = runs_to_rle(*runs[organ])
     row["Height"] = int(segmentation.height)
     row["Width"] = int(segmentation.width)
+    # From the float32 values Parquet's Node Std holds (the Ray engine's too), so the text is one.
+    node_std = _flat(segmentation.node_std)
+    row[STD_COLUMN] = "" if node_std is None else format_node_std(node_std.reshape(-1, 2)[:N_NODES])
     row["Uncertainty"] = _round(segmentation.uncertainty)
     organs = segmentation.organ_uncertainty() or {}
     for organ, column in _ORGAN_UNCERTAINTY.items():
@@ -175,7 +187,7 @@ def segmentation_record(
     for column in RCA_ORGAN_COLUMNS:
         row[column] = _round_rca(rca, column)
     row["Node Mean"] = _flat(segmentation.node_mean)
-    row["Node Std"] = _flat(segmentation.node_std)
+    row["Node Std"] = node_std
     row["Latent Mu"] = _flat(segmentation.latent_mu)
     row["Latent Sigma Vector"] = _flat(segmentation.latent_sigma)
     row["Node Error Radius"] = _flat(estimate.node_radius)
@@ -203,7 +215,7 @@ def part_schema(id_column: str, clavicles: bool = False):
     """Arrow schema of the pipeline's part files: every output column plus :data:`PRIVATE_COLUMNS`."""
     import pyarrow as pa
 
-    types = {c: pa.string() for c in ("Landmarks", "Left Lung", "Right Lung", "Heart", *CLAVICLE_COLUMNS)}
+    types = {c: pa.string() for c in ("Landmarks", "Left Lung", "Right Lung", "Heart", *NODE_STD_COLUMNS, *CLAVICLE_COLUMNS)}
     types.update({"Dice RCA (Mean)": pa.float64(), "Dice RCA (Max)": pa.float64(), "Height": pa.int64(), "Width": pa.int64()})
     types.update({c: pa.float64() for c in SUMMARY_COLUMNS + RCA_ORGAN_COLUMNS + ESTIMATE_COLUMNS})
     types.update({c: pa.string() for c in FLAG_COLUMNS})

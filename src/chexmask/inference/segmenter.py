@@ -23,6 +23,7 @@ import torch
 
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import ALL_ORGANS, N_NODES, ORGANS, organ_slices
+from chexmask.formats.landmarks import node_uncertainty
 from chexmask.inference.predictor import BatchPrediction, image_seed, predict_batch
 from chexmask.io.model_frame import model_frame, read_model_frame
 from chexmask.io.read import XrayImage, image_id_of
@@ -84,8 +85,12 @@ class Segmentation:
 
     @property
     def node_uncertainty(self) -> np.ndarray | None:
-        """Per-node predictive std ``sqrt(std_x^2 + std_y^2)`` in original pixels, (n_nodes,)."""
-        return None if self.node_std is None else np.sqrt((self.node_std**2).sum(-1))
+        """Per-node predictive std ``sqrt(std_x^2 + std_y^2)`` in original pixels, (n_nodes,).
+
+        :func:`chexmask.formats.landmarks.node_uncertainty` of :attr:`node_std` (how it relates
+        to CheXmask-U's ``(std_x + std_y) / 2`` is said there).
+        """
+        return None if self.node_std is None else node_uncertainty(self.node_std)
 
     @property
     def uncertainty(self) -> float | None:
