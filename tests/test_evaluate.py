@@ -80,7 +80,7 @@ def test_compare_tables_hand_computed_and_row_errors():
     b = pd.DataFrame([_row("same"), _row("shift", shift=2, points=pts + [3.0, 4.0]), _row("noheart", heart=False),
                       _row("small", size=32), _row("badrle"), _row("nanlm", points=pts_nan), _row("only_in_b")])
     b.loc[4, "Heart"] = "5 3 1"  # odd number of values
-    per_image, errors, node_sq, ref_xy = compare_tables(a, b, name="a vs b", source_a="a.csv", source_b="b.csv")
+    per_image, errors, node_sq, ref_xy, node_unc, scale = compare_tables(a, b, name="a vs b", source_a="a.csv", source_b="b.csv")
 
     assert _metric(per_image, "same.png", "lungs", "dice") == 1.0
     assert _metric(per_image, "same.png", "heart", "hd") == 0.0
@@ -97,6 +97,8 @@ def test_compare_tables_hand_computed_and_row_errors():
     assert np.isnan(_metric(per_image, "nanlm.png", "heart", "landmark_mse"))
     assert _metric(per_image, "nanlm.png", "right_lung", "landmark_mse") == 0.0
     assert node_sq.shape == (6, N_NODES) and ref_xy.shape == (6, N_NODES, 2)
+    assert node_unc.shape == (6, N_NODES) and np.isnan(node_unc).all()  # no Landmarks (Std) in A
+    assert scale.tolist() == pytest.approx([1024 / SIZE] * 6)  # A's frame, 48 x 48 on every row
 
     assert list(errors.columns) == ["path", "error", "reason", "comparison", "image_id", "organ"]  # every command's, then where
     by_id = errors.groupby("image_id")["reason"].apply(" | ".join)
@@ -110,6 +112,22 @@ def test_compare_tables_hand_computed_and_row_errors():
     assert where.loc["badrle.png", ["path", "error"]].tolist() == ["b.csv row 5", "RLEError"]
     assert where.loc["only_in_a.png", ["path", "error"]].tolist() == ["a.csv row 7", "NoMatch"]
     assert where.loc["only_in_b", ["path", "error"]].tolist() == ["b.csv row 7", "NoMatch"]
+
+
+def test_compare_tables_reads_chexmask_u_columns_and_the_std():
+    """A in CheXmask-U's layout: Landmarks (Mean) and Landmarks (Std); a bad std is a row problem."""
+    pts = np.tile([[10.0, 20.0]], (N_NODES, 1))
+    std = np.tile([[3.0, 4.0]], (N_NODES, 1))
+    a = pd.DataFrame([_row("x.png"), _row("y.png"), _row("z.png")]).rename(columns={"Landmarks": "Landmarks (Mean)"})
+    a["Landmarks (Std)"] = [",".join(f"{v:.2f}" for v in std.ravel()), "", "1,2"]
+    b = pd.DataFrame([_row("x", points=pts + [3.0, 4.0]), _row("y"), _row("z")])
+    result = compare_tables(a, b, name="a vs b", source_a="a.csv", source_b="b.csv")
+    assert _metric(result.per_image, "x.png", "lungs", "landmark_mse") == pytest.approx(25.0)
+    np.testing.assert_array_equal(result.node_uncertainty[0], np.full(N_NODES, 5.0))
+    assert np.isnan(result.node_uncertainty[1:]).all()  # empty std: none; malformed: none and an error
+    bad = result.errors.set_index("image_id").loc["z.png"]
+    assert (bad["path"], bad["error"], bad["organ"]) == ("a.csv row 3", "InputError", "landmarks")
+    assert bad["reason"] == "column Landmarks (Std): expected 240 numbers (120 (x, y) points), got 2"
 
 
 def test_summarize_mean_std_n_and_seeded_ci():

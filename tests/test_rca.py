@@ -378,6 +378,19 @@ def test_score_table_reports_bad_rows_and_scores_the_rest(atlas, table_case):
     assert msgs["norow"] == "no row in the table for this image"
 
 
+def test_score_table_reads_the_chexmask_u_layout(atlas, table_case, tmp_path):
+    """Landmarks (Mean) and Landmarks (Std) instead of Landmarks: the same scores and errors."""
+    folder, table = table_case
+    scorer = RCAScorer(atlas, k=2, embedding="image")
+    u = pd.read_csv(table, dtype=str, keep_default_na=False).rename(columns={"Landmarks": "Landmarks (Mean)"})
+    u.insert(4, "Landmarks (Std)", "")
+    u.to_csv(tmp_path / "u.csv", index=False)
+    scores, errors = score_table([folder], table, scorer)
+    u_scores, u_errors = score_table([folder], tmp_path / "u.csv", scorer)
+    pd.testing.assert_frame_equal(u_scores, scores)
+    assert u_errors["reason"].tolist() == errors["reason"].tolist()
+
+
 def test_rca_command(atlas, table_case, tmp_path):
     from typer.testing import CliRunner
 

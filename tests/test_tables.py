@@ -143,6 +143,26 @@ def test_read_missing_columns(tmp_path):
         read_table(tmp_path / "t.csv")
 
 
+def test_read_chexmask_u_layout_keeps_its_columns_and_text(tmp_path):
+    """Landmarks (Mean) stands for Landmarks; Landmarks (Std) stays text; CSV bytes round-trip."""
+    toy = _toy().rename(columns={"Landmarks": "Landmarks (Mean)"})
+    toy.insert(4, "Landmarks (Std)", ["0.50,1.00", ""])
+    write_table(toy, tmp_path / "u.csv")
+    df = read_table(tmp_path / "u.csv")
+    assert list(df.columns) == list(toy.columns) and id_column(df) == "dicom_id"
+    assert df["Landmarks (Std)"].tolist() == ["0.50,1.00", ""]
+    write_table(df, tmp_path / "back.csv")
+    assert (tmp_path / "back.csv").read_bytes() == (tmp_path / "u.csv").read_bytes()
+    write_table(df, tmp_path / "u.parquet")
+    assert read_table(tmp_path / "u.parquet")["Landmarks (Std)"].tolist() == ["0.50,1.00", ""]
+
+
+def test_read_missing_landmarks_names_both_layouts(tmp_path):
+    write_table(_toy().drop(columns=["Landmarks"]), tmp_path / "t.csv")
+    with pytest.raises(InputError, match=r"missing required column\(s\) \['Landmarks'\] \(or 'Landmarks \(Mean\)', as in CheXmask-U\)"):
+        read_table(tmp_path / "t.csv")
+
+
 def test_read_bad_integer_names_row_and_id(tmp_path):
     write_table(_toy(Height=[3, "tall"]), tmp_path / "t.csv")
     message = r"t.csv row 2 \(dicom_id 'b'\): image size column Height is not a positive integer: 'tall'"

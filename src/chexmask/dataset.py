@@ -2,7 +2,9 @@
 
 :func:`iter_records` streams a table (CSV, CSV.gz, Parquet or a frame) in bounded
 memory and yields one :class:`Record` per row: the image id, the decoded masks,
-the landmarks and the other columns. :class:`MaskDataset` gives random access for
+the landmarks, the per-node standard deviations when the table has them and the other
+columns. Both layouts are read: CheXmask's ``Landmarks`` and CheXmask-U's ``Landmarks
+(Mean)`` / ``Landmarks (Std)`` (:mod:`chexmask.formats.landmark_columns`). :class:`MaskDataset` gives random access for
 training loops (rows read by :func:`chexmask.formats.row_access.open_rows`), loading
 the image too when an image folder is given. Masks are ``(H, W)`` uint8 {0, 255} at
 the original size; landmarks are (x, y) = (col, row) original pixels (not skimage's
@@ -31,7 +33,16 @@ import torch.utils.data
 
 from chexmask._errors import InputError
 from chexmask.anatomy import ORGANS
-from chexmask.formats.landmarks import parse_landmarks
+from chexmask.formats.landmark_columns import (
+    LANDMARK_COLUMNS,
+    LANDMARKS_COLUMN,
+    STD_COLUMN,
+    landmarks_column,
+    node_std_column,
+    row_landmarks,
+    row_node_std,
+)
+from chexmask.formats.landmarks import node_uncertainty
 from chexmask.formats.row_access import open_rows
 from chexmask.formats.stream import (
     DEFAULT_CHUNKSIZE,
@@ -48,7 +59,7 @@ __all__ = ["Record", "row_to_record", "iter_records", "MaskDataset"]
 
 logger = logging.getLogger(__name__)
 
-_SKIPPED = {"Landmarks", *MASK_COLUMNS.values()}
+_SKIPPED = {*LANDMARK_COLUMNS, STD_COLUMN, *MASK_COLUMNS.values()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,18 +74,51 @@ class Record:
     masks : dict of str to (H, W) uint8 ndarray
         Organ key -> mask, 255 inside the organ, 0 elsewhere.
     landmarks : (120, 2) float64 ndarray or None
-        (x, y) = (col, row) original pixels; NaN rows for an organ that was not
-        annotated; ``None`` when not requested.
+        (x, y) = (col, row) original pixels, from ``Landmarks`` or CheXmask-U's
+        ``Landmarks (Mean)``; NaN rows for an organ that was not annotated; ``None``
+        when not requested.
     metadata : dict
         Every other column: ``Dice RCA (Mean)``/``(Max)`` as float (NaN when
         empty), ``Height``/``Width`` as int (1024 for physician tables, which lack
         them), other columns as stored; plus ``row``, the 1-based row number.
+    node_std : (120, 2) float64 ndarray or None
+        ``(std_x, std_y)`` per node over the latent samples, pixels of the row's frame,
+        from ``Landmarks (Std)`` (CheXmask-U's, or ``chexmask segment``'s with sampling);
+        ``None`` when the row has none or landmarks were not requested.
+
+    Notes
+    -----
+    A record with landmarks draws as a segmentation does:
+    :func:`chexmask.reports.overlay.render_overlay` (``image``, ``record``) outlines its
+    organs and colours each node by its uncertainty (:attr:`uncertainty`), so the
+    overlays of CheXmask-U rows and of ``chexmask segment`` rows read alike.
     """
 
     image_id: str
     masks: dict[str, np.ndarray]
     landmarks: np.ndarray | None
     metadata: dict[str, Any]
+    node_std: np.ndarray | None = None
+
+    @property
+    def height(self) -> int:
+        """Height of the row's frame (original pixels)."""
+        return int(self.metadata["Height"])
+
+    @property
+    def width(self) -> int:
+        """Width of the row's frame (original pixels)."""
+        return int(self.metadata["Width"])
+
+    @property
+    def organs(self) -> tuple[str, ...]:
+        """The organs of :attr:`landmarks`, in node order."""
+        return ORGANS
+
+    @property
+    def uncertainty(self) -> float | None:
+        """Mean over the 120 nodes of ``sqrt(std_x^2 + std_y^2)`` (pixels), as the ``Uncertainty`` column; None without :attr:`node_std`."""
+        return None if self.node_std is None else float(np.nanmean(node_uncertainty(self.node_std)))
 
 
 def _float(value: Any) -> float:
@@ -103,7 +147,8 @@ def row_to_record(
     organs : sequence of str, optional
         Organ keys to decode.
     landmarks : bool, optional
-        Parse the ``Landmarks`` column.
+        Parse the landmarks (``Landmarks``, or CheXmask-U's ``Landmarks (Mean)``) and,
+        when the row has them, the per-node standard deviations (``Landmarks (Std)``).
     source : str, optional
         What the row is, for error messages (``"table.csv row 12"``).
 
@@ -115,21 +160,26 @@ def row_to_record(
     ------
     InputError
         If a mask column is missing or malformed (:class:`~chexmask.RLEError`), the
-        size is missing or bad, or the landmarks do not parse.
+        size is missing or bad, the landmarks are missing or do not parse, or the
+        standard deviations are malformed (text, a wrong count, a negative value).
     """
     masks = decode_masks(row, organs, source=source)
     height, width = mask_size(row, source=source)
-    points = None
+    points = std = None
     if landmarks:
-        text = row.get("Landmarks")
-        points = parse_landmarks(text or "", source=f"{source}, column Landmarks")
+        points = row_landmarks(row, source=source)
+        if points is None:
+            column = landmarks_column(row.keys())
+            reason = "landmarks string is empty" if column else f"no landmarks column ({LANDMARKS_COLUMN!r} or {LANDMARK_COLUMNS[1]!r})"
+            raise InputError(f"{source}, column {column or LANDMARKS_COLUMN}", reason)
+        std = row_node_std(row, source=source)
     metadata: dict[str, Any] = {}
     for column, value in row.items():
         if column in _SKIPPED:
             continue
         metadata[column] = _float(value) if column in FLOAT_COLUMNS else value
     metadata["Height"], metadata["Width"] = height, width
-    return Record(str(image_id), masks, points, metadata)
+    return Record(str(image_id), masks, points, metadata, std)
 
 
 def _check_organs(organs: Sequence[str]) -> tuple[str, ...]:
@@ -251,8 +301,9 @@ class MaskDataset(torch.utils.data.Dataset):
     -----
     An item is a dict: ``"image_id"`` (str); ``"masks"`` ``(K, H, W)`` uint8
     {0, 255} in ``organs`` order at the original size; ``"landmarks"`` ``(120, 2)``
-    float64 (x, y) = (col, row); ``"metadata"`` as in :class:`Record`; and, with
-    ``image_root``, ``"image"`` ``(H, W)`` uint8. Arrays stay NumPy: the default
+    float64 (x, y) = (col, row); when the table has a ``Landmarks (Std)`` column,
+    ``"node_std"`` ``(120, 2)`` float64 (NaN for a row without); ``"metadata"`` as in
+    :class:`Record`; and, with ``image_root``, ``"image"`` ``(H, W)`` uint8. Arrays stay NumPy: the default
     ``collate_fn`` of :class:`torch.utils.data.DataLoader` turns them into tensors
     (items of different sizes need a resizing ``transform`` to be batched).
     Worker processes each open their own file handle.
@@ -291,7 +342,9 @@ class MaskDataset(torch.utils.data.Dataset):
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self._source = "table" if isinstance(table, pd.DataFrame) else str(table)
-        self._ident = id_column(pd.DataFrame(columns=table_columns(table)), source=self._source)
+        columns = table_columns(table)
+        self._ident = id_column(pd.DataFrame(columns=columns), source=self._source)
+        self._has_std = node_std_column(columns) is not None
         self._rows, self.row_numbers = open_rows(table, min_rca, ids, chunksize)
         if image_root is not None and not Path(image_root).is_dir():
             raise InputError(image_root, "image_root is not a folder")
@@ -321,6 +374,8 @@ class MaskDataset(torch.utils.data.Dataset):
         }
         if self.landmarks:
             item["landmarks"] = record.landmarks
+            if self._has_std:  # every item has it, so batches collate
+                item["node_std"] = np.full_like(record.landmarks, np.nan) if record.node_std is None else record.node_std
         if self._images is not None:
             from chexmask.io.read import read_image
 

@@ -12,7 +12,10 @@ per task stay usable where 120 keypoint regions do not.
 
 Coordinates: Label Studio stores points as percentages of the original image size,
 ``x% = 100 * x / original_width`` and ``y% = 100 * y / original_height``. Landmarks are
-(x, y) = (col, row) pixels of the original image, as in CheXmask.
+(x, y) = (col, row) pixels of the original image, as in CheXmask; tables in CheXmask-U's
+layout (``Landmarks (Mean)``) are read too, and their per-node standard deviations
+(``Landmarks (Std)``, or ours) travel with the task as data
+(:mod:`chexmask.formats.landmark_columns`).
 
 References
 ----------
@@ -34,7 +37,12 @@ import pandas as pd
 
 from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES, ORGANS, organ_slices
-from chexmask.formats.landmarks import parse_landmarks
+from chexmask.formats.landmark_columns import (
+    LANDMARKS_COLUMN,
+    row_landmarks,
+    row_node_std,
+)
+from chexmask.formats.landmarks import node_uncertainty
 from chexmask.formats.tables import MASK_COLUMNS, id_column, read_table
 from chexmask.preprocess import to_1024_frame
 
@@ -91,6 +99,7 @@ def make_task(
     dataset: str = "",
     score: float | None = None,
     model_version: str = "chexmask",
+    node_std: np.ndarray | None = None,
 ) -> dict:
     """One Label Studio task with the predicted contours as a prediction.
 
@@ -110,6 +119,11 @@ def make_task(
         Prediction score; higher is better, so Label Studio's ascending sort puts the
         worst first. ``None`` or NaN: no score.
     model_version : str, optional
+    node_std : (120, 2) array_like of float, optional
+        ``(std_x, std_y)`` per node, original pixels (a row's ``Landmarks (Std)``). Kept in
+        ``data.node_std`` (2 decimals, ``null`` for NaN), with ``data.uncertainty``, the mean
+        node uncertainty ``sqrt(std_x^2 + std_y^2)`` in original pixels (as the ``Uncertainty``
+        column), a sortable Data Manager column.
 
     Returns
     -------
@@ -143,6 +157,13 @@ def make_task(
         )
     data = {"image": image_url, "image_id": image_id, "dataset": dataset}
     data.update({"height": int(height), "width": int(width)})
+    if node_std is not None:
+        std = np.asarray(node_std, dtype=np.float64)
+        if std.shape != (N_NODES, 2):
+            raise InputError(image_id, f"node_std must have shape ({N_NODES}, 2), got {std.shape}")
+        data["node_std"] = [[None if np.isnan(v) else round(float(v), 2) for v in xy] for xy in std]
+        mean = float(np.nanmean(node_uncertainty(std))) if np.isfinite(std).any() else math.nan
+        data["uncertainty"] = None if math.isnan(mean) else round(mean, 4)
     prediction: dict = {"model_version": model_version, "result": result}
     if score is not None and not math.isnan(score):
         prediction["score"] = float(score)
@@ -150,12 +171,14 @@ def make_task(
     return {"data": data, "predictions": [prediction]}
 
 
-def _row_score(row: pd.Series, height: int, width: int) -> float | None:
+def _row_score(row: pd.Series, height: int, width: int, node_std: np.ndarray | None) -> float | None:
     # Label Studio accepts scores in [0, 1] only (its SDK rejects others).
     rca = row.get("Dice RCA (Mean)")
     if rca is not None and not pd.isna(rca) and str(rca) != "":
         return min(1.0, max(0.0, float(rca)))
     unc = row.get("Uncertainty")
+    if (unc is None or pd.isna(unc) or str(unc) == "") and node_std is not None and np.isfinite(node_std).any():
+        unc = float(np.nanmean(node_uncertainty(node_std)))  # what the Uncertainty column holds
     if unc is not None and not pd.isna(unc) and str(unc) != "":
         return 1.0 / (1.0 + to_1024_frame(max(0.0, float(unc)), height, width))
     return None
@@ -175,10 +198,13 @@ def export_tasks(
     Parameters
     ----------
     table : str or path-like
-        A CheXmask table (CSV or Parquet). Rows need ``Height``/``Width`` or a
+        A CheXmask table (CSV or Parquet), in CheXmask's layout (``Landmarks``) or
+        CheXmask-U's (``Landmarks (Mean)``). Rows need ``Height``/``Width`` or a
         readable image. The prediction score (in [0, 1], higher is better) is
         ``Dice RCA (Mean)`` when present, else ``1 / (1 + u)`` with ``u`` the
-        ``Uncertainty`` column rescaled to a 1024-pixel frame, else none.
+        ``Uncertainty`` column (else the mean node uncertainty of ``Landmarks (Std)``)
+        rescaled to a 1024-pixel frame, else none. A row's ``Landmarks (Std)`` goes
+        into its task (``data.node_std``, ``data.uncertainty``; see :func:`make_task`).
     images_dir : str or path-like
         Folder the table's ids are relative to (``id``, or ``id`` plus an image suffix).
     out : str or path-like
@@ -199,7 +225,9 @@ def export_tasks(
     Raises
     ------
     InputError
-        If the table is unreadable, or a row's image is missing or its landmarks bad.
+        If the table is unreadable, or a row's image is missing, its landmarks are
+        missing or bad, or its ``Landmarks (Std)`` is malformed (the message names the
+        row and column).
     """
     from chexmask.io.lookup import ImageLookup
     from chexmask.io.read import read_image
@@ -222,12 +250,15 @@ def export_tasks(
         else:
             image = read_image(path)
             height, width = image.height, image.width
-        points = parse_landmarks(row["Landmarks"], source=source)
+        points = row_landmarks(row, source=source)
+        if points is None:
+            raise InputError(f"{source}, column {LANDMARKS_COLUMN}", "no landmarks")
+        node_std = row_node_std(row, source=source)
         url = url_prefix + quote(path.relative_to(images_dir).as_posix(), safe="/")
         name = dataset if dataset is not None else str(row.get("Dataset", ""))
         tasks.append(
             make_task(url, image_id, points, height, width, dataset=name,
-                      score=_row_score(row, height, width), model_version=model_version)
+                      score=_row_score(row, height, width, node_std), model_version=model_version, node_std=node_std)
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(tasks, indent=1) + "\n")

@@ -23,7 +23,12 @@ from pathlib import Path
 import pandas as pd
 
 from chexmask._errors import InputError
-from chexmask.formats.landmark_columns import LANDMARKS_COLUMN, MEAN_LANDMARKS_COLUMN, STD_COLUMN, landmarks_column
+from chexmask.formats.landmark_columns import (
+    LANDMARKS_COLUMN,
+    MEAN_LANDMARKS_COLUMN,
+    STD_COLUMN,
+    landmarks_column,
+)
 
 __all__ = [
     "CHEXMASK_COLUMNS",

@@ -15,7 +15,13 @@ Conventions
 - Organs: ``lungs`` (right | left lung masks), ``heart``, ``right_lung``, ``left_lung``.
 - Metrics: ``dice``, ``hd``, ``hd95`` (see :mod:`chexmask.quality.metrics`; pixels of
   the frame the masks live in) and ``landmark_mse``: the mean over the organ's nodes of
-  the squared Euclidean node error, pixels squared, when both rows have landmarks.
+  the squared Euclidean node error, pixels squared, when both rows have landmarks
+  (``Landmarks``, or CheXmask-U's ``Landmarks (Mean)``).
+- When the first table of a comparison has per-node standard deviations
+  (``Landmarks (Std)``: CheXmask-U's, or ``chexmask segment``'s with sampling), the summary
+  adds ``node_uncertainty_spearman`` per organ: Spearman's rho of the node uncertainty
+  ``sqrt(std_x^2 + std_y^2)`` with the node error, over all nodes of all images, both in
+  the 1024 frame (:func:`chexmask.quality.summary.uncertainty_error_summary`).
 - Masks live in a ``Height`` x ``Width`` frame; tables without those columns (the
   physician CSVs) and rows with both empty are 1024 x 1024
   (:func:`chexmask.formats.tables.mask_size`).
@@ -39,7 +45,7 @@ from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES, organ_slices
 from chexmask.formats.tables import id_column, read_table
 from chexmask.quality.matching import match_ids
-from chexmask.quality.summary import summarize
+from chexmask.quality.summary import summarize, uncertainty_error_summary
 from chexmask.quality.table_comparison import METRICS, compare_tables
 
 __all__ = ["Evaluation", "compare"]
@@ -54,7 +60,8 @@ class Evaluation:
     Attributes
     ----------
     summary : DataFrame
-        Long form: comparison, group, organ, metric, mean, std, n, ci_low, ci_high.
+        Long form: comparison, group, organ, metric, mean, std, n, ci_low, ci_high;
+        with ``node_uncertainty_spearman`` rows when a compared table has ``Landmarks (Std)``.
     per_image : DataFrame
         One row per comparison, image and organ, with the four metrics.
     per_landmark : DataFrame
@@ -160,12 +167,13 @@ def compare(
         if group_by not in meta.columns:
             raise InputError(metadata, f"no column {group_by!r}; columns are {list(meta.columns)}")
     pairs = [(pred, r) for r in paths[1:]] + list(combinations(paths[1:], 2))
-    per_image, errors, landmarks, unscored = [], [], [], {}
+    per_image, errors, landmarks, relations, unscored = [], [], [], [], {}
     with tqdm(total=0, unit="img", disable=not progress, desc="evaluate") as bar:
         for pa, pb in pairs:
             name = f"{pa.stem} vs {pb.stem}"
             log.debug("comparing %s", name)
-            rows, errs, sq, ref_xy = compare_tables(tables[pa], tables[pb], name=name, source_a=str(pa), source_b=str(pb), bar=bar)
+            result = compare_tables(tables[pa], tables[pb], name=name, source_a=str(pa), source_b=str(pb), bar=bar)
+            rows, errs = result.per_image, result.errors
             n_matched = rows["image_id"].nunique()
             if not rows[list(METRICS)].notna().any(axis=None):  # the caller says so (the CLI: on stderr, once)
                 unscored[name] = (f"no image ids in common between {pa} ({len(tables[pa])} rows) and {pb} ({len(tables[pb])} rows)"
@@ -181,11 +189,16 @@ def compare(
                     errs = pd.concat([errs, extra], ignore_index=True) if len(errs) else extra
             per_image.append(rows)
             errors.append(errs)
-            landmarks.append(_per_landmark(name, sq, ref_xy))
+            landmarks.append(_per_landmark(name, result.node_sq_errors, result.ref_points_xy))
+            relations.append(uncertainty_error_summary(name, result.node_sq_errors, result.node_uncertainty, result.frame_scale,
+                                                       n_boot=n_boot, seed=seed))
     per_image_df = pd.concat(per_image, ignore_index=True)
     errors_df = pd.concat(errors, ignore_index=True)
     per_landmark = pd.concat(landmarks, ignore_index=True)
     summary = summarize(per_image_df, n_boot=n_boot, seed=seed)
+    relations = [r for r in relations if len(r)]
+    if relations:
+        summary = pd.concat([summary, *relations], ignore_index=True)
     return Evaluation(summary, per_image_df, per_landmark, errors_df, {p.stem: t for p, t in tables.items()}, unscored)
 
 

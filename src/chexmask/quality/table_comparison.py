@@ -3,32 +3,49 @@
 :func:`compare_tables` pairs the rows (:func:`chexmask.quality.matching.match_ids`),
 decodes each pair's masks (:func:`chexmask.formats.stream.decode_masks`) and landmarks,
 and scores them (:mod:`chexmask.quality.metrics`). Organs are :data:`REPORT_ORGANS`
-(``lungs`` is the right | left lung masks); metrics are :data:`METRICS`. A bad row
-(empty, missing or malformed mask, frames of different sizes, NaN landmarks) becomes
-NaN metrics plus a line of the errors table (:data:`ERROR_TABLE_COLUMNS`), never a crash.
+(``lungs`` is the right | left lung masks); metrics are :data:`METRICS`. Landmarks are
+read from ``Landmarks`` or CheXmask-U's ``Landmarks (Mean)``, and table A's per-node
+standard deviations from ``Landmarks (Std)`` when it has them
+(:mod:`chexmask.formats.landmark_columns`). A bad row (empty, missing or malformed mask,
+frames of different sizes, NaN landmarks, malformed standard deviations) becomes NaN
+metrics plus a line of the errors table (:data:`ERROR_TABLE_COLUMNS`), never a crash.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES, organ_slices
-from chexmask.formats.landmarks import parse_landmarks
+from chexmask.formats.landmark_columns import (
+    landmarks_column,
+    node_std_column,
+    row_landmarks,
+    row_node_std,
+)
+from chexmask.formats.landmarks import node_uncertainty
 from chexmask.formats.runfiles import ERROR_COLUMNS, failure
 from chexmask.formats.stream import decode_masks
 from chexmask.formats.tables import MASK_COLUMNS, id_column, mask_size
+from chexmask.preprocess import to_1024_frame
 from chexmask.quality.matching import match_ids
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
 
-__all__ = ["compare_tables"]
+__all__ = ["TableComparison", "compare_tables"]
 
 #: The organs scored: ``lungs`` (right | left lung masks) and each organ alone.
 REPORT_ORGANS = ("lungs", "heart", "right_lung", "left_lung")
 #: The metrics of each image and organ, in the per-image table's column order.
 METRICS = ("dice", "hd", "hd95", "landmark_mse")
 _PARTS = {"lungs": ("right_lung", "left_lung"), "heart": ("heart",), "right_lung": ("right_lung",), "left_lung": ("left_lung",)}
+_SLICES = organ_slices()
+#: Node indices of each of :data:`REPORT_ORGANS`.
+NODE_SETS: dict[str, np.ndarray] = {
+    organ: np.concatenate([np.arange(N_NODES)[_SLICES[p]] for p in parts]) for organ, parts in _PARTS.items()
+}
 
 #: Columns of ``errors.csv``: the errors table of every command, then where in the comparison.
 ERROR_TABLE_COLUMNS = [*ERROR_COLUMNS, "comparison", "image_id", "organ"]
@@ -51,26 +68,65 @@ def _masks(row: pd.Series, source: str, problems: list[tuple]) -> dict[str, np.n
 
 
 def _landmarks(row: pd.Series, source: str, problems: list[tuple]) -> np.ndarray | None:
-    text = row.get("Landmarks")
-    if text is None or (isinstance(text, float) and np.isnan(text)) or str(text).strip() == "":
-        problems.append(("landmarks", source, "MissingLandmarks", "no landmarks"))
-        return None
     try:
-        points_xy = parse_landmarks(str(text), source=f"{source}, column Landmarks")
+        points_xy = row_landmarks(row, source=source)
     except InputError as exc:
         problems.append(("landmarks", *failure(source, exc)))
         return None
+    if points_xy is None:
+        problems.append(("landmarks", source, "MissingLandmarks", "no landmarks"))
     return points_xy
 
 
-def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", source_a: str = "A", source_b: str = "B", bar=None):
+def _node_std(row: pd.Series, source: str, problems: list[tuple]) -> np.ndarray | None:
+    """The row's per-node std (None without); a malformed value is None and a problem."""
+    try:
+        return row_node_std(row, source=source)
+    except InputError as exc:
+        problems.append(("landmarks", *failure(source, exc)))
+        return None
+
+
+class TableComparison(NamedTuple):
+    """What :func:`compare_tables` computed, one entry per matched image in ``per_image``'s order.
+
+    Attributes
+    ----------
+    per_image : DataFrame
+        comparison, image_id, ref_image_id, organ, dice, hd, hd95, landmark_mse.
+    errors : DataFrame
+        :data:`ERROR_TABLE_COLUMNS` (path, error, reason, comparison, image_id, organ).
+    node_sq_errors : (n_images, 120) ndarray
+        Squared node errors, pixels² of the rows' frame (NaN where unavailable).
+    ref_points_xy : (n_images, 120, 2) ndarray
+        Table B's landmarks (NaN where unavailable).
+    node_uncertainty : (n_images, 120) ndarray
+        Table A's per-node uncertainty ``sqrt(std_x^2 + std_y^2)``
+        (:func:`chexmask.formats.landmarks.node_uncertainty` of its ``Landmarks (Std)``),
+        pixels of the rows' frame; NaN where A has none, or where no node error was scored.
+    frame_scale : (n_images,) ndarray
+        ``1024 / max(Height, Width)`` of A's row: multiply pixel values by it to put images
+        of different sizes in one frame (:func:`chexmask.preprocess.to_1024_frame`); NaN
+        when the size is bad.
+    """
+
+    per_image: pd.DataFrame
+    errors: pd.DataFrame
+    node_sq_errors: np.ndarray
+    ref_points_xy: np.ndarray
+    node_uncertainty: np.ndarray
+    frame_scale: np.ndarray
+
+
+def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", source_a: str = "A", source_b: str = "B",
+                   bar=None) -> TableComparison:
     """Per-image, per-organ metrics of table A against table B.
 
     Parameters
     ----------
     a, b : DataFrame
-        CheXmask-format tables (an id column, mask RLE columns, optionally Landmarks,
-        Height and Width).
+        CheXmask-format tables (an id column, mask RLE columns, optionally Landmarks or
+        CheXmask-U's Landmarks (Mean), A optionally Landmarks (Std), Height and Width).
     name : str
         The comparison's label, stored in every output row.
     source_a, source_b : str
@@ -80,14 +136,7 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
 
     Returns
     -------
-    per_image : DataFrame
-        comparison, image_id, ref_image_id, organ, dice, hd, hd95, landmark_mse.
-    errors : DataFrame
-        :data:`ERROR_TABLE_COLUMNS` (path, error, reason, comparison, image_id, organ).
-    node_sq_errors : (n_images, 120) ndarray
-        Squared node errors (NaN where unavailable), in the order of ``per_image``'s images.
-    ref_points_xy : (n_images, 120, 2) ndarray
-        Table B's landmarks (NaN where unavailable).
+    TableComparison
     """
     col_a, col_b = id_column(a, source=source_a), id_column(b, source=source_b)
     matching = match_ids(a[col_a].tolist(), b[col_b].tolist())
@@ -99,10 +148,9 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
                for i in matching.duplicates_a]
     errors += [(f"{source_b} row {j + 1}", "DuplicateId", f"duplicate id in {source_b}; first row kept", name, b[col_b].iat[j], "")
                for j in matching.duplicates_b]
-    use_landmarks = "Landmarks" in a.columns and "Landmarks" in b.columns
-    slices = organ_slices()
-    node_sets = {organ: np.concatenate([np.arange(N_NODES)[slices[p]] for p in parts]) for organ, parts in _PARTS.items()}
-    rows, node_sq, ref_points = [], [], []
+    use_landmarks = landmarks_column(a.columns) is not None and landmarks_column(b.columns) is not None
+    use_std = use_landmarks and node_std_column(a.columns) is not None
+    rows, node_sq, ref_points, node_unc, scales = [], [], [], [], []
     if bar is not None:
         bar.total += len(matching.pairs)
         bar.refresh()
@@ -114,6 +162,7 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
         scores = {organ: dict.fromkeys(METRICS, np.nan) for organ in REPORT_ORGANS}
         sq = np.full(N_NODES, np.nan)
         pts_b = np.full((N_NODES, 2), np.nan)
+        unc = np.full(N_NODES, np.nan)
         try:
             shape_a, shape_b = mask_size(ra, source=sa), mask_size(rb, source=sb)
         except InputError as exc:
@@ -139,7 +188,10 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
                 if pa is not None and pb is not None:
                     sq = landmark_sq_errors(pa, pb)  # NaN nodes (organ not annotated) stay NaN
                     pts_b = pb
-                    for organ, nodes in node_sets.items():
+                    std = _node_std(ra, sa, problems) if use_std else None
+                    if std is not None:
+                        unc = np.where(np.isnan(sq), np.nan, node_uncertainty(std))
+                    for organ, nodes in NODE_SETS.items():
                         scores[organ]["landmark_mse"] = float(sq[nodes].mean())
                         if organ in MASK_COLUMNS and np.isnan(sq[nodes]).any():
                             problems.append((organ, sa, "NaNLandmarks", f"NaN landmarks in {sa} or {sb}: landmark MSE undefined"))
@@ -147,10 +199,11 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, *, name: str = "A vs B", so
         rows += [(name, image_id, ref_id, organ, *scores[organ].values()) for organ in REPORT_ORGANS]
         node_sq.append(sq)
         ref_points.append(pts_b)
+        node_unc.append(unc)
+        scales.append(np.nan if shape_a is None else to_1024_frame(1.0, *shape_a))
         if bar is not None:
             bar.update(1)
     per_image = pd.DataFrame(rows, columns=["comparison", "image_id", "ref_image_id", "organ", *METRICS])
     errors_df = pd.DataFrame(errors, columns=ERROR_TABLE_COLUMNS)
-    node_sq_arr = np.array(node_sq).reshape(-1, N_NODES)
-    ref_arr = np.array(ref_points).reshape(-1, N_NODES, 2)
-    return per_image, errors_df, node_sq_arr, ref_arr
+    return TableComparison(per_image, errors_df, np.array(node_sq).reshape(-1, N_NODES), np.array(ref_points).reshape(-1, N_NODES, 2),
+                           np.array(node_unc).reshape(-1, N_NODES), np.array(scales, dtype=np.float64))

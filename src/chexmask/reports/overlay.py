@@ -30,6 +30,7 @@ import numpy as np
 
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import organ_slices
+from chexmask.formats.landmarks import node_uncertainty
 from chexmask.io.read import XrayImage
 from chexmask.preprocess import to_1024_frame
 from chexmask.flag import QualityFlag
@@ -70,11 +71,13 @@ def render_overlay(
     ----------
     image : XrayImage or (H, W) uint8 ndarray
         The image that was segmented, in its original frame.
-    segmentation : chexmask.inference.segmenter.Segmentation
+    segmentation : chexmask.inference.segmenter.Segmentation or chexmask.dataset.Record
         Its result: ``landmarks`` (N, 2) (x, y) = (col, row) in original pixels for the
         nodes of ``segmentation.organs`` (:data:`chexmask.anatomy.N_NODES`, or
         :data:`~chexmask.anatomy.N_NODES_ALL` with the clavicles), and ``node_std``
-        (N, 2) or None when uncertainty sampling was off.
+        (N, 2) or None when uncertainty sampling was off. A table row read as a
+        :class:`~chexmask.dataset.Record` draws too: its ``Landmarks (Std)`` (CheXmask-U's,
+        or ours) colours the nodes.
     vmax_px : float, optional
         Node uncertainty (1024 frame) drawn in the top colour; larger values saturate.
         Keep the default (:data:`VMAX_PX`) for overlays that compare.
@@ -135,7 +138,7 @@ def render_overlay(
     if std is None:
         colours = np.full((len(points), 3), 255, np.uint8)
     else:
-        node_u = to_1024_frame(np.sqrt((np.asarray(std, np.float64) ** 2).sum(-1)), segmentation.height, segmentation.width)
+        node_u = to_1024_frame(node_uncertainty(std), segmentation.height, segmentation.width)
         colours = _colours(node_u / vmax_px)
         if ellipses and error_radius is not None:
             for (x, y), r, c in zip(points, np.asarray(error_radius, np.float64) * scale, colours):

@@ -20,9 +20,10 @@ import pandas as pd
 
 __all__ = ["summary_markdown"]
 
-_LABELS = {"dice": "DSC", "hd": "HD", "hd95": "HD95", "landmark_mse": "Landmark MSE (px²)"}
+_LABELS = {"dice": "DSC", "hd": "HD", "hd95": "HD95", "landmark_mse": "Landmark MSE (px²)",
+           "node_uncertainty_spearman": "ρ (node uncertainty, node error)"}
 _ORGAN_LABELS = {"lungs": "Lungs", "heart": "Heart", "right_lung": "Right lung", "left_lung": "Left lung"}
-_DIGITS = {"dice": 3, "hd": 1, "hd95": 1, "landmark_mse": 0}
+_DIGITS = {"dice": 3, "hd": 1, "hd95": 1, "landmark_mse": 0, "node_uncertainty_spearman": 3}
 _REQUIRED = {"comparison", "group", "organ", "metric", "mean", "std", "n"}
 
 
@@ -69,7 +70,8 @@ def summary_markdown(summary: pd.DataFrame, *, title: str = "Agreement (mean ± 
     str
         Markdown: Table 2's layout (lungs and heart: DSC, HD, HD95), then a table with
         each lung's DSC and the landmark MSE. HD and HD95 are in pixels; ``n`` is the
-        largest count of images with a value in the row.
+        largest count of images with a value in the row. When the summary has
+        ``node_uncertainty_spearman`` rows, a third table gives them (``n``: nodes).
 
     Raises
     ------
@@ -90,4 +92,10 @@ def summary_markdown(summary: pd.DataFrame, *, title: str = "Agreement (mean ± 
     extra = [("right_lung", "dice"), ("left_lung", "dice"), ("lungs", "landmark_mse"), ("heart", "landmark_mse")]
     lines = [f"## {title}", "", *_table(summary, main), "", "HD and HD95 in pixels of the mask frame.", ""]
     lines += ["## Each lung and landmarks", "", *_table(summary, extra), ""]
+    relation = summary[summary["metric"] == "node_uncertainty_spearman"]
+    if len(relation):
+        columns = [(o, "node_uncertainty_spearman") for o in ("lungs", "heart")]
+        note = ("Per-node uncertainty sqrt(std_x² + std_y²) of `Landmarks (Std)` against the node error, "
+                "all nodes of all images, both in the 1024 frame; n counts nodes.")
+        lines += ["## Node uncertainty vs node error (Spearman)", "", *_table(relation, columns), "", note, ""]
     return "\n".join(lines)
