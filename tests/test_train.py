@@ -295,3 +295,17 @@ def test_kl_weight_is_logged_per_epoch(jsrt_dir, tmp_path):
     train(cfg, progress=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["kl_weight"] for h in history] == pytest.approx([1e-5, 1e-4])
+
+
+def test_denormals_are_flushed_while_the_network_runs_and_restored_after():
+    import torch
+
+    from chexmask.model.hybridgnet import flush_denormals
+
+    tiny = torch.tensor([1e-39])  # below float32's smallest normal number
+    assert (tiny * 1.0).item() != 0.0
+    with flush_denormals():
+        with flush_denormals():
+            pass
+        assert (tiny * 1.0).item() == 0.0  # still on after a nested use ends
+    assert (tiny * 1.0).item() != 0.0

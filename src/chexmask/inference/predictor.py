@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from chexmask.model.hybridgnet import HybridGNet
+from chexmask.model.hybridgnet import HybridGNet, flush_denormals
 
 __all__ = ["BatchPrediction", "predict_batch", "image_seed"]
 
@@ -102,6 +102,12 @@ def predict_batch(
         fixed chunk shape every image's result is bitwise the same whatever the
         batch size, the order of the images, or their neighbours.
     """
+    with flush_denormals():
+        return _predict_batch(model, images, seeds, n_samples, max_decode, micro_batch)
+
+
+def _predict_batch(model, images: torch.Tensor, seeds: list[int], n_samples: int, max_decode: int,
+                   micro_batch: int | None) -> BatchPrediction:
     if len(seeds) != images.shape[0]:
         raise ValueError(f"got {images.shape[0]} images but {len(seeds)} seeds")
     if n_samples < 0:

@@ -17,6 +17,8 @@ Gaggion et al., MICCAI 2021, doi:10.1007/978-3-030-87193-2_57.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,7 +29,30 @@ from torch import nn
 from chexmask.anatomy import ALL_ORGANS, ORGANS, graph_levels, n_nodes
 from chexmask.model.layers import ChebConv, GraphNorm, ResBlock, project_roi, sample_projected, sample_roi, scaled_laplacian
 
-__all__ = ["ModelConfig", "HybridGNet", "ModelOutput", "standardise"]
+__all__ = ["ModelConfig", "HybridGNet", "ModelOutput", "standardise", "flush_denormals"]
+
+
+@contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Run the network on the CPU with denormal floats flushed to zero, then restore the default.
+
+    The trained weights hold many values below float32's smallest normal number, and the
+    products they make are too; x86 CPUs compute on such values down a slow path, which
+    made every forward and backward pass several times slower (docs/training.md,
+    "Speed"). Flushing changes results by less than float32's smallest normal number.
+    """
+    global _flush_depth
+    _flush_depth += 1
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        _flush_depth -= 1
+        if not _flush_depth:  # nested uses (a prediction inside a training run) keep it on to the outermost
+            torch.set_flush_denormal(False)
+
+
+_flush_depth = 0
 
 INPUT_NORMS = ("none", "zscore")
 # Target of the "zscore" input standardisation: about the pooled mean and standard deviation

@@ -41,6 +41,7 @@ from chexmask.model.hybridgnet import (
     INPUT_NORMS,
     HybridGNet,
     ModelConfig,
+    flush_denormals,
     kl_divergence,
 )
 from chexmask.model.table_data import DEFAULT_VAL_FRACTION, load_table
@@ -310,19 +311,14 @@ def _check_resume(out: Path, cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train (or resume training) and export the best model.
 
-    Denormal floats are flushed to zero during the run: the tiny weights and gradients of
-    a trained network otherwise send the CPU's arithmetic down its slow path
-    (docs/training.md, "Speed"); the setting is restored afterwards.
+    Denormal floats are flushed to zero during the run (:func:`flush_denormals`).
 
     Returns
     -------
     Path of ``best.safetensors`` in ``cfg.out_dir``.
     """
-    torch.set_flush_denormal(True)
-    try:
+    with flush_denormals():
         return _train(cfg, progress)
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def _train(cfg: TrainConfig, progress: bool) -> Path:
