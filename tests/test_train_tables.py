@@ -136,3 +136,17 @@ def test_a_table_run_is_deterministic(jsrt_dir, tmp_path):
     b = train(TrainConfig(out_dir=str(tmp_path / "b"), **cfg), progress=False)
     wa, wb = load_file(a), load_file(b)
     assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_chexmask_u_table_trains_from_its_mean_landmarks(jsrt_dir, tmp_path):
+    df = source_table(jsrt_dir, ("val",)).iloc[:3].rename(columns={"Landmarks": "Landmarks (Mean)"})
+    write_table(df, tmp_path / "u.csv")
+    data, problems = load_table(tmp_path / "u.csv", jsrt_dir / "images", "val", 32)
+    plain, _ = load_table(_plain(jsrt_dir, tmp_path), jsrt_dir / "images", "val", 32)
+    assert problems == [] and data.ids == plain.ids
+    np.testing.assert_array_equal(data.targets, plain.targets)
+
+
+def _plain(jsrt_dir, tmp_path):
+    write_table(source_table(jsrt_dir, ("val",)).iloc[:3], tmp_path / "plain.csv")
+    return tmp_path / "plain.csv"

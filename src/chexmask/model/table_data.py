@@ -1,6 +1,6 @@
 """Training data from CheXmask tables: rows with landmarks, their images under a folder.
 
-Any table with an id column, ``Landmarks`` and a frame (``Height``, ``Width``) trains:
+Any table with an id column, ``Landmarks`` (or CheXmask-U's ``Landmarks (Mean)``) and a frame (``Height``, ``Width``) trains:
 the published database's rows, ``chexmask segment``'s output, a Label Studio import.
 Each row's landmarks are in its own frame, the size of its image: they are mapped with
 the image through the model's padding and resizing. A table without ``Height`` and
@@ -31,7 +31,7 @@ import pandas as pd
 
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import N_NODES, ORGANS, n_nodes, organ_slices
-from chexmask.formats.landmarks import parse_landmarks
+from chexmask.formats.landmark_columns import row_landmarks
 from chexmask.formats.runfiles import failure
 from chexmask.formats.tables import (
     INT_COLUMNS,
@@ -96,7 +96,9 @@ def _corrected_organs(value: object, where: str) -> set[str]:
 
 def _row_points(row: dict, where: str, stated_frame: bool, image_shape: tuple[int, int]) -> np.ndarray:
     """A row's (120, 2) landmarks in its image's own frame (InputError when they are not in it)."""
-    points = parse_landmarks(row.get("Landmarks"), source=f"{where}, column Landmarks")
+    points = row_landmarks(row, source=where)  # Landmarks, or CheXmask-U's Landmarks (Mean)
+    if points is None:
+        raise InputError(where, "no landmarks (the Landmarks column is empty)")
     if np.isnan(points).all():
         raise InputError(where, "the landmarks annotate no organ (all NaN)")
     frame = mask_size(row, source=where)
