@@ -309,3 +309,37 @@ def test_denormals_are_flushed_while_the_network_runs_and_restored_after():
             pass
         assert (tiny * 1.0).item() == 0.0  # still on after a nested use ends
     assert (tiny * 1.0).item() != 0.0
+
+
+def test_failure_augment_moves_landmarks_with_the_anatomy():
+    """Every failure mode keeps drawn points under the moved points; NaN organs stay NaN; p = 0 is the identity."""
+    from chexmask.model.data import FAILURE_MODES, failure_augment
+
+    rng = np.random.default_rng(1)
+    img = np.full((128, 128), 60, np.uint8)
+    pts = rng.uniform(0.25, 0.75, (120, 2)).astype(np.float32)
+    pts[94:] = np.nan  # a lungs-only source: the heart's centre is guessed between the lungs
+    for x, y in (pts[:94] * 128).astype(int):
+        img[y - 1 : y + 2, x - 1 : x + 2] = 255
+    seen = 0
+    for _ in range(60):
+        out, moved = failure_augment(img, pts, rng, p=1.0)
+        assert out.dtype == np.uint8 and out.shape == img.shape and np.isnan(moved[94:]).all()
+        xy = np.clip((moved[:94] * 128).round().astype(int), 0, 127)
+        assert (out[xy[:, 1], xy[:, 0]] > np.median(out)).mean() > 0.9
+        seen += not np.array_equal(out, img)
+    assert seen == 60 and len(FAILURE_MODES) == 6
+    same, kept = failure_augment(img, pts, rng, p=0.0)
+    assert same is img and kept is pts
+
+
+def test_failure_augment_option_trains_and_is_checked(jsrt_dir, tmp_path):
+    from chexmask.cli import app
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app, ["train", str(jsrt_dir), "--size", "32", "--epochs", "1", "--batch-size", "2", "--threads", "1",
+                                   "--failure-augment", "1.0", "-o", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r" / "train_config.json").read_text())["failure_augment"] == 1.0
+    bad = CliRunner().invoke(app, ["train", str(jsrt_dir), "--failure-augment", "2", "-o", str(tmp_path / "b")])
+    assert bad.exit_code != 0 and "probability in [0, 1]" in bad.output

@@ -23,6 +23,7 @@ def train(
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also predict the clavicles (RCLA/LCLA landmarks; sources without them carry no clavicle loss)."),
     robust: bool = typer.Option(True, "--robust-augment/--basic-augment", help="Wide augmentation for other hospitals (default) or the JSRT-only recipe."),
+    failure_augment: float = typer.Option(0.0, help="Probability per draw of one failure mode of other hospitals' films (aspect change, AP-like short thorax, zoom-out, magnified heart, dark flat film, rotation; docs/training.md), before the augmentation above; 0 = off."),
     input_norm: str = typer.Option("none", help="Intensity standardisation inside the network: none, or zscore (each image to one mean and spread)."),
     refine_levels: list[int] = typer.Option([], "--refine-level", help="Add an image-to-graph skip sampling this encoder level (0 = full resolution; repeatable) after the reference's two."),
     sampling: str = typer.Option("balanced", help="Draws per epoch: balanced (every source equally often) or proportional (every training image once)."),
@@ -44,7 +45,7 @@ def train(
         cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
                           clavicles=clavicles, robust=robust, input_norm=input_norm, sampling=sampling, ema=ema,
                           refine_levels=tuple(refine_levels), kl_weight=kl_weight, kl_final=kl_final, kl_ramp=kl_ramp,
-                          images=images, val_fraction=val_fraction, corrected_only=corrected_only)
+                          images=images, val_fraction=val_fraction, corrected_only=corrected_only, failure_augment=failure_augment)
         best = run_training(cfg, progress=progress)
     typer.echo(f"best model: {best}")
 

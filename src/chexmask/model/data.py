@@ -18,8 +18,12 @@ from chexmask._errors import ChexmaskError
 from chexmask.anatomy import ORGANS, n_nodes, organ_slices
 from chexmask.io.layout import find_image, load_landmarks_npz, read_split
 from chexmask.preprocess import pad_resize, to_model_frame
+from chexmask.warps import affine, heart_centre, radial_magnify
 
-__all__ = ["LandmarkDataset", "load_source", "load_sources", "concat_sources", "augment"]
+__all__ = ["LandmarkDataset", "load_source", "load_sources", "concat_sources", "augment", "failure_augment", "FAILURE_MODES"]
+
+#: The failure modes of :func:`failure_augment`: the families of the failure benchmark's shifts.
+FAILURE_MODES: tuple[str, ...] = ("narrow", "squat", "zoom-out", "heart-magnified", "dark", "rotated")
 
 @dataclass
 class LandmarkDataset:
@@ -125,6 +129,57 @@ def augment(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, rob
         gain, offset, gamma = rng.uniform(0.85, 1.15), rng.uniform(-0.08, 0.08), rng.uniform(0.7, 1.4)
     x = np.clip(x * gain + offset, 0.0, 1.0) ** gamma
     return x.astype(np.float32), (pts / s).astype(np.float32)
+
+
+def failure_augment(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """With probability ``p``, one failure mode of other hospitals' films, drawn at random with a random strength.
+
+    The modes (:data:`FAILURE_MODES`) are the families of the failure benchmark's shifts
+    (:mod:`chexmask.quality.realistic_shifts`), through the same warps, with their
+    strength drawn up to the benchmark's: ``narrow`` / ``squat``, the width to 75-100 % /
+    the height to 80-100 % (an image resized to a square from another aspect; a short AP
+    thorax, elevated diaphragm); ``zoom-out`` to 65-90 % with the border reflected (arms,
+    shoulders, abdomen in frame); ``heart-magnified`` by up to 10-30 % (AP projection);
+    ``dark``, contrast 35-70 % around the mean and gamma 1.2-1.8 (dark, flat films);
+    ``rotated`` by 8-15 degrees either way. Applied before :func:`augment`.
+
+    Parameters
+    ----------
+    image : (S, S) uint8 ndarray
+    target : (n, 2) ndarray, normalised (x, y); NaN rows stay NaN.
+
+    Returns
+    -------
+    image : (S, S) uint8 ndarray
+    target : (n, 2) float32 ndarray
+    """
+    if rng.random() >= p:
+        return image, target
+    s = image.shape[0]
+    pts = np.asarray(target, np.float64) * s
+    mode = FAILURE_MODES[rng.integers(len(FAILURE_MODES))]
+    c = np.array([s / 2, s / 2])
+    if mode == "dark":
+        x = image.astype(np.float32)
+        flat = (x - x.mean()) * rng.uniform(0.35, 0.7) + x.mean()
+        out = 255.0 * (np.clip(flat, 0, 255) / 255.0) ** rng.uniform(1.2, 1.8)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8), target
+    if mode == "heart-magnified":
+        slices = organ_slices(organs=ORGANS)
+        centre, width = heart_centre(pts[: slices["heart"].start], pts[slices["heart"]])
+        warped, pts, _ = radial_magnify(image, pts, centre, 0.18 * width, rng.uniform(0.1, 0.3))
+        return warped, (pts / s).astype(np.float32)
+    if mode in ("narrow", "squat"):
+        k = rng.uniform(0.75, 1.0) if mode == "narrow" else rng.uniform(0.8, 1.0)
+        sx, sy = (k, 1.0) if mode == "narrow" else (1.0, k)
+        m = np.array([[sx, 0, (1 - sx) * c[0]], [0, sy, (1 - sy) * c[1]]])
+        border = cv2.BORDER_CONSTANT
+    elif mode == "zoom-out":
+        m, border = cv2.getRotationMatrix2D(tuple(c), 0, rng.uniform(0.65, 0.9)), cv2.BORDER_REFLECT_101
+    else:  # rotated
+        m, border = cv2.getRotationMatrix2D(tuple(c), rng.choice([-1, 1]) * rng.uniform(8, 15), 1.0), cv2.BORDER_REPLICATE
+    warped, pts, _ = affine(image, pts, m, (s, s), border)
+    return warped, (pts / s).astype(np.float32)
 
 
 def _overlays(x: np.ndarray, pts: np.ndarray, rng: np.random.Generator) -> np.ndarray:

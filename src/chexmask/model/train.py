@@ -36,7 +36,7 @@ from chexmask.anatomy import ALL_ORGANS, ORGAN_GROUPS, ORGANS, organ_slices
 from chexmask.formats.runfiles import write_errors
 from chexmask.formats.tables import is_table_path
 from chexmask.masks.fill import fill_polygon
-from chexmask.model.data import LandmarkDataset, augment, concat_sources, load_source
+from chexmask.model.data import LandmarkDataset, augment, concat_sources, failure_augment, load_source
 from chexmask.model.hybridgnet import (
     INPUT_NORMS,
     HybridGNet,
@@ -83,6 +83,7 @@ class TrainConfig:
     images: str | None = None  # where the ids of table sources resolve
     val_fraction: float = DEFAULT_VAL_FRACTION  # ids (by hash) that validate, for tables without a Split column
     corrected_only: bool = False  # table sources: only the organs their Corrected column lists carry loss
+    failure_augment: float = 0.0  # probability of one failure mode of data.failure_augment per draw (0: off)
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, (str, Path)):
@@ -96,6 +97,8 @@ class TrainConfig:
         if self.kl_weight <= 0 or (self.kl_final is not None and self.kl_final <= 0) or not 0.0 < self.kl_ramp <= 1.0:
             raise ChexmaskError(f"KL schedule {self.kl_weight}:{self.kl_final} over {self.kl_ramp} of the epochs: "
                                 "give positive weights and a ramp fraction in (0, 1]")
+        if not 0.0 <= self.failure_augment <= 1.0:
+            raise ChexmaskError(f"failure_augment {self.failure_augment}: give a probability in [0, 1]")
         if not 0.0 < self.val_fraction < 1.0:
             raise ChexmaskError(f"val_fraction {self.val_fraction}: give a fraction in (0, 1)")
         tables = [s for s in self.sources if is_table_path(s)]
@@ -187,7 +190,10 @@ def _epoch_batches(data: LandmarkDataset, cfg: TrainConfig, epoch: int):
     rng = np.random.default_rng([cfg.seed, epoch])
     order = epoch_order(data.sources, rng, cfg.sampling)
     for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-        pairs = [augment(data.images[j], data.targets[j], rng, robust=cfg.robust) for j in order[i : i + cfg.batch_size]]
+        drawn = [(data.images[j], data.targets[j]) for j in order[i : i + cfg.batch_size]]
+        if cfg.failure_augment:
+            drawn = [failure_augment(img, tgt, rng, cfg.failure_augment) for img, tgt in drawn]
+        pairs = [augment(img, tgt, rng, robust=cfg.robust) for img, tgt in drawn]
         x = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
         y = torch.from_numpy(np.stack([p[1] for p in pairs]))
         yield x, y

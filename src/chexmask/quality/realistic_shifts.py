@@ -17,7 +17,8 @@ under these shifts to see the model fail the way it fails on other hospitals' fi
   the central 80 % enlarged to the frame (apices and sides cut).
 
 Every geometric shift maps pixels, masks (nearest neighbour) and landmarks with the same
-transform, so the expert annotations stay exact for the shifted image.
+transform (:mod:`chexmask.warps`, shared with training's failure-mode augmentation), so
+the expert annotations stay exact for the shifted image.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 from chexmask.estimate.shape_model import GROUP_NODES
+from chexmask.warps import affine, heart_centre, radial_magnify
 
 __all__ = ["SHIFTS", "Shifted", "apply_shift"]
 
@@ -44,30 +46,8 @@ class Shifted:
 
 
 def _affine(image: Shifted, matrix: np.ndarray, size: tuple[int, int], border: int = cv2.BORDER_CONSTANT) -> Shifted:
-    w, h = size
-    pixels = cv2.warpAffine(image.pixels, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
-    masks = {k: cv2.warpAffine(m.astype(np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST) > 0 for k, m in image.masks.items()}
-    points = image.landmarks @ matrix[:, :2].T + matrix[:, 2]
+    pixels, points, masks = affine(image.pixels, image.landmarks, matrix, size, border, image.masks)
     return Shifted(pixels, masks, points)
-
-
-def _magnify(image: Shifted, centre: np.ndarray, sigma: float, gain: float) -> Shifted:
-    """Radial magnification p' = c + (p - c)(1 + gain exp(-r^2 / 2 sigma^2)); its inverse by fixed-point iteration."""
-    h, w = image.pixels.shape
-
-    def forward(p: np.ndarray) -> np.ndarray:
-        d = p - centre
-        return centre + d * (1 + gain * np.exp(-(d**2).sum(-1, keepdims=True) / (2 * sigma**2)))
-
-    target = np.stack(np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)), -1)
-    src = target.copy()
-    for _ in range(8):  # solve forward(src) = target
-        d = src - centre
-        src = centre + (target - centre) / (1 + gain * np.exp(-(d**2).sum(-1, keepdims=True) / (2 * sigma**2)))
-    mx, my = src[..., 0].astype(np.float32), src[..., 1].astype(np.float32)
-    pixels = cv2.remap(image.pixels, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    masks = {k: cv2.remap(m.astype(np.uint8), mx, my, cv2.INTER_NEAREST) > 0 for k, m in image.masks.items()}
-    return Shifted(pixels, masks, forward(image.landmarks))
 
 
 def apply_shift(name: str, image: Shifted, sign: int = 1) -> Shifted:
@@ -92,12 +72,7 @@ def apply_shift(name: str, image: Shifted, sign: int = 1) -> Shifted:
         dark = 255.0 * (np.clip(flat, 0, 255) / 255.0) ** 1.8
         return Shifted(np.clip(np.rint(dark), 0, 255).astype(np.uint8), image.masks, image.landmarks)
     if name == "heart-magnified":
-        lungs = image.landmarks[GROUP_NODES["lungs"]]
-        heart = image.landmarks[GROUP_NODES["heart"]]
-        if np.isfinite(heart).all():
-            centre = heart.mean(0)
-        else:  # lungs-only annotation: the mediastinum's lower third, between the lungs
-            centre = np.array([np.nanmean(lungs[:, 0]), np.nanpercentile(lungs[:, 1], 65)])
-        width = np.nanmax(lungs[:, 0]) - np.nanmin(lungs[:, 0])
-        return _magnify(image, centre, 0.18 * width, 0.3)
+        centre, width = heart_centre(image.landmarks[GROUP_NODES["lungs"]], image.landmarks[GROUP_NODES["heart"]])
+        pixels, points, masks = radial_magnify(image.pixels, image.landmarks, centre, 0.18 * width, 0.3, image.masks)
+        return Shifted(pixels, masks, points)
     raise ValueError(f"unknown shift {name!r}; expected one of {list(SHIFTS)}")
