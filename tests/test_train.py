@@ -343,3 +343,21 @@ def test_failure_augment_option_trains_and_is_checked(jsrt_dir, tmp_path):
     assert json.loads((tmp_path / "r" / "train_config.json").read_text())["failure_augment"] == 1.0
     bad = CliRunner().invoke(app, ["train", str(jsrt_dir), "--failure-augment", "2", "-o", str(tmp_path / "b")])
     assert bad.exit_code != 0 and "probability in [0, 1]" in bad.output
+
+
+def test_the_logged_training_loss_is_per_head():
+    """The landmark term sums the heads (final + every intermediate); the log divides by their number, 3 or 5."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from chexmask.model.train import _landmark_term
+
+    target = torch.zeros(1, 4, 2)
+    valid = torch.ones(1, 4)
+    for n_intermediate in (2, 4):
+        heads = [torch.full((1, 4, 2), 0.1)] * (1 + n_intermediate)  # every node 0.1 off in x and y: 0.02 per head
+        out = SimpleNamespace(points=heads[0], intermediate=heads[1:])
+        term = _landmark_term(out, target, valid).item()
+        assert term == pytest.approx(0.02 * (1 + n_intermediate))
+        assert term / (1 + len(out.intermediate)) == pytest.approx(0.02)

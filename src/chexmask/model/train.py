@@ -141,12 +141,17 @@ def landmark_mse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.nanmean(landmark_sq_errors(pred, target)))
 
 
-def _loss(out, target: torch.Tensor, valid: torch.Tensor, kl_weight: float) -> torch.Tensor:
+def _landmark_term(out, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Squared node distance over annotated nodes, summed over the model's heads (the final and every intermediate output)."""
     denom = valid.sum().clamp_min(1.0)
     total = 0.0
     for p in (out.points, *out.intermediate):
         total = total + (((p - target) ** 2).sum(-1) * valid).sum() / denom
-    return total + kl_weight * kl_divergence(out.mu, out.logvar)
+    return total
+
+
+def _loss(out, target: torch.Tensor, valid: torch.Tensor, kl_weight: float) -> torch.Tensor:
+    return _landmark_term(out, target, valid) + kl_weight * kl_divergence(out.mu, out.logvar)
 
 
 @torch.no_grad()
@@ -378,17 +383,18 @@ def _train(cfg: TrainConfig, progress: bool) -> Path:
             valid = torch.isfinite(y).all(-1).float()
             y = torch.nan_to_num(y)
             outp = model(x, sample=sample, generator=gen)
-            loss = _loss(outp, y, valid, cfg.kl_at(epoch))
+            landmarks = _landmark_term(outp, y, valid)
+            loss = landmarks + cfg.kl_at(epoch) * kl_divergence(outp.mu, outp.logvar)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             if ema is not None:
                 ema.update_parameters(model)
-            losses.append(loss.item())
+            losses.append(landmarks.item() / (1 + len(outp.intermediate)))  # per head: 3, or 5 with two refine stages
         per_source = validation_scores(predict_points(export, val_set.images), val_set, organs)
         score = selection_score(per_source)
-        train_mse = float(np.mean(losses)) * 1024**2 / 3
+        train_mse = float(np.mean(losses)) * 1024**2  # px^2 of the 1024 frame, x and y summed, mean over heads
         history.append({"epoch": epoch, "train_loss_px2": train_mse, "kl_weight": cfg.kl_at(epoch), "val": per_source, "val_score": score,
                         "seconds": time.perf_counter() - t0})
         if score > best:
