@@ -5,7 +5,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from chexmask.model.data import augment, load_source
-from chexmask.model.train import TrainConfig, landmark_mse, train
+from chexmask.model.train import TrainConfig, train
+from chexmask.model.validation import landmark_mse
 from chexmask.model.weights import load_model
 
 
@@ -178,24 +179,29 @@ def test_clavicle_nodes_missing_from_a_source_carry_no_loss():
     assert grad[1, 94:].abs().max() == 0 and grad[0, 94:].abs().min() > 0 and grad[1, :94].abs().min() > 0
 
 
-def test_validation_is_scored_per_source():
-    from chexmask.model.data import LandmarkDataset
-    from chexmask.model.train import selection_score, validation_scores
+def test_training_validation_is_the_score_validate_reports(jsrt_dir, montgomery_dir):
+    """Training selects on the Dice ``chexmask validate`` prints: masks filled at the original size against the experts'."""
+    from chexmask.inference.segmenter import Segmenter
+    from chexmask.model.data import load_sources
+    from chexmask.model.report import score_split
+    from chexmask.model.validation import predict_points, selection_score, validation_scores
 
-    rng = np.random.default_rng(0)
-
-    def ring(n, cx, r):
-        t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-        return np.stack([cx + r * np.cos(t), 0.5 + r * np.sin(t)], 1)
-
-    target = np.concatenate([ring(44, 0.3, 0.15), ring(50, 0.7, 0.15), ring(26, 0.5, 0.08)]).astype(np.float32)
-    lungs_only = target.copy()
-    lungs_only[94:] = np.nan
-    data = LandmarkDataset(["a", "b"], np.zeros((2, 8, 8), np.uint8), np.stack([target, lungs_only]), ["jsrt", "mont"])
-    scores = validation_scores(np.stack([target, target]) + rng.normal(0, 1e-4, (2, 120, 2)), data, ("right_lung", "left_lung", "heart"))
-    assert scores["jsrt"]["lungs_dice"] > 0.98 and scores["jsrt"]["heart_dice"] > 0.95
-    assert "heart_dice" not in scores["mont"] and scores["mont"]["score"] == scores["mont"]["lungs_dice"]
-    assert selection_score(scores) == pytest.approx((scores["jsrt"]["score"] + scores["mont"]["score"]) / 2)
+    model = load_model("hybridgnet-multi-256")[0]
+    organs = model.config.organs
+    data = load_sources([jsrt_dir, montgomery_dir], "val", 256, limit=5, organs=organs, references=True)
+    scores = validation_scores(predict_points(model, data.images), data, organs)
+    segmenter = Segmenter("hybridgnet-multi-256", uncertainty=0, backend="torch", clavicles=True)
+    for folder in (jsrt_dir, montgomery_dir):
+        ids = data.subset(folder.name).ids
+        validated = score_split(segmenter, folder, "val").set_index("image_id").loc[ids]
+        for group in ("lungs", "heart", "clavicles"):
+            if f"{group}_dice" in validated:
+                assert scores[folder.name][f"{group}_dice"] == pytest.approx(validated[f"{group}_dice"].mean(), abs=1e-6)
+            else:
+                assert f"{group}_dice" not in scores[folder.name]  # Montgomery: lungs only
+    assert scores["montgomery"]["score"] == scores["montgomery"]["lungs_dice"]
+    assert scores["jsrt"]["score"] == pytest.approx((scores["jsrt"]["lungs_dice"] + scores["jsrt"]["heart_dice"]) / 2)
+    assert selection_score(scores) == pytest.approx((scores["jsrt"]["score"] + scores["montgomery"]["score"]) / 2)
 
 
 def test_warm_start_from_a_model_without_clavicles():

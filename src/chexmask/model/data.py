@@ -37,12 +37,15 @@ class LandmarkDataset:
         the source does not annotate.
     sources : list of str
         The source folder's name of every image (``jsrt``, ``montgomery``, ...).
+    references : list of chexmask.model.validation.Reference or None
+        Each image's frame and expert masks at the original size (val splits), else None.
     """
 
     ids: list[str]
     images: np.ndarray
     targets: np.ndarray
     sources: list[str] = field(default_factory=list)
+    references: list | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -54,31 +57,42 @@ class LandmarkDataset:
     def subset(self, source: str) -> "LandmarkDataset":
         """The images of one source."""
         idx = [i for i, s in enumerate(self.sources) if s == source]
-        return LandmarkDataset([self.ids[i] for i in idx], self.images[idx], self.targets[idx], [source] * len(idx))
+        refs = None if self.references is None else [self.references[i] for i in idx]
+        return LandmarkDataset([self.ids[i] for i in idx], self.images[idx], self.targets[idx], [source] * len(idx), refs)
 
 
-def load_source(folder: Path, split: str, size: int, limit: int | None = None, organs: tuple[str, ...] = ORGANS) -> LandmarkDataset:
+def load_source(folder: Path, split: str, size: int, limit: int | None = None, organs: tuple[str, ...] = ORGANS,
+                references: bool = False) -> LandmarkDataset:
     """Load a split of one JSRT-layout source at ``size`` px (its first ``limit`` images).
 
     Landmarks (in each stored image's own frame) are mapped through the same padding
-    and resizing as the image; organs the source does not annotate are NaN.
+    and resizing as the image; organs the source does not annotate are NaN. With
+    ``references``, every image's geometry and expert masks (``scr_masks/`` or
+    ``masks/``, as ``chexmask validate`` reads them) are kept for validation.
     """
     from chexmask.io.read import read_image
+    from chexmask.model.report import reference_masks
+    from chexmask.model.validation import Reference, pack_groups
 
     folder = Path(folder)
     ids = read_split(folder, split)[:limit]
     images = np.empty((len(ids), size, size), np.uint8)
     targets = np.empty((len(ids), n_nodes(organs), 2), np.float32)
+    refs = [] if references else None
     for i, image_id in enumerate(ids):
         img = read_image(find_image(folder, image_id))
         images[i], geom = pad_resize(img.pixels, size)
         targets[i] = to_model_frame(load_landmarks_npz(folder / "landmarks" / f"{image_id}.npz", organs), geom) / size
-    return LandmarkDataset(ids, images, targets, [folder.resolve().name] * len(ids))
+        if refs is not None:
+            refs.append(Reference(geom, pack_groups(reference_masks(folder, image_id))))
+    return LandmarkDataset(ids, images, targets, [folder.resolve().name] * len(ids), refs)
 
 
-def load_sources(folders, split: str, size: int, limit: int | None = None, organs: tuple[str, ...] = ORGANS) -> LandmarkDataset:
+def load_sources(folders, split: str, size: int, limit: int | None = None, organs: tuple[str, ...] = ORGANS,
+                 references: bool = False) -> LandmarkDataset:
     """Load one split of several sources into one dataset (``sources`` tells them apart)."""
-    return concat_sources([load_source(Path(f), split, size, limit, organs) for f in folders], [Path(f).resolve().name for f in folders])
+    return concat_sources([load_source(Path(f), split, size, limit, organs, references) for f in folders],
+                          [Path(f).resolve().name for f in folders])
 
 
 def concat_sources(parts: list[LandmarkDataset], names: list[str]) -> LandmarkDataset:
@@ -90,6 +104,7 @@ def concat_sources(parts: list[LandmarkDataset], names: list[str]) -> LandmarkDa
         np.concatenate([p.images for p in parts]),
         np.concatenate([p.targets for p in parts]),
         [s for p in parts for s in p.sources],
+        None if any(p.references is None for p in parts) else [r for p in parts for r in p.references],
     )
 
 

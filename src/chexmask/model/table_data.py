@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from chexmask._errors import ChexmaskError, InputError
-from chexmask.anatomy import N_NODES, ORGANS, n_nodes, organ_slices
+from chexmask.anatomy import N_NODES, ORGAN_GROUPS, ORGANS, n_nodes, organ_slices
 from chexmask.formats.landmark_columns import row_landmarks
 from chexmask.formats.runfiles import failure
 from chexmask.formats.tables import (
@@ -42,7 +42,9 @@ from chexmask.formats.tables import (
 )
 from chexmask.io.lookup import ImageLookup
 from chexmask.io.read import read_image
+from chexmask.masks.fill import landmarks_to_masks
 from chexmask.model.data import LandmarkDataset
+from chexmask.model.validation import Reference, pack_groups
 from chexmask.preprocess import Geometry, pad_resize, to_model_frame, to_original
 
 __all__ = ["SPLIT_COLUMN", "CORRECTED_COLUMN", "DEFAULT_VAL_FRACTION", "hash_split", "load_table"]
@@ -116,6 +118,14 @@ def _row_points(row: dict, where: str, stated_frame: bool, image_shape: tuple[in
     return points
 
 
+def _row_groups(points: np.ndarray, geom: Geometry) -> dict[str, np.ndarray]:
+    """A row's reference masks per organ group: its landmarks filled at the original size, organs it carries only."""
+    masks = landmarks_to_masks(np.rint(points), geom.height, geom.width)
+    finite = {o: np.isfinite(points[organ_slices()[o]]).all() for o in ORGANS}
+    return {group: np.logical_or.reduce([masks[o] > 0 for o in members]) for group, members in ORGAN_GROUPS.items()
+            if all(finite.get(o, False) for o in members)}
+
+
 def load_table(
     table: str | Path,
     images: str | Path,
@@ -126,6 +136,7 @@ def load_table(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     corrected_only: bool = False,
     limit: int | None = None,
+    references: bool = False,
 ) -> tuple[LandmarkDataset, list[tuple[str, str, str]]]:
     """Load the ``split`` rows of a CheXmask table at ``size`` px.
 
@@ -147,6 +158,9 @@ def load_table(
         Train only on the organs the ``Corrected`` column lists.
     limit : int, optional
         The first ``limit`` rows of the split only.
+    references : bool
+        Keep every row's geometry and the fill of its landmarks at the original size
+        (what validation scores against: the row's own masks, in the image's frame).
 
     Returns
     -------
@@ -166,7 +180,7 @@ def load_table(
     splits = _row_splits(df, ids, str(table), val_fraction)
     lookup = ImageLookup(images)
     chosen = [n for n, s in enumerate(splits) if s == split][:limit]
-    kept, images_out, targets, problems = [], [], [], []
+    kept, images_out, targets, problems, refs = [], [], [], [], []
     records = df.to_dict("records")
     for n in chosen:
         row, where = records[n], f"{table} row {n + 1} ({ident} {ids[n]!r})"
@@ -184,11 +198,14 @@ def load_table(
             problems.append(failure(where, err))
             continue
         pixels, geom = pad_resize(img.pixels, size)
+        if references:
+            refs.append(Reference(geom, pack_groups(_row_groups(points, geom))))
         target = np.full((n_nodes(organs), 2), np.nan)
         target[:N_NODES] = to_model_frame(points, geom) / size  # the CheXmask organs come first in every node order
         kept.append(ids[n])
         images_out.append(pixels)
         targets.append(target)
     data = LandmarkDataset(kept, np.asarray(images_out, np.uint8).reshape(-1, size, size),
-                           np.asarray(targets, np.float32).reshape(-1, n_nodes(organs), 2), [name] * len(kept))
+                           np.asarray(targets, np.float32).reshape(-1, n_nodes(organs), 2), [name] * len(kept),
+                           refs if references else None)
     return data, problems

@@ -4,13 +4,14 @@ Deterministic and resumable: augmentation and latent noise of epoch ``e`` are dr
 from generators seeded with ``(seed, e)``, and a checkpoint is written after every
 epoch, so a killed run continues exactly where it stopped.
 
-Several sources (JSRT-layout folders) train together: nodes of organs a source does not
+Several sources (JSRT-layout folders, CheXmask tables: :mod:`chexmask.model.table_data`) train together: nodes of organs a source does not
 annotate are NaN and carry no loss; by default every source is drawn equally often (an
 epoch has as many steps as the sources have training images, a source's images cycle in
 a fresh order), so a small hospital weighs as much as a large one (``sampling =
 "proportional"`` draws every image once an epoch instead). Validation is scored per
-source: landmark MSE and Dice of the filled contours (lungs; heart and clavicles where
-annotated). The model with the best *selection score* is exported: the mean over sources
+source with the numbers ``chexmask validate`` reports (:mod:`chexmask.model.validation`:
+masks filled at the original size against the expert masks; lungs, and heart and
+clavicles where annotated). The model with the best *selection score* is exported: the mean over sources
 of each source's mean CheXmask-organ Dice (lungs, and heart where annotated), so every
 source counts equally whatever its size; clavicles are reported, not selected on. With
 ``ema`` > 0 a moving average of the weights is validated and exported instead.
@@ -32,11 +33,16 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from chexmask._errors import ChexmaskError
-from chexmask.anatomy import ALL_ORGANS, ORGAN_GROUPS, ORGANS, organ_slices
+from chexmask.anatomy import ALL_ORGANS, ORGANS
 from chexmask.formats.runfiles import write_errors
 from chexmask.formats.tables import is_table_path
-from chexmask.masks.fill import fill_polygon
-from chexmask.model.data import LandmarkDataset, augment, concat_sources, failure_augment, load_source
+from chexmask.model.data import (
+    LandmarkDataset,
+    augment,
+    concat_sources,
+    failure_augment,
+    load_source,
+)
 from chexmask.model.hybridgnet import (
     INPUT_NORMS,
     HybridGNet,
@@ -45,10 +51,14 @@ from chexmask.model.hybridgnet import (
     kl_divergence,
 )
 from chexmask.model.table_data import DEFAULT_VAL_FRACTION, load_table
+from chexmask.model.validation import (
+    predict_points,
+    selection_score,
+    validation_scores,
+)
 from chexmask.model.weights import load_model, save_weights
-from chexmask.quality.metrics import dice, landmark_sq_errors
 
-__all__ = ["TrainConfig", "train", "epoch_order", "landmark_mse", "validation_scores", "warm_start"]
+__all__ = ["TrainConfig", "train", "epoch_order", "warm_start"]
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +142,6 @@ class TrainConfig:
         return ALL_ORGANS if self.clavicles else ORGANS
 
 
-def landmark_mse(pred: np.ndarray, target: np.ndarray) -> float:
-    """Mean squared landmark error in pixels^2 of the 1024 frame, over annotated nodes.
-
-    Both arrays are normalised to [0, 1]; NaN targets are ignored.
-    """
-    pred, target = (np.asarray(a, np.float64).reshape(-1, 2) * 1024.0 for a in (pred, target))
-    return float(np.nanmean(landmark_sq_errors(pred, target)))
-
-
 def _landmark_term(out, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Squared node distance over annotated nodes, summed over the model's heads (the final and every intermediate output)."""
     denom = valid.sum().clamp_min(1.0)
@@ -152,17 +153,6 @@ def _landmark_term(out, target: torch.Tensor, valid: torch.Tensor) -> torch.Tens
 
 def _loss(out, target: torch.Tensor, valid: torch.Tensor, kl_weight: float) -> torch.Tensor:
     return _landmark_term(out, target, valid) + kl_weight * kl_divergence(out.mu, out.logvar)
-
-
-@torch.no_grad()
-def predict_points(model: HybridGNet, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Deterministic (z = mu) node positions, normalised, for ``(N, S, S)`` uint8 images."""
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i : i + batch_size]).float().div_(255.0)[:, None]
-        out.append(model(x).points.numpy())
-    return np.concatenate(out)
 
 
 def balanced_order(sources: list[str], rng: np.random.Generator) -> np.ndarray:
@@ -204,49 +194,6 @@ def _epoch_batches(data: LandmarkDataset, cfg: TrainConfig, epoch: int):
         yield x, y
 
 
-_CANVAS = 512  # validation contours are filled at this size (normalised coordinates x 512)
-
-
-def _group_mask(points: np.ndarray, organs: tuple[str, ...], slices: dict[str, slice]) -> np.ndarray | None:
-    present = [o for o in organs if o in slices and np.isfinite(points[slices[o]]).all()]
-    if not present:
-        return None
-    mask = np.zeros((_CANVAS, _CANVAS), bool)
-    for organ in present:
-        mask |= fill_polygon(np.trunc(points[slices[organ]] * _CANVAS).astype(np.int64), _CANVAS, _CANVAS)
-    return mask
-
-
-def validation_scores(pred: np.ndarray, data: LandmarkDataset, organs: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """Per-source validation: landmark MSE (px^2, 1024 frame) and mean Dice per organ group.
-
-    Dice compares the filled predicted and expert contours (lungs = both lungs; heart;
-    clavicles) on a 512-px canvas of the model frame, over images that annotate the group.
-    Each source also gets ``score``: the mean of its lungs and heart Dice (those annotated).
-    """
-    slices = organ_slices(organs=organs)
-    out = {}
-    for name in data.source_names():
-        idx = [i for i, s in enumerate(data.sources) if s == name]
-        row = {"mse_px2": landmark_mse(pred[idx], data.targets[idx])}
-        for group, members in ORGAN_GROUPS.items():
-            scores = []
-            for i in idx:
-                ref = _group_mask(data.targets[i], members, slices)
-                if ref is not None:
-                    scores.append(dice(_group_mask(pred[i], members, slices), ref))
-            if scores:
-                row[f"{group}_dice"] = float(np.mean(scores))
-        row["score"] = float(np.mean([row[k] for k in ("lungs_dice", "heart_dice") if k in row]))
-        out[name] = row
-    return out
-
-
-def selection_score(per_source: dict[str, dict[str, float]]) -> float:
-    """The model-selection criterion: the mean of the sources' scores (higher is better)."""
-    return float(np.mean([row["score"] for row in per_source.values()]))
-
-
 def warm_start(model: HybridGNet, init: HybridGNet) -> None:
     """Copy ``init``'s weights into ``model``, which may predict more organs.
 
@@ -284,11 +231,11 @@ def _load_split(cfg: TrainConfig, split: str, out: Path) -> LandmarkDataset:
     parts, names, problems = [], [], []
     for source in cfg.sources:
         if not is_table_path(source):
-            parts.append(load_source(Path(source), split, cfg.size, cfg.subset, cfg.organs))
+            parts.append(load_source(Path(source), split, cfg.size, cfg.subset, cfg.organs, references=split == "val"))
             names.append(Path(source).resolve().name)
         else:
             part, bad = load_table(source, cfg.images, split, cfg.size, organs=cfg.organs, val_fraction=cfg.val_fraction,
-                                   corrected_only=cfg.corrected_only, limit=cfg.subset)
+                                   corrected_only=cfg.corrected_only, limit=cfg.subset, references=split == "val")
             parts.append(part)
             names.append(Path(source).name.split(".")[0])
             problems += bad
