@@ -217,7 +217,7 @@ def test_safe_name():
 
 def test_serve_refuses_non_loopback_hosts():
     res = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2  # bad usage
     assert "is not a loopback address" in res.stderr and "--allow-remote" in res.stderr
 
 

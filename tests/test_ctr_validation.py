@@ -59,6 +59,6 @@ def test_command_writes_the_report_and_takes_other_weights(jsrt_dir, tiny_weight
 def test_bad_split_and_limit(jsrt_dir, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["experiment", "ctr", str(jsrt_dir), "--split", "tset", "-o", str(tmp_path)])
-    assert result.exit_code == 1 and "no such split file" in result.output
+    assert result.exit_code == 2 and "no such split file" in result.output
     result = runner.invoke(app, ["experiment", "ctr", str(jsrt_dir), "--limit", "0", "-o", str(tmp_path)])
-    assert result.exit_code == 1 and "--limit must be >= 1" in result.output
+    assert result.exit_code == 2 and "--limit must be >= 1" in result.output

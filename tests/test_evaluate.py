@@ -250,7 +250,7 @@ def test_evaluate_reads_empty_sizes_and_records_bad_rows(chexmask_csv_dir, tmp_p
     assert "column Heart" in errors.loc[ids[5], "reason"] and "beyond 1024x1024" in errors.loc[ids[5], "reason"]
 
 
-def test_cli_evaluate_missing_file_exits_1(tmp_path):
+def test_cli_evaluate_missing_file_exits_2(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "nope.csv"), str(tmp_path / "ref.csv"), "-o", str(tmp_path / "r")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "nope.csv: file not found" in result.stderr

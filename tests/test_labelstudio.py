@@ -335,7 +335,7 @@ def test_cli_export_and_import(table, tmp_path):
     assert res.exit_code == 0, res.output
     assert read_table(out)["Dataset"].tolist() == ["JSRT"] * 3
     res = runner.invoke(app, ["import", "labelstudio", str(tmp_path / "none.json"), "-o", str(out)])
-    assert res.exit_code == 1
+    assert res.exit_code == 2  # an input named on the command line
     assert "none.json: cannot read as JSON" in res.stderr
 
 

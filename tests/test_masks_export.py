@@ -186,7 +186,7 @@ def test_cli_masks_failures_exit_1(bad_table, tmp_path):
     assert result.exit_code == 1
     assert "4 rows skipped; see" in result.stderr and "errors.csv" in result.stderr
     result = runner.invoke(app, ["masks", str(path), "-o", str(tmp_path / "o"), "--format", "jpg"])
-    assert result.exit_code == 1 and "unknown mask format 'jpg'" in result.stderr
+    assert result.exit_code == 2 and "unknown mask format 'jpg'" in result.stderr  # a bad option
 
 
 def test_cli_convert_round_trip(cxr8, tmp_path):
@@ -196,4 +196,4 @@ def test_cli_convert_round_trip(cxr8, tmp_path):
     assert result.exit_code == 0
     assert (tmp_path / "t.csv").read_bytes() == cxr8.read_bytes()
     result = runner.invoke(app, ["convert", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "x.parquet")])
-    assert result.exit_code == 1 and "missing.csv: file not found" in result.stderr
+    assert result.exit_code == 2 and "missing.csv: file not found" in result.stderr  # an input named on the command line

@@ -61,7 +61,7 @@ def test_convert_says_it_once(small_table, tmp_path):
 
 def test_measure_reports_bad_rows_in_the_errors_file_not_line_by_line(small_table, tmp_path):
     result = invoke("measure", small_table, "-o", tmp_path / "m.csv", "--no-progress")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # some rows failed
     assert_once(result, "measured 2 of 3 rows", "1 rows failed")
     assert "non-integer token" not in result.output  # the reason is in m.errors.csv
     assert "non-integer token" in (tmp_path / "m.errors.csv").read_text()
@@ -97,7 +97,7 @@ def test_segment_says_each_thing_once(shared_data, tiny_weights, tmp_path):
     out = tmp_path / "o.csv"
     result = invoke("segment", folder, "-o", out, "--weights", tiny_weights, "--uncertainty", "0", "-j", "0",
                     "--device", "cpu", "--no-progress")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # one input failed
     assert_once(result, "segmented 1 of 2 images", "1 inputs failed")
     assert result.stdout.count("\n") == 1  # the headline; the failures go to stderr
     again = invoke("segment", folder, "-o", out, "--weights", tiny_weights, "--uncertainty", "0", "-j", "0",

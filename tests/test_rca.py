@@ -406,7 +406,7 @@ def test_rca_command(atlas, table_case, tmp_path):
     assert "scored 1 rows" in res.output and "4 errors" in res.output
     assert len(pd.read_csv(out)) == 1 and len(pd.read_csv(tmp_path / "rca.errors.csv")) == 4
     res = CliRunner().invoke(app, [*args[:5], str(tmp_path / "nope.npz"), *args[6:]])
-    assert res.exit_code == 1 and "atlas file not found" in res.output
+    assert res.exit_code == 2 and "atlas file not found" in res.output
 
 
 # -- golden: real JSRT images ---------------------------------------------------------

@@ -207,10 +207,10 @@ def test_cli_corruption_errors(tiny_weights, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["experiment", "corruption", str(images), "-o", str(tmp_path / "r"),
                               "--weights", str(tiny_weights), "--uncertainty", "1"])
-    assert res.exit_code == 1 and "--uncertainty must be >= 2" in res.output
+    assert res.exit_code == 2 and "--uncertainty must be >= 2" in res.output
     res = runner.invoke(app, ["experiment", "corruption", str(images), "-o", str(tmp_path / "r"),
                               "--weights", str(tiny_weights), "--landmarks", str(tmp_path / "missing")])
-    assert res.exit_code == 1 and "not a folder" in res.output
+    assert res.exit_code == 2 and "not a folder" in res.output
 
 
 def test_cli_ood(tiny_weights, tmp_path):

@@ -1,7 +1,7 @@
 """The ``chexmask`` command line: a thin Typer shell over the library.
 
 Each command parses its options, makes one library call and maps the outcome to an
-exit code (:mod:`chexmask.cli._errors`). Logging is configured here and nowhere else
+exit code by one policy (:mod:`chexmask.cli._errors`), which every command's help ends with. Logging is configured here and nowhere else
 (:func:`chexmask.cli._logging.log_to_stderr`): every message is printed once, as one
 plain line on stderr; results go to stdout.
 The commands live by job in :mod:`~chexmask.cli.datasets`, :mod:`~chexmask.cli.quality`,
@@ -14,6 +14,7 @@ import typer
 
 import chexmask
 from chexmask.cli import datasets, quality, review, training
+from chexmask.cli._errors import EXIT_CODES_EPILOG
 from chexmask.cli._logging import log_to_stderr
 
 __all__ = ["app"]
@@ -51,7 +52,7 @@ app.command("rca")(quality.rca)
 app.command("validate")(quality.validate)
 app.command("masks")(datasets.masks_cmd)
 app.command("convert")(datasets.convert_cmd)
-app.command("measure", epilog=datasets.MEASURE_EPILOG)(datasets.measure_cmd)
+app.command("measure")(datasets.measure_cmd)
 app.command("evaluate")(quality.evaluate_cmd)
 app.add_typer(review.export_app, name="export")
 app.add_typer(review.import_app, name="import")
@@ -59,5 +60,9 @@ quality.experiment_app.command("adapt")(training.experiment_adapt)
 quality.experiment_app.command("retrain")(training.experiment_retrain)
 app.add_typer(quality.experiment_app, name="experiment")
 app.command("serve")(review.serve)
-app.command("segment", epilog=datasets.SEGMENT_EPILOG)(datasets.segment_cmd)
-app.command("build", epilog=datasets.BUILD_EPILOG)(datasets.build_cmd)
+app.command("segment")(datasets.segment_cmd)
+app.command("build")(datasets.build_cmd)
+
+for group in (app, quality.experiment_app, review.export_app, review.import_app):
+    for command in group.registered_commands:
+        command.epilog = EXIT_CODES_EPILOG

@@ -5,16 +5,15 @@ from __future__ import annotations
 import typer
 
 import chexmask
-from chexmask.cli._errors import dataset_run_errors, exit_on, finish_run
+from chexmask.cli._errors import (
+    dataset_run_errors,
+    exit_on,
+    fail,
+    finish_batch,
+    usage_error,
+)
 from chexmask.cli._threads import set_threads
 from chexmask.model.default import DEFAULT_MODEL
-
-SEGMENT_EPILOG = ("Exit codes: 0 done (some inputs may have failed, see the errors file); 1 every input failed; "
-                  "2 bad options or inputs; 3 the run could not proceed; 130 interrupted (rerun to resume).")
-BUILD_EPILOG = "Exit codes as for segment."
-MEASURE_EPILOG = ("Exit codes: 0 done (some rows may have failed, see the errors file); 1 every row failed; "
-                  "2 bad options or an unreadable table; 3 the run could not proceed.")
-
 
 WORKERS_HELP = ("Worker processes (0 = none: everything in this process) "
                 "[default: CPUs - 1, at most 8; none on 2 CPUs or fewer].")
@@ -39,8 +38,7 @@ def _atlas_option(atlas: str | None, rca: str | None) -> str | None:
     if rca is None:
         return atlas
     if atlas is not None and atlas != rca:
-        typer.echo("error: --rca is the former name of --atlas; give one of them", err=True)
-        raise typer.Exit(2)
+        raise usage_error("--rca is the former name of --atlas; give one of them")
     typer.echo("note: --rca is now --atlas (the same option, named as in 'chexmask rca' and 'chexmask serve')", err=True)
     return rca
 
@@ -79,8 +77,7 @@ def segment_cmd(
 
         inputs.append(str(resources.files("chexmask") / "samples" / "00cfd1c1.jpg"))
     if not inputs:
-        typer.echo("error: give image files or folders, or --sample", err=True)
-        raise typer.Exit(2)
+        raise usage_error("give image files or folders, or --sample")
     if workers is None:
         workers = _default_workers()
     atlas = _atlas_option(atlas, rca)
@@ -94,8 +91,9 @@ def segment_cmd(
                               chunk_size=chunk_size, engine=engine, progress=progress, args=args,
                               annotate=annotator(rca=atlas, overlays=overlays), clavicles=clavicles, backend=backend)
     resumed = f", {run.resumed} resumed" if run.resumed else ""
-    finish_run(run, f"segmented {run.segmented} of {run.images} images{resumed} in {run.seconds:.1f} s "
-                    f"({run.images_per_second:.1f} images/s) -> {run.output}")
+    finish_batch(f"segmented {run.segmented} of {run.images} images{resumed} in {run.seconds:.1f} s "
+                 f"({run.images_per_second:.1f} images/s) -> {run.output}",
+                 total=run.images, done=run.segmented, failed=run.failed, errors=run.errors)
 
 
 def build_cmd(
@@ -125,7 +123,8 @@ def build_cmd(
                            workers=workers, device=device, backend=backend, shard=shard, progress=progress,
                            args={"source": source, "root": root, "out": out, "weights": weights, "uncertainty": uncertainty,
                                  "atlas": atlas, "shard": shard, "backend": backend})
-    finish_run(run, f"segmented {run.segmented} of {run.images} {source} images in {run.seconds:.1f} s -> {run.output}")
+    finish_batch(f"segmented {run.segmented} of {run.images} {source} images in {run.seconds:.1f} s -> {run.output}",
+                 total=run.images, done=run.segmented, failed=run.failed, errors=run.errors)
 
 
 def masks_cmd(
@@ -151,12 +150,10 @@ def masks_cmd(
         )
     typer.echo(f"wrote the masks of {summary.written} images to {summary.out_dir} ({fmt})")
     if summary.failed:
-        typer.echo(f"error: {summary.failed} rows skipped; see {summary.errors_path}", err=True)
-        raise typer.Exit(1)
+        raise fail(f"{summary.failed} rows skipped; see {summary.errors_path}")
     if not summary.written:
         selected = "matched --ids/--min-rca" if ids is not None or min_rca is not None else "was found"
-        typer.echo(f"error: no row of {table} {selected}; nothing written", err=True)
-        raise typer.Exit(1)
+        raise fail(f"no row of {table} {selected}; nothing written")
 
 
 def convert_cmd(
@@ -186,8 +183,5 @@ def measure_cmd(
     with dataset_run_errors():
         run = measure_table(table, out, errors=errors, workers=_default_workers() if workers is None else workers,
                             chunksize=chunksize, progress=progress)
-    typer.echo(f"measured {run.measured} of {run.rows} rows in {run.seconds:.1f} s -> {run.out}")
-    if run.failed:
-        typer.echo(f"{run.failed} rows failed -> {run.errors}", err=True)
-    if run.rows and not run.measured:
-        raise typer.Exit(1)
+    finish_batch(f"measured {run.measured} of {run.rows} rows in {run.seconds:.1f} s -> {run.out}",
+                 total=run.rows, done=run.measured, failed=run.failed, errors=run.errors, what="rows")

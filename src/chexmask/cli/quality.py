@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import chexmask
-from chexmask.cli._errors import exit_on
+from chexmask.cli._errors import EXIT_FAILED, exit_on, finish_batch, usage_error
 from chexmask.cli._threads import set_threads
 from chexmask.model.default import DEFAULT_MODEL
 
@@ -32,9 +32,8 @@ def rca(
     with exit_on(chexmask.ChexmaskError, ValueError):
         run = run_rca(images, masks, atlas, out, errors=errors, id_column=id_column, k=k, embedding=embedding,
                       weights=weights, device=device, save_atlas=save_atlas, progress=progress)
-    typer.echo(f"scored {run.scored} rows -> {run.out}; {run.failed} errors -> {run.errors}")
-    if run.failed:
-        raise typer.Exit(1)
+    finish_batch(f"scored {run.scored} rows -> {run.out}; {run.failed} errors -> {run.errors}",
+                 total=run.scored + run.failed, done=run.scored, failed=run.failed, errors=run.errors, what="rows")
 
 
 def validate(
@@ -78,8 +77,8 @@ def evaluate_cmd(
         typer.echo(f"{len(report.errors)} problems recorded in {report.out_dir / 'errors.csv'}", err=True)
     for name, why in report.unscored.items():
         typer.echo(f"error: {name}: no image was compared: {why}", err=True)
-    if report.unscored:
-        raise typer.Exit(1)
+    if report.unscored:  # its inputs are the tables: rows it could not compare are findings of the report
+        raise typer.Exit(EXIT_FAILED)
 
 
 @experiment_app.command("corruption")
@@ -169,9 +168,8 @@ def experiment_ctr(
 @experiment_app.command("threshold", hidden=True, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def experiment_threshold() -> None:
     """Removed: the Quality Flag no longer thresholds the uncertainty."""
-    typer.echo("error: experiment threshold was removed: the Quality Flag now rests on the Estimated Dice; "
-               "calibrate it with chexmask experiment failures, then chexmask experiment quality-fit (docs/quality.md)", err=True)
-    raise typer.Exit(2)
+    raise usage_error("experiment threshold was removed: the Quality Flag now rests on the Estimated Dice; "
+                      "calibrate it with chexmask experiment failures, then chexmask experiment quality-fit (docs/quality.md)")
 
 
 @experiment_app.command("failures")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import typer
 
-
 import chexmask
-from chexmask.cli._errors import exit_on
+from chexmask.cli._errors import exit_on, fail, usage_error
 from chexmask.model.default import DEFAULT_MODEL
 
 export_app = typer.Typer(help="Export predictions for review in other tools.", no_args_is_help=True)
@@ -45,8 +44,7 @@ def import_labelstudio(
     typer.echo(f"{len(df)} corrected images written to {out}")
     if df.empty:
         who = f" by {annotator!r}" if annotator is not None else ""
-        typer.echo(f"error: no task of {export} has a usable (not cancelled) annotation{who}", err=True)
-        raise typer.Exit(1)
+        raise fail(f"no task of {export} has a usable (not cancelled) annotation{who}")
 
 
 def _missing_app_extra(exc: ImportError) -> str:
@@ -70,18 +68,16 @@ def serve(
     import ipaddress
 
     if flag_threshold is not None:
-        typer.echo("error: --flag-threshold was removed: the quality flag now rests on the Estimated Dice columns "
-                   "(chexmask.flag.DEFAULT_MIN_DICE; docs/quality.md)", err=True)
-        raise typer.Exit(2)
+        raise usage_error("--flag-threshold was removed: the quality flag now rests on the Estimated Dice columns "
+                          "(chexmask.flag.DEFAULT_MIN_DICE; docs/quality.md)")
 
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback and not allow_remote:
-        typer.echo(f"error: --host {host!r} is not a loopback address; the demo has no authentication,"
-                   " pass --allow-remote to expose it anyway", err=True)
-        raise typer.Exit(1)
+        raise usage_error(f"--host {host!r} is not a loopback address; the demo has no authentication,"
+                          " pass --allow-remote to expose it anyway")
     with exit_on(ImportError, message=_missing_app_extra):
         import uvicorn
 

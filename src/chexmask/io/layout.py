@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chexmask._errors import ChexmaskError
+from chexmask._errors import InputError
 from chexmask.anatomy import ALL_NODE_COUNTS, ORGANS
 
 __all__ = ["read_split", "find_image", "load_landmarks_npz", "landmark_arrays"]
@@ -25,7 +25,7 @@ def read_split(jsrt_dir: Path, split: str) -> list[str]:
     """Image ids of a split (``train``, ``val`` or ``test``) of a JSRT-layout folder."""
     path = Path(jsrt_dir) / "splits" / f"{split}.txt"
     if not path.exists():
-        raise ChexmaskError(f"{path}: no such split file (a JSRT-layout folder has splits/{{train,val,test}}.txt)")
+        raise InputError(path, "no such split file (a JSRT-layout folder has splits/{train,val,test}.txt)")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -44,7 +44,7 @@ def find_image(folder: Path, image_id: str) -> Path:
     for suffix in (".png", ".jpg", ".jpeg"):
         if (path := folder / "images" / f"{image_id}{suffix}").exists():
             return path
-    raise ChexmaskError(f"{folder / 'images'}: no image for id {image_id!r} listed in the split")
+    raise InputError(folder / "images", f"no image for id {image_id!r} listed in the split")
 
 
 def landmark_arrays(path: str | Path, organs: tuple[str, ...] = ORGANS) -> tuple[np.ndarray, np.ndarray]:

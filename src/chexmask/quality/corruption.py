@@ -29,13 +29,18 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from chexmask._errors import ChexmaskError
+from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import ORGANS, organ_slices
 from chexmask.io.read import XrayImage
 from chexmask.model.default import DEFAULT_MODEL
 from chexmask.preprocess import to_1024_frame
 from chexmask.quality.experiment_inputs import resolve_images
-from chexmask.quality.image_corruptions import KINDS, OCCLUSION_POSITIONS, Corruption, default_corruptions
+from chexmask.quality.image_corruptions import (
+    KINDS,
+    OCCLUSION_POSITIONS,
+    Corruption,
+    default_corruptions,
+)
 
 __all__ = [
     "CorruptionResult",
@@ -305,15 +310,17 @@ def corruption_experiment(
 
     Raises
     ------
-    ChexmaskError
-        On unreadable inputs, a missing landmark folder, or too few samples.
+    InputError
+        On unreadable inputs or a missing landmark folder.
+    ValueError
+        With fewer than 2 samples.
     """
     from chexmask.inference.segmenter import Segmenter
-    from chexmask.io.read import read_image
     from chexmask.io.layout import load_landmarks_npz
+    from chexmask.io.read import read_image
 
     if samples < 2:
-        raise ChexmaskError(f"--uncertainty must be >= 2 to estimate a spread, got {samples}")
+        raise ValueError(f"--uncertainty must be >= 2 to estimate a spread, got {samples}")
     read = [read_image(p) for p in resolve_images(images, split, limit)]
     if landmarks_dir is None and split is not None:  # a JSRT-layout input brings its landmarks
         landmarks_dir = next((Path(i) / "landmarks" for i in images if (Path(i) / "landmarks").is_dir()), None)
@@ -321,7 +328,7 @@ def corruption_experiment(
     if landmarks_dir is not None:
         folder = Path(landmarks_dir)
         if not folder.is_dir():
-            raise ChexmaskError(f"--landmarks {folder}: not a folder")
+            raise InputError(f"--landmarks {folder}", "not a folder")
         for img in read:
             npz = folder / f"{img.image_id}.npz"
             if npz.is_file():

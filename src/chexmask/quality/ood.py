@@ -20,10 +20,10 @@ import pandas as pd
 
 from chexmask._errors import ChexmaskError
 from chexmask.io.read import XrayImage
+from chexmask.model.default import DEFAULT_MODEL
 from chexmask.quality.metrics import auroc
 from chexmask.quality.ood_scoring import SCORES, fit_reference, ood_scores
 from chexmask.quality.ood_sets import non_chest_images, synthetic_ood
-from chexmask.model.default import DEFAULT_MODEL
 
 __all__ = [
     "OODResult",
@@ -209,7 +209,9 @@ def ood_experiment(
     Raises
     ------
     ChexmaskError
-        On unreadable inputs, no OOD images, or too few samples.
+        On unreadable inputs or no OOD images.
+    ValueError
+        With fewer than 2 samples.
     """
     import cv2
 
@@ -218,7 +220,7 @@ def ood_experiment(
     from chexmask.quality.experiment_inputs import resolve_images
 
     if samples < 2:
-        raise ChexmaskError(f"--uncertainty must be >= 2 to estimate a spread, got {samples}")
+        raise ValueError(f"--uncertainty must be >= 2 to estimate a spread, got {samples}")
     in_images = [read_image(p) for p in resolve_images(in_inputs, split, limit)]
     sets: dict[str, list[XrayImage]] = {}
     if out_inputs:
