@@ -98,7 +98,7 @@ def test_missing_and_unknown_files(tmp_path):
     with pytest.raises(InputError, match=r"nope.csv: file not found"):
         table_columns(tmp_path / "nope.csv")
     (tmp_path / "t.xlsx").write_text("x")
-    with pytest.raises(InputError, match=r"unknown table format 't.xlsx'"):
+    with pytest.raises(InputError, match=r"t.xlsx: unknown table format '.xlsx'"):
         next(iter_chunks(tmp_path / "t.xlsx"))
 
 
@@ -250,5 +250,5 @@ def test_convert_refuses_its_own_source_and_unknown_suffix(cxr8, tmp_path):
     (tmp_path / "t.csv").write_bytes(cxr8.read_bytes())
     with pytest.raises(ValueError, match="is the source table"):
         convert_table(tmp_path / "t.csv", tmp_path / "t.csv")
-    with pytest.raises(ValueError, match="unknown table format 'out.xlsx'"):
+    with pytest.raises(ValueError, match="out.xlsx: unknown table format '.xlsx'"):
         convert_table(tmp_path / "t.csv", tmp_path / "out.xlsx")

@@ -23,8 +23,8 @@ from chexmask.formats.stream import (
     check_table_file,
     iter_chunks,
     table_columns,
-    table_kind,
 )
+from chexmask.formats.table_paths import table_format
 from chexmask.formats.tables import FLOAT_COLUMNS, INT_COLUMNS
 
 __all__ = ["convert_table"]
@@ -176,10 +176,7 @@ def convert_table(
     """
     src, dst = Path(src), Path(dst)
     src_kind = check_table_file(src)
-    try:
-        dst_kind = table_kind(dst)
-    except InputError as err:
-        raise ValueError(str(err)) from None
+    dst_kind = table_format(dst)  # an InputError, which is a ValueError
     if dst.exists() and dst.resolve() == src.resolve():
         raise ValueError(f"dst {dst} is the source table; choose another output path")
     check_chunk_options(chunksize, None)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chexmask._errors import InputError
-from chexmask.formats.runfiles import failure
+from chexmask.formats.runfiles import errors_path, failure
 from chexmask.formats.stream import DEFAULT_CHUNKSIZE
+from chexmask.formats.table_paths import output_table_format
 from chexmask.measures import arrow_types, measure_record, measure_runs
 
 __all__ = ["MeasureRun", "measure_table"]
@@ -134,17 +135,6 @@ class _Writer:
         self._fh.close()
 
 
-def _output_kind(out: Path, table) -> str:
-    name = out.name.lower()
-    if not name.endswith((".csv", ".parquet")):
-        raise ValueError(f"-o {out}: the output must end in .csv or .parquet, got {out.suffix or 'no suffix'!r}")
-    if not out.parent.is_dir():
-        raise ValueError(f"-o {out}: folder {out.parent} does not exist")
-    if isinstance(table, (str, os.PathLike)) and out.exists() and out.resolve() == Path(table).resolve():
-        raise ValueError(f"-o {out} is the input table; choose another output path")
-    return "csv" if name.endswith(".csv") else "parquet"
-
-
 def measure_table(
     table,
     out: str | os.PathLike[str],
@@ -207,7 +197,7 @@ def measure_table(
 
     start = time.perf_counter()
     out = Path(out)
-    kind = _output_kind(out, table)
+    kind = output_table_format(out, table if isinstance(table, (str, os.PathLike)) else None)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"--workers must be >= 0 (0 = no worker processes), got {workers!r}")
     if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
@@ -220,7 +210,7 @@ def measure_table(
         raise InputError(source, f"missing mask column(s) {missing}; found {header}")
     columns = [*MASK_COLUMNS.values(), *(c for c in ("Height", "Width") if c in header)]
     chunks = iter_chunks(table, columns=columns, chunksize=chunksize)
-    errors = Path(errors) if errors is not None else out.with_name(out.name[: -len(out.suffix)] + ".errors.csv")
+    errors = Path(errors) if errors is not None else errors_path(out)
     failures: list[list[str]] = []
     measured = 0
 

@@ -2,7 +2,9 @@
 
 One schema for every command (``docs/segment.md``, "Errors and provenance files"):
 
-- **Errors table** (CSV): the columns :data:`ERROR_COLUMNS` = ``path, error, reason``,
+- **Errors table** (CSV), :func:`errors_path` beside the output (``<name>.errors.csv``,
+  ``<name>`` the output's name without its table suffix), unless a command is given
+  another path or writes into a folder (``masks``: ``OUT/errors.csv``): the columns :data:`ERROR_COLUMNS` = ``path, error, reason``,
   one row per input that failed. ``path`` is what failed: an image file, or a table row
   as ``"<table> row <N>"`` (1-based data rows); ``error`` the error type (the exception
   class, e.g. ``UnreadableImageError``, ``RLEError``, or a name such as ``DuplicateId``);
@@ -25,12 +27,26 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["ERROR_COLUMNS", "RUN_KEYS", "failure", "write_errors", "atomic_write", "utc_iso", "run_record", "write_run_json"]
+from chexmask.formats.table_paths import table_stem
+
+__all__ = ["ERROR_COLUMNS", "RUN_KEYS", "errors_path", "failure", "write_errors", "atomic_write", "utc_iso", "run_record", "write_run_json"]
 
 #: Columns of every errors table, first and in this order.
 ERROR_COLUMNS: list[str] = ["path", "error", "reason"]
 #: Keys of every provenance record, first and in this order.
 RUN_KEYS: list[str] = ["chexmask", "command", "args", "started", "finished", "seconds", "counts"]
+
+
+def errors_path(out: str | os.PathLike[str]) -> Path:
+    """The errors table of a command writing ``out``: ``<name>.errors.csv`` beside it.
+
+    Examples
+    --------
+    >>> errors_path("runs/m.parquet").as_posix(), errors_path("scores.csv.gz").name
+    ('runs/m.errors.csv', 'scores.errors.csv')
+    """
+    out = Path(out)
+    return out.with_name(table_stem(out) + ".errors.csv")
 
 
 def failure(where: str, exc: Exception) -> tuple[str, str, str]:

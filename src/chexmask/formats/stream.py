@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from chexmask._errors import InputError
+from chexmask.formats.table_paths import table_format
 from chexmask.formats.tables import MASK_COLUMNS, id_column, mask_size
 from chexmask.masks.rle import decode_rle, rle_runs
 
@@ -45,19 +46,9 @@ RCA_COLUMN: str = "Dice RCA (Mean)"
 TableSource = str | os.PathLike[str] | pd.DataFrame
 
 
-def table_kind(path: Path) -> str:
-    """``"csv"`` (``.csv``, ``.csv.gz``) or ``"parquet"``, by the file name; else an :class:`InputError`."""
-    name = path.name.lower()
-    if name.endswith((".csv", ".csv.gz")):
-        return "csv"
-    if name.endswith(".parquet"):
-        return "parquet"
-    raise InputError(path, f"unknown table format {path.name!r} (expected .csv, .csv.gz or .parquet)")
-
-
 def check_table_file(path: Path) -> str:
-    """The :func:`table_kind` of an existing file; an :class:`InputError` if it is missing or not a file."""
-    kind = table_kind(path)
+    """The :func:`~chexmask.formats.table_paths.table_format` of an existing file; an :class:`InputError` if it is missing or not a file."""
+    kind = table_format(path)
     if not path.is_file():
         raise InputError(path, "file not found" if not path.exists() else "not a file")
     return kind
@@ -173,7 +164,7 @@ def _raw_chunks(table: TableSource, columns: list[str], chunksize: int) -> Itera
         return
     path = Path(table)
     first = 1
-    if table_kind(path) == "csv":
+    if table_format(path) == "csv":
         # usecols only for a subset: with it pandas drops a row's surplus fields silently.
         subset = columns if columns != table_columns(path) else None
         reader = pd.read_csv(

@@ -12,7 +12,6 @@ bytes, and CSV -> Parquet -> CSV does too.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -29,6 +28,7 @@ from chexmask.formats.landmark_columns import (
     STD_COLUMN,
     landmarks_column,
 )
+from chexmask.formats.table_paths import is_table_path, table_format
 
 __all__ = [
     "CHEXMASK_COLUMNS",
@@ -96,7 +96,6 @@ _TEXT_COLUMNS = ("Landmarks", MEAN_LANDMARKS_COLUMN, STD_COLUMN, "Right Lung", "
 FLOAT_COLUMNS = ("Dice RCA (Mean)", "Dice RCA (Max)")
 INT_COLUMNS = ("Height", "Width")
 _KNOWN_DATA = set(CHEXMASK_COLUMNS) | set(PHYSICIAN_COLUMNS[1:]) | {MEAN_LANDMARKS_COLUMN, STD_COLUMN}
-_FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
 
 
 def _norm(name: str) -> str:
@@ -147,26 +146,6 @@ def id_column(df: pd.DataFrame, *, source: str = "table") -> str:
         source,
         f"no image id column; expected one of {list(ID_COLUMNS)}, found columns {columns}",
     )
-
-
-def is_table_path(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` names a table by its suffix (``.csv``, ``.csv.gz``, ``.parquet``)."""
-    return _table_format(Path(path)) is not None
-
-
-def _table_format(path: Path) -> str | None:
-    name = path.name.lower()
-    for suffix in sorted(_FORMATS, key=len, reverse=True):
-        if name.endswith(suffix):
-            return _FORMATS[suffix]
-    return None
-
-
-def _unknown_format(path: Path) -> str:
-    suffix = "".join(path.suffixes[-2:]) if path.suffixes else ""
-    close = difflib.get_close_matches(suffix.lower(), list(_FORMATS), n=1, cutoff=0.4)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown table format {suffix or path.name!r} (expected {', '.join(_FORMATS)}){hint}"
 
 
 def _is_missing(value: object) -> bool:
@@ -323,9 +302,7 @@ def read_table(path: str | os.PathLike[str], *, bad_values: str = "raise") -> pd
     if bad_values not in ("raise", "keep"):
         raise ValueError(f"bad_values must be 'raise' or 'keep', got {bad_values!r}")
     path = Path(path)
-    kind = _table_format(path)
-    if kind is None:
-        raise InputError(path, _unknown_format(path))
+    kind = table_format(path)
     if not path.is_file():
         raise InputError(path, "file not found" if not path.exists() else "not a file")
     try:
@@ -369,7 +346,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 
     Raises
     ------
-    ValueError
+    InputError
         If the suffix is not a known format (the message suggests the closest one).
 
     Notes
@@ -383,12 +360,10 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     >>> write_table(pd.DataFrame(), "out.xlsx")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: out.xlsx: unknown table format '.xlsx' (...); did you mean '.csv'?
+    chexmask._errors.InputError: out.xlsx: unknown table format '.xlsx' (...); did you mean '.csv'?
     """
     path = Path(path)
-    kind = _table_format(path)
-    if kind is None:
-        raise ValueError(f"{path}: {_unknown_format(path)}")
+    kind = table_format(path)
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
     if kind == "csv":

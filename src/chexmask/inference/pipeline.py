@@ -34,7 +34,14 @@ from pathlib import Path
 from chexmask._errors import InputError
 from chexmask.formats.records import PartStore, assemble
 from chexmask.formats.runfiles import run_record, utc_iso, write_errors, write_run_json
-from chexmask.inference.plan import WorkItem, chunks, items_from_pairs, parse_shard, plan_items
+from chexmask.formats.table_paths import output_table_format
+from chexmask.inference.plan import (
+    WorkItem,
+    chunks,
+    items_from_pairs,
+    parse_shard,
+    plan_items,
+)
 from chexmask.inference.provenance import fingerprint, finished_run, run_paths, sha256
 from chexmask.inference.stages import load_item
 from chexmask.model.default import DEFAULT_MODEL
@@ -78,12 +85,8 @@ class RunSummary:
 
 def check_output(output: str | os.PathLike[str]) -> Path:
     """The output path, checked: ``.csv`` or ``.parquet`` in an existing folder."""
-    path = Path(output)
-    if path.suffix.lower() not in (".csv", ".parquet"):
-        raise ValueError(f"-o {output}: the output must end in .csv (CheXmask CSV) or .parquet, got {path.suffix or 'no suffix'!r}")
-    if not path.parent.is_dir():
-        raise ValueError(f"-o {output}: folder {path.parent} does not exist")
-    return path
+    output_table_format(output)
+    return Path(output)
 
 
 

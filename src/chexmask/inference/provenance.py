@@ -17,6 +17,8 @@ import logging
 from pathlib import Path
 
 import chexmask
+from chexmask.formats.runfiles import errors_path
+from chexmask.formats.table_paths import table_stem
 from chexmask.inference.plan import WorkItem
 from chexmask.measures import MEASURE_COLUMNS
 
@@ -27,8 +29,7 @@ log = logging.getLogger(__name__)
 
 def run_paths(output: Path) -> tuple[Path, Path, Path]:
     """``(parts folder, errors file, run.json)`` of the output ``output``."""
-    stem = output.name[: -len(output.suffix)]
-    return output.with_name(output.name + ".parts"), output.with_name(stem + ".errors.csv"), output.with_name(stem + ".run.json")
+    return output.with_name(output.name + ".parts"), errors_path(output), output.with_name(table_stem(output) + ".run.json")
 
 
 def fingerprint(segmenter, items: list[WorkItem], id_column: str, chunk_size: int, shard) -> dict:

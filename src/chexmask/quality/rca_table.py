@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from chexmask._errors import InputError
-from chexmask.formats.runfiles import ERROR_COLUMNS
+from chexmask.formats.runfiles import ERROR_COLUMNS, errors_path
 from chexmask.io.read import XrayImage
 from chexmask.quality.atlas import open_atlas
 from chexmask.quality.rca import RCAResult, RCAScorer
@@ -156,7 +156,8 @@ def run_rca(
     out : str or path-like
         Scores table, ``.csv``, ``.csv.gz`` or ``.parquet``.
     errors : str or path-like, optional
-        Errors CSV; default ``OUT`` with its suffix replaced by ``.errors.csv``.
+        Errors CSV; default ``OUT``'s name without its table suffix + ``.errors.csv``
+        (:func:`chexmask.formats.runfiles.errors_path`).
     k, embedding, method
         As for :class:`~chexmask.quality.rca.RCAScorer`.
     weights : str or path-like, optional
@@ -187,7 +188,7 @@ def run_rca(
         scorer.atlas.save(save_atlas)
     scores, failed = score_table(images, table, scorer, id_column=id_column, progress=progress)
     out = Path(out)
-    errors = Path(errors) if errors is not None else out.with_name(out.name.split(".")[0] + ".errors.csv")
+    errors = Path(errors) if errors is not None else errors_path(out)
     write_table(scores, out)
     failed.to_csv(errors, index=False, lineterminator="\n")
     return RCARun(len(scores), len(failed), out, errors)
