@@ -12,11 +12,10 @@ import struct
 from dataclasses import dataclass
 
 from chexmask._errors import InputError
+from chexmask.io.sniff import HEAD_BYTES, image_kind
 
 __all__ = ["Limits", "UploadRejected", "check_upload", "safe_name"]
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
 # JPEG start-of-frame markers (baseline, progressive, lossless, ...); C4, C8, CC are not frames.
 _SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -127,14 +126,10 @@ def check_upload(data: bytes, name: str, limits: Limits) -> str:
         raise UploadRejected(
             name, f"the file is {len(data) / 2**20:.1f} MiB; the limit is {limits.max_bytes / 2**20:.0f} MiB", 413
         )
-    if data.startswith(_PNG_MAGIC):
-        kind, size = "png", _png_size(data)
-    elif data.startswith(_JPEG_MAGIC):
-        kind, size = "jpeg", _jpeg_size(data)
-    elif data[128:132] == b"DICM":
-        kind, size = "dicom", _dicom_size(data)
-    else:
+    kind = image_kind(data[:HEAD_BYTES])
+    if kind is None:
         raise UploadRejected(name, "not a PNG, JPEG or DICOM file (checked by content, not by name)", 415)
+    size = {"png": _png_size, "jpeg": _jpeg_size, "dicom": _dicom_size}[kind](data)
     if size is None:
         raise UploadRejected(name, f"the {kind.upper()} header is truncated or corrupt", 422)
     height, width = size

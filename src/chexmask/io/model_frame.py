@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from chexmask.io.read import XrayImage, is_complete, read_image
+from chexmask.io.sniff import HEAD_BYTES, image_kind
 from chexmask.preprocess import Geometry, pad_resize, pad_resize_reduced
 
 __all__ = ["reduction_factor", "model_frame", "read_model_frame"]
@@ -95,8 +96,8 @@ def read_model_frame(path: str | os.PathLike[str], size: int) -> tuple[np.ndarra
     declined = False  # the reduced decode was tried on these bytes and does not apply
     try:
         with open(path, "rb") as fh:
-            head = fh.read(132)
-            if head[128:132] != b"DICM" and head.startswith(b"\xff\xd8\xff"):
+            head = fh.read(HEAD_BYTES)
+            if image_kind(head) == "jpeg":
                 frame = _jpeg_frame(head + fh.read(), size)
                 if frame is not None:
                     return (*frame, None)

@@ -20,12 +20,11 @@ import numpy as np
 
 from chexmask._errors import UnreadableImageError
 from chexmask.io.discover import DEFAULT_EXTENSIONS
+from chexmask.io.sniff import HEAD_BYTES, image_kind
 
 __all__ = ["XrayImage", "read_image", "is_complete", "image_id_of"]
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
-_JPEG_MAGIC = b"\xff\xd8\xff"
 _JPEG_END = b"\xff\xd9"
 _TAIL_BYTES = 4096
 _DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -145,19 +144,20 @@ def read_image(path: str | os.PathLike[str], *, scale16: Scale16 = "minmax") -> 
         raise UnreadableImageError(path, "is a directory, not an image file")
     try:
         with open(p, "rb") as fh:
-            head = fh.read(132)
+            head = fh.read(HEAD_BYTES)
     except OSError as exc:
         raise UnreadableImageError(path, f"cannot open file: {exc.strerror or exc}") from exc
     if not head:
         raise UnreadableImageError(path, "empty file")
 
     spacing = jpeg = None
-    if head[128:132] == b"DICM":
+    kind = image_kind(head)
+    if kind == "dicom":
         pixels, photometric, view, bits, spacing = _read_dicom(p)
-    elif head.startswith(_PNG_MAGIC):
+    elif kind == "png":
         pixels, photometric, bits = _read_raster(p, p.read_bytes(), "PNG", scale16)
         view = None
-    elif head.startswith(_JPEG_MAGIC):
+    elif kind == "jpeg":
         jpeg = p.read_bytes()
         pixels, photometric, bits = _read_raster(p, jpeg, "JPEG", scale16)
         view = None
