@@ -14,13 +14,14 @@ import pandas as pd
 import pytest
 
 from chexmask import InputError
+from chexmask.anatomy import ORGANS
 from chexmask.io.read import read_image
-from chexmask.preprocess import pad_resize
 from chexmask.masks.rle import encode_rle
-from chexmask.quality.atlas import ORGANS, Atlas, atlas_cache_path, build_atlas, open_atlas
+from chexmask.preprocess import pad_resize
+from chexmask.quality.atlas import Atlas, atlas_cache_path, build_atlas, open_atlas
 from chexmask.quality.rca import RCAResult, RCAScorer, score_segmentation
-from chexmask.quality.registration import METHODS, prepare, register, warp_mask
 from chexmask.quality.rca_table import score_table
+from chexmask.quality.registration import METHODS, prepare, register, warp_mask
 
 H, W = 144, 128  # portrait: exercises the padding to square
 

@@ -40,6 +40,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from chexmask.anatomy import ORGANS
+
 __all__ = ["MEASURE_COLUMNS", "MEASURE_DECIMALS", "measure_masks", "measure_runs", "measure_record", "arrow_types"]
 
 #: The measurement columns, in table order: pixel lengths and areas, then mm and mm²
@@ -67,7 +69,6 @@ MEASURE_COLUMNS: list[str] = [
 _PX_COLUMNS = frozenset(c for c in MEASURE_COLUMNS if c.endswith("(px)"))
 #: ``CTR`` and the mm values are rounded to this many decimals in tables.
 MEASURE_DECIMALS = 4
-_ORGANS = ("right_lung", "left_lung", "heart")
 
 
 class _Extent(NamedTuple):
@@ -158,10 +159,10 @@ def measure_masks(masks: Mapping[str, np.ndarray], pixel_spacing: tuple[float, f
     >>> bool(np.isnan(measure_masks(masks)["Heart Width (mm)"]))
     True
     """
-    missing = [o for o in _ORGANS if o not in masks]
+    missing = [o for o in ORGANS if o not in masks]
     if missing:
         raise ValueError(f"masks lacks {missing}; it has {sorted(masks)}")
-    arrays = {o: np.asarray(masks[o]) != 0 for o in _ORGANS}
+    arrays = {o: np.asarray(masks[o]) != 0 for o in ORGANS}
     shapes = {a.shape for a in arrays.values()}
     if len(shapes) != 1 or arrays["heart"].ndim != 2:
         raise ValueError(f"masks must be 2-D arrays of one shape, got {({o: a.shape for o, a in arrays.items()})}")
@@ -186,10 +187,10 @@ def measure_runs(runs: Mapping[str, tuple[np.ndarray, np.ndarray]], width: int,
     dict of str to float
         The same values as :func:`measure_masks` of the painted masks.
     """
-    missing = [o for o in _ORGANS if o not in runs]
+    missing = [o for o in ORGANS if o not in runs]
     if missing:
         raise ValueError(f"runs lacks {missing}; it has {sorted(runs)}")
-    return _measures({o: _runs_extent(*runs[o], int(width)) for o in _ORGANS}, _check_spacing(pixel_spacing))
+    return _measures({o: _runs_extent(*runs[o], int(width)) for o in ORGANS}, _check_spacing(pixel_spacing))
 
 
 def _measures(ext: Mapping[str, _Extent], spacing: tuple[float, float] | None) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 import chexmask
+from chexmask.anatomy import ORGANS
 from chexmask.cli._errors import (
     dataset_run_errors,
     exit_on,
@@ -131,7 +132,7 @@ def masks_cmd(
     table: str = typer.Argument(..., help="CheXmask or physician table (.csv, .csv.gz or .parquet)."),
     out_dir: str = typer.Option(..., "--out", "-o", help="Output folder (also gets errors.csv and run.json)."),
     fmt: str = typer.Option("png", "--format", "-f", help="png (ORGAN/ID.png), npz (ID.npz), nifti (ORGAN/ID.nii.gz) or coco (annotations.json)."),
-    organs: list[str] = typer.Option(["right_lung", "left_lung", "heart"], "--organ", help="Organ to write; repeat for several."),
+    organs: list[str] = typer.Option(list(ORGANS), "--organ", help="Organ to write; repeat for several."),
     min_rca: float = typer.Option(None, "--min-rca", help="Only rows with Dice RCA (Mean) >= this (0.7 is the reference's threshold)."),
     ids: str = typer.Option(None, "--ids", help="Only the image ids listed in this file (one per line)."),
     workers: int = _workers_option(),

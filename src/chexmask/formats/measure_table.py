@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chexmask._errors import InputError
+from chexmask.anatomy import ORGANS
 from chexmask.formats.runfiles import errors_path, failure
 from chexmask.formats.stream import DEFAULT_CHUNKSIZE
 from chexmask.formats.table_paths import output_table_format
@@ -24,7 +25,6 @@ __all__ = ["MeasureRun", "measure_table"]
 
 log = logging.getLogger(__name__)
 
-_ORGANS = ("right_lung", "left_lung", "heart")
 
 #: Rows per worker task of :func:`measure_table`.
 _ROWS_PER_TASK = 64
@@ -54,7 +54,7 @@ def _measure_rows(task: list[tuple[int, str, dict]], source: str) -> list[tuple]
     for row, image_id, values in task:
         where = f"{source} row {row}"
         try:
-            _, width, runs = decode_runs(values, _ORGANS, source=where)  # no mask painted: the runs are measured
+            _, width, runs = decode_runs(values, ORGANS, source=where)  # no mask painted: the runs are measured
             out.append(("ok", image_id, measure_record(measure_runs(runs, width))))
         except InputError as err:  # the row's data is bad: record it, go on
             path, error, reason = failure(where, err)

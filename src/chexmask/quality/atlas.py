@@ -37,14 +37,14 @@ import numpy as np
 
 from chexmask._cache import cache_dir
 from chexmask._errors import ChexmaskError, InputError
+from chexmask.anatomy import ORGANS
 from chexmask.preprocess import pad_resize
 
-__all__ = ["Atlas", "ORGANS", "build_atlas", "open_atlas", "atlas_cache_path"]
+__all__ = ["Atlas", "build_atlas", "open_atlas", "atlas_cache_path"]
 
 log = logging.getLogger(__name__)
 
 #: Organs of an atlas, in mask order; the heart may be missing from a reference.
-ORGANS: tuple[str, ...] = ("right_lung", "left_lung", "heart")
 _FORMAT = "chexmask-rca-atlas-2"
 _Sources = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -160,8 +160,8 @@ def _reference_masks(folder: Path, image_id: str, height: int, width: int) -> di
             return {o: d[o] for o in ORGANS}
     landmarks = folder / "landmarks" / f"{image_id}.npz"
     if landmarks.is_file():
-        from chexmask.masks.fill import landmarks_to_masks
         from chexmask.io.layout import load_landmarks_npz
+        from chexmask.masks.fill import landmarks_to_masks
 
         with np.load(landmarks) as d:
             has_heart = "H" in d.files
@@ -222,8 +222,8 @@ def build_atlas(sources: _Sources, segmenter=None, split: str = "train", size: i
     """
     from tqdm.auto import tqdm
 
-    from chexmask.io.read import read_image
     from chexmask.io.layout import find_image
+    from chexmask.io.read import read_image
 
     items = [(folder, image_id) for folder in _folders(sources) for image_id in _split_ids(folder, split)]
     n = len(items)

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from chexmask.anatomy import ORGANS
 from chexmask.model.default import DEFAULT_MODEL
 
 __all__ = ["SOURCES", "CTR_THRESHOLD", "ctr_agreement", "CTRValidation", "validate_ctr", "write_ctr_report"]
@@ -53,7 +54,6 @@ SOURCES: dict[str, str] = {
 }
 #: CTR above which a film reads as an enlarged heart.
 CTR_THRESHOLD = 0.5
-_ORGANS = ("right_lung", "left_lung", "heart")
 
 
 def ctr_agreement(test, reference, threshold: float = CTR_THRESHOLD) -> dict[str, float]:
@@ -180,8 +180,8 @@ def validate_ctr(
         ``limit`` below 1.
     """
     from chexmask.inference.segmenter import Segmenter
-    from chexmask.masks.fill import landmarks_to_masks
     from chexmask.io.layout import load_landmarks_npz
+    from chexmask.masks.fill import landmarks_to_masks
     from chexmask.model.report import segment_split
 
     if limit is not None and limit < 1:
@@ -191,7 +191,7 @@ def validate_ctr(
     rows = []
     for _, image, seg in segment_split(segmenter, jsrt_dir, split, limit):
         with np.load(jsrt_dir / "scr_masks" / f"{image.image_id}.npz") as ref:
-            scr = {o: ref[o] for o in _ORGANS}
+            scr = {o: ref[o] for o in ORGANS}
         pred = seg.masks()
         points = load_landmarks_npz(jsrt_dir / "landmarks" / f"{image.image_id}.npz")
         expert = landmarks_to_masks(np.rint(points).astype(np.int64), image.height, image.width)

@@ -43,9 +43,16 @@ import cv2
 import numpy as np
 
 from chexmask._errors import InputError
+from chexmask.anatomy import ORGANS
 from chexmask.io.read import XrayImage
 from chexmask.preprocess import pad_resize
-from chexmask.quality.atlas import ORGANS, Atlas, build_atlas, latent_mean, open_atlas, resize_mask
+from chexmask.quality.atlas import (
+    Atlas,
+    build_atlas,
+    latent_mean,
+    open_atlas,
+    resize_mask,
+)
 from chexmask.quality.metrics import dice as mask_dice
 from chexmask.quality.registration import METHODS, prepare, register, warp_mask
 
