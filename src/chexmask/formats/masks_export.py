@@ -18,10 +18,7 @@ import csv
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,9 +26,16 @@ from typing import Any
 import pandas as pd
 
 from chexmask._errors import InputError
+from chexmask._pool import OrderedPool
 from chexmask.anatomy import ORGANS
 from chexmask.formats.mask_writers import MaskWriter, get_writer
-from chexmask.formats.runfiles import ERROR_COLUMNS, failure, run_record, utc_iso, write_run_json
+from chexmask.formats.runfiles import (
+    ERROR_COLUMNS,
+    failure,
+    run_record,
+    utc_iso,
+    write_run_json,
+)
 from chexmask.formats.stream import (
     DEFAULT_CHUNKSIZE,
     TableSource,
@@ -86,10 +90,7 @@ class ExportSummary:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(fmt: str, out_dir: str, organs: tuple[str, ...], source: str, main_pid: int) -> None:
-    from chexmask._lifeline import exit_with
-
-    exit_with(main_pid)  # no-op in the main process; a pool worker ends with the main process
+def _init_worker(fmt: str, out_dir: str, organs: tuple[str, ...], source: str) -> None:
     _WORKER.update(writer=get_writer(fmt)(Path(out_dir), organs), source=source)
 
 
@@ -144,23 +145,9 @@ def _run(tasks: Iterable[list], workers: int, init_args: tuple) -> Iterator[list
     """Results of the tasks in submission order, at most 2 x workers in flight (0 workers: in this process)."""
     if workers == 0:
         _init_worker(*init_args)
-        for task in tasks:
-            yield _write_rows(task)
-        return
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init_args) as pool:
-        pending: deque = deque()
-        try:
-            for task in tasks:
-                pending.append(pool.submit(_write_rows, task))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        except BrokenProcessPool as err:
-            raise RuntimeError(
-                "a mask-writing worker process died (killed for memory? try fewer --workers "
-                "or a smaller chunksize)"
-            ) from err
+    with OrderedPool(workers, initializer=_init_worker, initargs=init_args, preload=("chexmask.formats.masks_export",),
+                     died="rerun with fewer --workers or a smaller --chunk-size") as pool:
+        yield from pool.ordered(_write_rows, ((task,) for task in tasks))
 
 
 def export_masks(
@@ -213,7 +200,7 @@ def export_masks(
         If ``fmt``, an organ, ``workers``, ``chunksize`` or ``min_rca`` is invalid.
     ImportError
         If ``fmt="nifti"`` and nibabel is not installed.
-    RuntimeError
+    ChexmaskError
         If a worker process dies.
 
     Notes
@@ -266,7 +253,7 @@ def export_masks(
             bar.update(len(results))
 
         tasks = _tasks(chunks, ident, set(), bad, source)
-        for batch in _run(tasks, workers, (fmt, str(out), organs, source, os.getpid())):
+        for batch in _run(tasks, workers, (fmt, str(out), organs, source)):
             record([*bad, *batch])
             bad.clear()
         record(bad)  # rows rejected after the last task

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chexmask._errors import InputError
+from chexmask._pool import OrderedPool
 from chexmask.anatomy import ORGANS
 from chexmask.formats.runfiles import errors_path, failure
 from chexmask.formats.stream import DEFAULT_CHUNKSIZE
@@ -73,27 +74,8 @@ def _tasks(chunks, ident: str):
 
 def _run(tasks, workers: int, source: str):
     """Results of the tasks in order, at most ``2 * workers`` in flight (0 workers: in this process)."""
-    if workers == 0:
-        for task in tasks:
-            yield _measure_rows(task, source)
-        return
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    from chexmask._errors import ChexmaskError
-
-    with ProcessPoolExecutor(workers) as pool:
-        pending: deque = deque()
-        try:
-            for task in tasks:
-                pending.append(pool.submit(_measure_rows, task, source))
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        except BrokenProcessPool as err:
-            raise ChexmaskError("a measuring worker process died (killed for memory?); rerun with fewer --workers") from err
+    with OrderedPool(workers, preload=("chexmask.formats.measure_table",)) as pool:
+        yield from pool.ordered(_measure_rows, ((task, source) for task in tasks))
 
 
 class _Writer:

@@ -2,76 +2,41 @@
 
 Reads run ahead of the model by a bounded look-ahead (never more than a few batches in
 flight); each chunk's rows are written as one part once its last row is back, while the
-next chunk is predicted. Workers are fresh processes (a fork server, never ``fork``) that
-end with the main process however it dies (:mod:`chexmask._lifeline`).
+next chunk is predicted. The workers are :class:`chexmask._pool.OrderedPool`'s: fresh
+processes that end with the main process however it dies.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 
-from chexmask._errors import ChexmaskError
+from chexmask._pool import OrderedPool
 from chexmask.formats.records import PartStore
-from chexmask.inference.stages import failure_record, load_item, predict_segmentations, success_records
+from chexmask.inference.stages import (
+    failure_record,
+    load_item,
+    predict_segmentations,
+    success_records,
+)
 
 __all__ = ["run_local"]
+
+#: What the fork server imports once: the worker's tasks and the model code they touch.
+_PRELOAD = ("chexmask.inference.local_engine", "chexmask.inference.segmenter")
 
 log = logging.getLogger(__name__)
 
 
-def _init_worker(main_pid: int) -> None:
+def _init_worker() -> None:
     import cv2
 
-    from chexmask._lifeline import exit_with
-
-    exit_with(main_pid)  # a killed run leaves no worker (nor fork server, nor resource tracker)
     cv2.setNumThreads(1)  # one image per worker process; OpenCV's own threads would oversubscribe
-
-
-def _mp_context():
-    """Fresh worker processes (never ``fork`` a parent whose torch/OpenMP threads may run).
-
-    A fork server that has imported the worker code starts each worker in milliseconds;
-    platforms without one use ``spawn``.
-    """
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["chexmask.inference.local_engine", "chexmask.inference.segmenter"])
-    return ctx
-
-
-def _run_now(fn: Callable, *args) -> Future:
-    fut: Future = Future()
-    fut.set_result(fn(*args))
-    return fut
-
-
-def _ordered(submit: Callable, fn: Callable, arg_tuples: Iterable[tuple], lookahead: int) -> Iterator:
-    """Results of ``fn(*args)`` in order, with at most ``lookahead`` calls in flight."""
-    pending: deque[Future] = deque()
-    for args in arg_tuples:
-        pending.append(submit(fn, *args))
-        if len(pending) >= lookahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, bar, stop_after: int | None, annotate=None) -> int:
     """Process the chunks of ``todo`` (``(chunk id, items)`` pairs), write each to ``parts``; return how many inputs failed."""
-    pool = (ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker, initargs=(os.getpid(),))
-            if workers > 0 else None)
-    submit = pool.submit if pool else _run_now
     size, batch_size = segmenter.input_size, segmenter.batch_size
-    loads = _ordered(submit, load_item, ((it.path, size) for _, chunk in todo for it in chunk), max(2 * batch_size, 4 * workers))
     failed = 0
     pending = None
 
@@ -80,7 +45,10 @@ def run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, b
             records.extend(fut.result())
         parts.write(chunk_id, records)
 
-    try:
+    with OrderedPool(workers, initializer=_init_worker, preload=_PRELOAD,
+                     died="rerun the same command to resume, with fewer --workers") as pool:
+        submit = pool.submit
+        loads = pool.ordered(load_item, ((it.path, size) for _, chunk in todo for it in chunk), max(2 * batch_size, 4 * workers))
         for done, (chunk_id, chunk) in enumerate(todo, 1):
             records: list[dict] = []
             futures: list[Future] = []
@@ -101,7 +69,7 @@ def run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, b
                     futures.append(submit(success_records, segs, [b[0] for b in batch], id_column, rca, [b[3] for b in batch]))
                     bar.update(len(batch))
                     batch = []
-            if pool is None:  # nothing builds rows in the background: write now, hold one chunk's rows at most
+            if workers == 0:  # nothing builds rows in the background: write now, hold one chunk's rows at most
                 finish(chunk_id, records, futures)
             else:
                 if pending is not None:  # finish the previous chunk while this one's rows are built
@@ -111,13 +79,6 @@ def run_local(segmenter, todo, parts: PartStore, id_column: str, workers: int, b
                 break
         if pending is not None:
             finish(*pending)
-    except BrokenProcessPool as exc:
-        raise ChexmaskError(
-            "a worker process died (killed, or out of memory?); rerun the same command to resume, with fewer --workers"
-        ) from exc
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
     return failed
 
 
