@@ -199,7 +199,7 @@ def test_ids_keep_subfolders(tiny_weights, xray_folder, tmp_path):
 @pytest.mark.parametrize(
     ("kw", "exc", "match"),
     [
-        ({"out": "x.txt"}, ValueError, r"must end in \.csv .* or \.parquet"),
+        ({"out": "x.txt"}, ValueError, r"must end in \.csv or \.parquet"),
         ({"workers": -1}, ValueError, "--workers must be >= 0"),
         ({"chunk_size": 0}, ValueError, "--chunk-size must be >= 1"),
         ({"engine": "spark"}, ValueError, "--engine 'spark'"),
