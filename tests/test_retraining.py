@@ -60,7 +60,7 @@ def test_retraining_trains_a_fresh_model_on_the_table_alone(small_source, tmp_pa
     assert {"lungs_dice", "heart_dice"} <= set(table.columns)
     assert (out / "from-hospital" / "last.safetensors").exists()
     bad = runner.invoke(app, ["experiment", "retrain", str(root), "--score", str(jsrt_dir), "-o", str(out)])
-    assert bad.exit_code != 0 and "FOLDER:SPLIT" in bad.output
+    assert bad.exit_code == 2 and "FOLDER:SPLIT" in bad.output
 
 
 def test_budget_epochs_cover_the_draws():

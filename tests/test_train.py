@@ -292,7 +292,7 @@ def test_kl_option_is_parsed_and_bad_values_named(tmp_path):
 
     assert _kl_schedule("1e-5") == (1e-5, None) and _kl_schedule("1e-5:3e-4") == (1e-5, 3e-4)
     result = CliRunner().invoke(app, ["train", str(tmp_path), "--kl", "lots", "--out", str(tmp_path / "o")])
-    assert result.exit_code != 0 and "--kl 'lots'" in result.output
+    assert result.exit_code == 2 and "--kl 'lots'" in result.output
 
 
 def test_kl_weight_is_logged_per_epoch(jsrt_dir, tmp_path):
@@ -348,7 +348,7 @@ def test_failure_augment_option_trains_and_is_checked(jsrt_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "r" / "train_config.json").read_text())["failure_augment"] == 1.0
     bad = CliRunner().invoke(app, ["train", str(jsrt_dir), "--failure-augment", "2", "-o", str(tmp_path / "b")])
-    assert bad.exit_code != 0 and "probability in [0, 1]" in bad.output
+    assert bad.exit_code == 2 and "probability in [0, 1]" in bad.output
 
 
 def test_the_logged_training_loss_is_per_head():

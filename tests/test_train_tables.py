@@ -121,10 +121,10 @@ def test_cli_table_errors_are_clear(jsrt_dir, tmp_path):
     df["Split"] = "train"
     write_table(df, tmp_path / "t.csv")
     res = runner.invoke(app, ["train", str(tmp_path / "t.csv"), "-o", str(tmp_path / "r")])
-    assert res.exit_code != 0 and "needs --images" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "needs --images" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["train", str(tmp_path / "t.csv"), "--images", str(jsrt_dir / "images"), "--size", "32",
                               "--epochs", "1", "-o", str(tmp_path / "r"), "--no-progress"])
-    assert res.exit_code != 0 and "no val images" in res.output and "Split" in res.output
+    assert res.exit_code == 1 and "no val images" in res.output and "Split" in res.output
 
 
 def test_a_table_run_is_deterministic(jsrt_dir, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import chexmask
-from chexmask.cli._errors import exit_on
+from chexmask.cli._errors import exit_on, usage_error
 
 
 def train(
@@ -40,12 +40,15 @@ def train(
     from chexmask.model.train import TrainConfig
     from chexmask.model.train import train as run_training
 
-    with exit_on(chexmask.ChexmaskError):
+    try:  # settings the run cannot have are bad usage (exit 2), whatever raised them
         kl_weight, kl_final = _kl_schedule(kl)
         cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
                           clavicles=clavicles, robust=robust, input_norm=input_norm, sampling=sampling, ema=ema,
                           refine_levels=tuple(refine_levels), kl_weight=kl_weight, kl_final=kl_final, kl_ramp=kl_ramp,
                           images=images, val_fraction=val_fraction, corrected_only=corrected_only, failure_augment=failure_augment)
+    except (chexmask.ChexmaskError, ValueError) as err:
+        raise usage_error(str(err)) from None
+    with exit_on(chexmask.ChexmaskError, ValueError):
         best = run_training(cfg, progress=progress)
     typer.echo(f"best model: {best}")
 
@@ -58,8 +61,15 @@ def _kl_schedule(text: str) -> tuple[float, float | None]:
     except ValueError:
         values = []
     if len(values) not in (1, 2):
-        raise chexmask.ChexmaskError(f"--kl {text!r}: give a weight (1e-5) or a ramp START:END (1e-5:3e-4)")
+        raise ValueError(f"--kl {text!r}: give a weight (1e-5) or a ramp START:END (1e-5:3e-4)")
     return values[0], (values[1] if len(values) == 2 else None)
+
+
+# The options the two experiments share: one definition, one meaning.
+_SIZE = typer.Option(256, help="Training resolution (a warm start needs the weights' own).")
+_BATCH = typer.Option(4, help="Images per step (fewer when a run has fewer rows).")
+_ROBUST = typer.Option(False, "--robust-augment/--basic-augment", help="The wide augmentation, or the JSRT-only recipe (default).")
+_THREADS = typer.Option(1, help="CPU threads for torch.")
 
 
 def _budget(draws: int, size: int, lr: float, batch_size: int, threads: int | None, seed: int, robust: bool):
@@ -74,11 +84,11 @@ def experiment_adapt(
     weights: str = typer.Option("hybridgnet-jsrt-256", help="The model from elsewhere that is fine-tuned."),
     counts: str = typer.Option("10,25,50,100", help="Numbers of corrected rows, comma-separated (capped to the train split)."),
     draws: int = typer.Option(2000, help="Images drawn per fine-tuning run (epochs = draws / rows, rounded up)."),
-    size: int = typer.Option(256, help="Training resolution (the weights' own)."),
+    size: int = _SIZE,
     lr: float = typer.Option(2e-4, help="Peak learning rate."),
-    batch_size: int = typer.Option(4, help="Images per step."),
-    robust: bool = typer.Option(False, "--robust-augment/--basic-augment", help="The wide augmentation, or the JSRT-only recipe (default)."),
-    threads: int = typer.Option(1, help="CPU threads for torch."),
+    batch_size: int = _BATCH,
+    robust: bool = _ROBUST,
+    threads: int = _THREADS,
     seed: int = typer.Option(0, help="Seed of the rows' order, augmentation and latent noise."),
 ) -> None:
     """The review loop measured: fine-tune a model on N corrected rows of a hospital, score that hospital's val split."""
@@ -99,11 +109,11 @@ def experiment_retrain(
     out: str = typer.Option(..., "--out", "-o", help="Folder: the table, the run, and retraining.csv."),
     weights: str = typer.Option("hybridgnet-multi-256", help="The model that builds the table."),
     draws: int = typer.Option(50000, help="Images drawn in training (epochs = draws / rows, rounded up)."),
-    size: int = typer.Option(256, help="Training resolution."),
+    size: int = _SIZE,
     lr: float = typer.Option(1e-3, help="Peak learning rate (a fresh model)."),
-    batch_size: int = typer.Option(4, help="Images per step."),
-    robust: bool = typer.Option(False, "--robust-augment/--basic-augment", help="The wide augmentation, or the JSRT-only recipe (default)."),
-    threads: int = typer.Option(1, help="CPU threads for torch."),
+    batch_size: int = _BATCH,
+    robust: bool = _ROBUST,
+    threads: int = _THREADS,
     seed: int = typer.Option(0, help="Seed of initialisation, augmentation and latent noise."),
 ) -> None:
     """The reference's retraining check: a fresh HybridGNet trained only on a model's table of one source, scored on others."""
@@ -116,7 +126,7 @@ def experiment_retrain(
         for spec in score:
             folder, _, split = spec.rpartition(":")
             if not folder or split not in ("train", "val", "test"):
-                raise chexmask.ChexmaskError(f"--score {spec!r}: give FOLDER:SPLIT, SPLIT one of train, val, test")
+                raise ValueError(f"--score {spec!r}: give FOLDER:SPLIT, SPLIT one of train, val, test")
             targets[f"{Path(folder).name}:{split}"] = (folder, split)
         table = retraining(source, targets, out, weights=weights, budget=_budget(draws, size, lr, batch_size, threads, seed, robust))
     table.to_csv(Path(out) / "retraining.csv", index=False)
