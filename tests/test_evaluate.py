@@ -182,6 +182,9 @@ def test_evaluate_option_errors(tmp_path):
         evaluate(tmp_path / "p.csv", [tmp_path / "q.csv"], tmp_path / "r", group_by="sex")
     with pytest.raises(InputError, match=r"meta.csv: metadata table not found"):
         evaluate(tmp_path / "p.csv", [tmp_path / "q.csv"], tmp_path / "r", group_by="sex", metadata=tmp_path / "meta.csv")
+    (tmp_path / "meta.pq").write_bytes(b"")  # table_paths' suffixes only: .pq is not one
+    with pytest.raises(InputError, match=r"meta.pq: unknown table format '.pq'.*did you mean '.parquet'"):
+        evaluate(tmp_path / "p.csv", [tmp_path / "q.csv"], tmp_path / "r", group_by="sex", metadata=tmp_path / "meta.pq")
     with pytest.raises(InputError, match="file stems must differ"):
         evaluate(tmp_path / "p.csv", [tmp_path / "p.csv"], tmp_path / "r")
     with pytest.raises(InputError, match="at least one reference"):

@@ -32,14 +32,15 @@ import numpy as np
 
 from chexmask._errors import ChexmaskError
 from chexmask.anatomy import N_NODES
+from chexmask.estimate.estimator import ESTIMATE_COLUMNS
 from chexmask.formats.landmark_columns import STD_COLUMN
 from chexmask.formats.landmarks import format_landmarks, format_node_std
 from chexmask.formats.runfiles import atomic_write
+from chexmask.formats.table_paths import table_format
 from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
 from chexmask.masks.fill import landmarks_to_runs
 from chexmask.masks.rle import runs_to_rle
 from chexmask.measures import MEASURE_COLUMNS, arrow_types, measure_record, measure_runs
-from chexmask.estimate.estimator import ESTIMATE_COLUMNS
 
 __all__ = [
     "NODE_STD_COLUMNS",
@@ -339,7 +340,7 @@ class PartStore:
 
 
 def assemble(parts: PartStore, n_chunks: int, output: Path, model: tuple[str, str]) -> tuple[int, list[list[str]]]:
-    """Concatenate parts ``0 .. n_chunks - 1`` into the output (CSV or Parquet by suffix), atomically.
+    """Concatenate parts ``0 .. n_chunks - 1`` into the output (CSV or Parquet, by :func:`~chexmask.formats.table_paths.table_format`), atomically.
 
     Returns the number of rows written and the failures ``[path, error, reason]``, in
     input order.
@@ -351,7 +352,7 @@ def assemble(parts: PartStore, n_chunks: int, output: Path, model: tuple[str, st
 
     def write(tmp: Path) -> None:
         nonlocal n_ok
-        writer = TableWriter(tmp, output.suffix.lower()[1:], parts.id_column, model, parts.clavicles)
+        writer = TableWriter(tmp, table_format(output), parts.id_column, model, parts.clavicles)
         try:
             for chunk in range(n_chunks):
                 table = parts.read(chunk)

@@ -43,6 +43,7 @@ import pandas as pd
 
 from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES, organ_slices
+from chexmask.formats.table_paths import table_format
 from chexmask.formats.tables import id_column, read_table
 from chexmask.quality.matching import match_ids
 from chexmask.quality.summary import summarize, uncertainty_error_summary
@@ -87,10 +88,12 @@ class Evaluation:
 
 
 def _read_metadata(path: Path) -> pd.DataFrame:
+    # Any columns, so not read_table; the format is table_paths' (.csv, .csv.gz, .parquet; .pq is refused).
     if not path.is_file():
         raise InputError(path, "metadata table not found")
+    read = pd.read_parquet if table_format(path) == "parquet" else pd.read_csv
     try:
-        return pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+        return read(path)
     except Exception as exc:  # pandas raises many types for unreadable files
         raise InputError(path, f"cannot read metadata table ({type(exc).__name__}: {exc})") from exc
 

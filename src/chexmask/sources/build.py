@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+
+from chexmask.formats.table_paths import table_stem
 from chexmask.sources._base import get_source
 
 __all__ = ["build_source"]
@@ -35,7 +37,7 @@ def build_source(source: str, root: str | os.PathLike[str], output: str | os.Pat
     spec = get_source(source)
     out = check_output(output)
     index = spec(root)
-    stem = out.name[: -len(out.suffix)]
+    stem = table_stem(out)
     index.drop(columns=["path"]).rename(columns={"id": spec.id_column}, errors="ignore").loc[
         :, lambda df: ~df.columns.duplicated()
     ].to_csv(out.with_name(stem + ".index.csv"), index=False)
