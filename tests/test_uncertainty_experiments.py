@@ -7,6 +7,7 @@ without them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import cv2
@@ -16,13 +17,13 @@ from typer.testing import CliRunner
 
 from chexmask.cli import app
 from chexmask.io.read import XrayImage
-from chexmask.quality.corruption import run_corruption, write_corruption_report
+from chexmask.quality.corruption import run_corruption
 from chexmask.quality.image_corruptions import Corruption, default_corruptions
-from chexmask.quality.ood import run_ood
 from chexmask.quality.metrics import auroc
+from chexmask.quality.ood import run_ood
 from chexmask.quality.ood_scoring import SCORES, fit_reference, ood_scores
 from chexmask.quality.ood_sets import non_chest_images, synthetic_ood
-
+from chexmask.reports.uncertainty_report import write_corruption_report
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -158,7 +159,7 @@ def test_run_corruption_tables(segmenter, tmp_path):
     clean_a = result.per_image.query("image_id == 'a' and corruption == 'clean'").iloc[0]
     assert clean_a["mse_px2"] >= clean_a["error_px"] ** 2 - 1e-6
     assert set(result.correlations) >= {"per_image", "per_node_pooled", "per_node_by_index", "per_node_within_image"}
-    summary = write_corruption_report(result, tmp_path, {"weights": "tiny"})
+    summary = write_corruption_report(replace(result, meta={"weights": "tiny"}), tmp_path)
     assert summary.is_file()
     for name in ("per_node.csv", "per_image.csv", "summary.csv", "correlations.json",
                  "uncertainty_vs_level.png", "uncertainty_vs_error.png"):
@@ -233,8 +234,8 @@ def test_shipped_model_separates_non_chest_images(jsrt_dir):
     """Mahalanobis distance of mu tells photographs from JSRT X-rays (needs the shipped weights)."""
     from chexmask._errors import ChexmaskError
     from chexmask.inference.segmenter import Segmenter
-    from chexmask.io.read import read_image
     from chexmask.io.layout import read_split
+    from chexmask.io.read import read_image
 
     try:
         seg = Segmenter("hybridgnet-jsrt-256", uncertainty=0)

@@ -99,13 +99,15 @@ def experiment_corruption(
     """Uncertainty and landmark error under Gaussian noise and occlusion, with Spearman correlations."""
     from chexmask.quality.corruption import corruption_experiment
     from chexmask.quality.image_corruptions import default_corruptions
+    from chexmask.reports.uncertainty_report import write_corruption_report
 
     set_threads(threads)
 
     with exit_on(chexmask.ChexmaskError, ValueError):
         levels = [float(v) for v in noise.split(",") if v.strip()], [float(v) for v in sizes.split(",") if v.strip()]
-        result = corruption_experiment(images, out, weights=weights, landmarks_dir=landmarks, split=split, limit=limit, samples=samples,
+        result = corruption_experiment(images, weights=weights, landmarks_dir=landmarks, split=split, limit=limit, samples=samples,
                                        corruptions=default_corruptions(*levels), seed=seed, device=device)
+        write_corruption_report(result, out)
     rho = result.correlations["per_image"]["all"]["rho"]
     typer.echo(f"{len(result.per_image)} segmentations; Spearman (per image, uncertainty vs error): {rho}; report: {out}/summary.md")
 
@@ -130,13 +132,17 @@ def experiment_ood(
 ) -> None:
     """AUROC of each uncertainty score for telling out-of-distribution images from IN images."""
     from chexmask.quality.ood import ood_experiment
+    from chexmask.reports.uncertainty_report import save_ood_images, write_ood_report
 
     set_threads(threads)
 
     with exit_on(chexmask.ChexmaskError, ValueError):
-        result = ood_experiment([in_dir], [out_dir] if out_dir else [], out, weights=weights, split=split, limit=limit, synthetic=synthetic,
+        result = ood_experiment([in_dir], [out_dir] if out_dir else [], weights=weights, split=split, limit=limit, synthetic=synthetic,
                                 non_chest=non_chest, max_synthetic=max_synthetic, reference=reference, samples=samples,
-                                seed=seed, device=device, save_images=save_images)
+                                seed=seed, device=device)
+        write_ood_report(result, out)
+        if save_images:
+            save_ood_images(result, out)
     typer.echo(result.aurocs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
@@ -152,7 +158,8 @@ def experiment_ctr(
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
 ) -> None:
     """Cardiothoracic ratio of a model's masks and of the expert landmarks against the SCR expert masks."""
-    from chexmask.quality.ctr_validation import validate_ctr, write_ctr_report
+    from chexmask.quality.ctr_validation import validate_ctr
+    from chexmask.reports.ctr_report import write_ctr_report
 
     set_threads(threads)
     with exit_on(chexmask.ChexmaskError, ValueError):

@@ -18,11 +18,10 @@ Gaggion et al., "CheXmask-U": node-level uncertainty for landmark-based segmenta
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,6 @@ from chexmask.preprocess import to_1024_frame
 from chexmask.quality.experiment_inputs import resolve_images
 from chexmask.quality.image_corruptions import (
     KINDS,
-    OCCLUSION_POSITIONS,
     Corruption,
     default_corruptions,
 )
@@ -45,7 +43,6 @@ from chexmask.quality.image_corruptions import (
 __all__ = [
     "CorruptionResult",
     "run_corruption",
-    "write_corruption_report",
     "corruption_experiment",
 ]
 
@@ -69,12 +66,16 @@ class CorruptionResult:
         Means of ``per_image`` per corruption (in experiment order).
     correlations : dict
         Spearman rho and p-values, see :func:`_correlations`.
+    meta : dict
+        How the run was made (weights, samples, images, seed), for the report's header;
+        empty from :func:`run_corruption`, filled by :func:`corruption_experiment`.
     """
 
     per_node: pd.DataFrame
     per_image: pd.DataFrame
     summary: pd.DataFrame
     correlations: dict
+    meta: dict = field(default_factory=dict)
 
 
 def run_corruption(
@@ -185,94 +186,8 @@ def _correlations(per_image: pd.DataFrame, per_node: pd.DataFrame) -> dict:
     return out
 
 
-def _figures(result: CorruptionResult, out_dir: Path) -> list[Path]:
-    from matplotlib.figure import Figure
-
-    pi = result.per_image
-    clean = pi[pi["kind"] == "clean"]
-    fig = Figure(figsize=(10, 7), layout="constrained")
-    axes = fig.subplots(2, 2, sharey="row")
-    has_error = pi["error_px"].notna().any()
-    for row, (metric, label) in enumerate((("uncertainty", "mean node std (px, 1024 frame)"),
-                                           ("error", "mean landmark error (px, 1024 frame)"))):
-        ax = axes[row, 0]
-        noise = pd.concat([clean, pi[pi["kind"] == "noise"]])
-        for col in [f"{metric}_px"] + [f"{metric}_{o}" for o in ORGANS]:
-            m = noise.groupby("level")[col].agg(["mean", "sem"])
-            ax.errorbar(m.index, m["mean"], m["sem"], marker="o", capsize=2,
-                        label="all nodes" if col.endswith("_px") else col.split("_", 1)[1])
-        ax.set(xlabel="Gaussian noise std (grey levels)", ylabel=label)
-        ax.legend(fontsize=7)
-        ax = axes[row, 1]
-        occ = pi[pi["kind"] == "occlusion"]
-        for pos in OCCLUSION_POSITIONS:
-            sel = pd.concat([clean, occ[occ["position"] == pos]])
-            m = sel.groupby("level")[f"{metric}_px"].agg(["mean", "sem"])
-            ax.errorbar(m.index, m["mean"], m["sem"], marker="o", capsize=2, label=f"block at {pos}")
-        ax.set(xlabel="occluding block side (fraction of image)")
-        ax.legend(fontsize=7)
-        if not has_error:
-            break
-    paths = [out_dir / "uncertainty_vs_level.png"]
-    fig.savefig(paths[0], dpi=90)
-    if has_error:
-        fig = Figure(figsize=(10, 4.5), layout="constrained")
-        ax1, ax2 = fig.subplots(1, 2)
-        for kind, colour in zip(KINDS, ("black", "tab:blue", "tab:orange")):
-            sel = pi[pi["kind"] == kind]
-            ax1.scatter(sel["error_px"], sel["uncertainty_px"], s=10, alpha=0.6, c=colour, label=kind)
-        rho = result.correlations["per_image"]["all"]["rho"]
-        ax1.set(xscale="log", yscale="log", xlabel="mean landmark error (px)", ylabel="mean node std (px)",
-                title=f"per image and corruption (Spearman {rho:.2f})" if rho is not None else "per image")
-        ax1.legend(fontsize=7)
-        pn = result.per_node
-        ax2.hexbin(pn["error_px"].clip(lower=0.1), pn["uncertainty_px"].clip(lower=0.1), gridsize=40,
-                   xscale="log", yscale="log", bins="log", mincnt=1, cmap="viridis")
-        rho = result.correlations["per_node_pooled"]["rho"]
-        ax2.set(xlabel="node error (px)", ylabel="node std (px)",
-                title=f"per node, pooled (Spearman {rho:.2f})" if rho is not None else "per node")
-        paths.append(out_dir / "uncertainty_vs_error.png")
-        fig.savefig(paths[1], dpi=90)
-    return paths
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def write_corruption_report(result: CorruptionResult, out_dir: str | os.PathLike[str], meta: dict | None = None) -> Path:
-    """Write ``per_node.csv``, ``per_image.csv``, ``summary.csv``, ``summary.md``,
-    ``correlations.json`` and the figures to `out_dir`; returns the summary.md path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result.per_node.to_csv(out / "per_node.csv", index=False, float_format="%.4f")
-    result.per_image.to_csv(out / "per_image.csv", index=False, float_format="%.4f")
-    result.summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
-    (out / "correlations.json").write_text(json.dumps({**(meta or {}), **result.correlations}, indent=2))
-    figures = _figures(result, out)
-    cols = ["corruption", "n_images", "uncertainty_px"] + [f"uncertainty_{o}" for o in ORGANS] + ["latent_sigma", "error_px", "mse_px2"]
-    c = result.correlations
-    lines = ["# Corruption experiment", ""]
-    lines += [f"- {k}: {v}" for k, v in (meta or {}).items()]
-    lines += ["", "Lengths in pixels of a 1024 frame; means over images.", "", "```",
-              result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"), "```", "",
-              "Spearman rho, uncertainty vs landmark error:", ""]
-    lines += [f"- per image, {k}: {_fmt(v['rho'])} (n={v['n']})" for k, v in c["per_image"].items()]
-    lines += [f"- per image, latent sigma instead: {_fmt(c['per_image_latent_sigma']['rho'])}",
-              f"- per node, pooled: {_fmt(c['per_node_pooled']['rho'])} (n={c['per_node_pooled']['n']})"]
-    for key, text in (("per_node_by_index", "each node across rows"), ("per_node_within_image", "within each row across nodes")):
-        v = c[key]
-        lines.append(f"- per node, {text}: median {_fmt(v['median'])} [IQR {_fmt(v.get('q25'))}, {_fmt(v.get('q75'))}] (n={v['n']})")
-    lines.append("")
-    lines += [f"![{p.stem}]({p.name})" for p in figures]
-    path = out / "summary.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def corruption_experiment(
     images: Sequence[str | os.PathLike[str]],
-    out_dir: str | os.PathLike[str],
     *,
     weights: str = DEFAULT_MODEL,
     landmarks_dir: str | os.PathLike[str] | None = None,
@@ -284,15 +199,15 @@ def corruption_experiment(
     device: str = "auto",
     batch_size: int = 8,
 ) -> CorruptionResult:
-    """The ``chexmask experiment corruption`` command: read, run, write the report.
+    """The ``chexmask experiment corruption`` command's run: read the inputs, segment, tabulate.
+
+    :func:`chexmask.reports.uncertainty_report.write_corruption_report` writes the report.
 
     Parameters
     ----------
     images : sequence of path
         Image files, folders or path lists, or JSRT-layout folders with `split` (see
         :func:`chexmask.quality.experiment_inputs.resolve_images`).
-    out_dir : path
-        Report folder.
     weights : str, optional
         Shipped model name or ``.safetensors`` file.
     landmarks_dir : path, optional
@@ -307,6 +222,11 @@ def corruption_experiment(
         Latent samples per image.
     corruptions, seed, device, batch_size
         See :func:`run_corruption` and :class:`chexmask.Segmenter`.
+
+    Returns
+    -------
+    CorruptionResult
+        With ``meta``.
 
     Raises
     ------
@@ -340,5 +260,4 @@ def corruption_experiment(
     info = getattr(segmenter, "info", {}) or {}
     meta = {"weights": str(weights), "weights_sha256": info.get("sha256", ""), "samples": samples,
             "images": len(read), "with_landmarks": len(refs), "seed": seed}
-    write_corruption_report(result, out_dir, meta)
-    return result
+    return replace(result, meta=meta)
