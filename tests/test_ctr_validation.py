@@ -62,3 +62,16 @@ def test_bad_split_and_limit(jsrt_dir, tmp_path):
     assert result.exit_code == 2 and "no such split file" in result.output
     result = runner.invoke(app, ["experiment", "ctr", str(jsrt_dir), "--limit", "0", "-o", str(tmp_path)])
     assert result.exit_code == 2 and "--limit must be >= 1" in result.output
+
+
+def test_a_source_without_scr_masks_is_an_input_error(tiny_weights, tmp_path):
+    import cv2
+
+    root = tmp_path / "lungs-only"
+    for sub in ("images", "masks", "splits"):
+        (root / sub).mkdir(parents=True)
+    cv2.imwrite(str(root / "images" / "A.png"), np.full((64, 64), 100, np.uint8))
+    cv2.imwrite(str(root / "masks" / "A.png"), np.full((64, 64), 255, np.uint8))
+    (root / "splits" / "test.txt").write_text("A\n")
+    result = CliRunner().invoke(app, ["experiment", "ctr", str(root), "-o", str(tmp_path / "r"), "--weights", str(tiny_weights)])
+    assert result.exit_code == 2 and "no SCR masks of both lungs and the heart for A" in result.output

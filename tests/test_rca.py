@@ -144,7 +144,7 @@ def test_atlas_errors(tmp_path, jsrt_like):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(InputError, match="not an RCA atlas of this version"):
         Atlas.load(tmp_path / "other.npz")
-    with pytest.raises(InputError, match="splits/val.txt is missing"):
+    with pytest.raises(InputError, match="splits/val.txt: no such split file"):
         build_atlas(jsrt_like, split="val")
 
 

@@ -1,4 +1,4 @@
-"""Reading a JSRT-layout source folder: its splits, its images by id, its landmark files.
+"""Reading a JSRT-layout source folder: its splits, its images by id, its landmark files, its expert masks.
 
 A source folder (``../shared/data/jsrt``, ``montgomery``, ``shenzhen``) holds
 ``images/<ID>.png``, ``landmarks/<ID>.npz`` (the Chest X-ray Landmark dataset's keys, in
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from chexmask._errors import InputError
-from chexmask.anatomy import ALL_NODE_COUNTS, ORGANS
+from chexmask.anatomy import ALL_NODE_COUNTS, ALL_ORGANS, ORGANS
+from chexmask.io.read import read_image
 
-__all__ = ["read_split", "find_image", "load_landmarks_npz", "landmark_arrays"]
+__all__ = ["read_split", "find_image", "expert_masks", "load_landmarks_npz", "landmark_arrays"]
 
 _NPZ_KEYS = {"right_lung": "RL", "left_lung": "LL", "heart": "H", "right_clavicle": "RCLA", "left_clavicle": "LCLA"}
 
@@ -45,6 +46,31 @@ def find_image(folder: Path, image_id: str) -> Path:
         if (path := folder / "images" / f"{image_id}{suffix}").exists():
             return path
     raise InputError(folder / "images", f"no image for id {image_id!r} listed in the split")
+
+
+def expert_masks(folder: Path, image_id: str, *, missing_ok: bool = False) -> dict[str, np.ndarray]:
+    """The expert masks of one image of a JSRT-layout folder, boolean, in the image's frame.
+
+    ``scr_masks/<ID>.npz`` (JSRT's SCR masks) gives one mask per organ it holds, keyed by
+    organ (``right_lung``, ``left_lung``, ``heart``, ``right_clavicle``, ``left_clavicle``);
+    otherwise ``masks/<ID>.png`` (a lungs-only source's one mask of both lungs) gives
+    ``{"lungs": ...}``, keyed by the organ group of :data:`chexmask.anatomy.ORGAN_GROUPS`.
+
+    Raises
+    ------
+    InputError
+        When the image has neither file (with ``missing_ok``: an empty dict instead), or
+        the PNG cannot be read.
+    """
+    npz, png = Path(folder) / "scr_masks" / f"{image_id}.npz", Path(folder) / "masks" / f"{image_id}.png"
+    if npz.is_file():
+        with np.load(npz) as d:
+            return {o: d[o].astype(bool, copy=False) for o in ALL_ORGANS if o in d.files}
+    if png.is_file():
+        return {"lungs": read_image(png).pixels > 0}
+    if missing_ok:
+        return {}
+    raise InputError(Path(folder), f"no expert mask for {image_id} (scr_masks/{image_id}.npz or masks/{image_id}.png)")
 
 
 def landmark_arrays(path: str | Path, organs: tuple[str, ...] = ORGANS) -> tuple[np.ndarray, np.ndarray]:

@@ -38,6 +38,7 @@ import numpy as np
 from chexmask._cache import cache_dir
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import ORGANS
+from chexmask.io.layout import expert_masks, find_image, load_landmarks_npz, read_split
 from chexmask.preprocess import pad_resize
 
 __all__ = ["Atlas", "build_atlas", "open_atlas", "atlas_cache_path"]
@@ -153,25 +154,20 @@ def _split_lungs(both: np.ndarray, source: Path) -> dict[str, np.ndarray]:
 
 
 def _reference_masks(folder: Path, image_id: str, height: int, width: int) -> dict[str, np.ndarray]:
-    """The expert masks of one reference (``heart`` absent when not annotated)."""
-    scr = folder / "scr_masks" / f"{image_id}.npz"
-    if scr.is_file():
-        with np.load(scr) as d:
-            return {o: d[o] for o in ORGANS}
+    """The expert masks of one reference, in the order of preference above (``heart`` absent when not annotated)."""
+    expert = expert_masks(folder, image_id, missing_ok=True)
+    if expert and "lungs" not in expert:  # SCR: one mask per organ
+        return {o: expert[o] for o in ORGANS if o in expert}
     landmarks = folder / "landmarks" / f"{image_id}.npz"
     if landmarks.is_file():
-        from chexmask.io.layout import load_landmarks_npz
         from chexmask.masks.fill import landmarks_to_masks
 
         with np.load(landmarks) as d:
             has_heart = "H" in d.files
         masks = landmarks_to_masks(load_landmarks_npz(landmarks), height, width)
         return masks if has_heart else {o: masks[o] for o in ORGANS[:2]}
-    png = folder / "masks" / f"{image_id}.png"
-    if png.is_file():
-        from chexmask.io.read import read_image
-
-        both = read_image(png).pixels
+    if "lungs" in expert:  # a lungs-only source's mask of both lungs
+        both, png = expert["lungs"], folder / "masks" / f"{image_id}.png"
         if both.shape != (height, width):
             raise InputError(png, f"mask is {both.shape[0]}x{both.shape[1]} but its image is {height}x{width}")
         return _split_lungs(both, png)
@@ -185,13 +181,6 @@ def _folders(sources: _Sources) -> list[Path]:
     if not folders:
         raise InputError(str(sources), "no atlas source given")
     return folders
-
-
-def _split_ids(folder: Path, split: str) -> list[str]:
-    path = folder / "splits" / f"{split}.txt"
-    if not path.is_file():
-        raise InputError(folder, f"not a JSRT-layout folder: {path} is missing")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def build_atlas(sources: _Sources, segmenter=None, split: str = "train", size: int = 256, progress: bool | None = False) -> Atlas:
@@ -222,10 +211,9 @@ def build_atlas(sources: _Sources, segmenter=None, split: str = "train", size: i
     """
     from tqdm.auto import tqdm
 
-    from chexmask.io.layout import find_image
     from chexmask.io.read import read_image
 
-    items = [(folder, image_id) for folder in _folders(sources) for image_id in _split_ids(folder, split)]
+    items = [(folder, image_id) for folder in _folders(sources) for image_id in read_split(folder, split)]
     n = len(items)
     images = np.empty((n, size, size), np.uint8)
     masks = np.zeros((n, len(ORGANS), size, size), bool)
@@ -272,7 +260,7 @@ def atlas_cache_path(sources: _Sources, model_sha256: str | None, split: str = "
     replaced in place under the same ids do not (delete the cache then).
     """
     key = {"format": _FORMAT, "size": size, "split": split, "model": model_sha256,
-           "sources": [[str(folder.resolve()), _split_ids(folder, split)] for folder in _folders(sources)]}
+           "sources": [[str(folder.resolve()), read_split(folder, split)] for folder in _folders(sources)]}
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
     return cache_dir() / "rca" / f"atlas-{digest}.npz"
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from chexmask._errors import InputError
 from chexmask.anatomy import ORGANS
 from chexmask.model.default import DEFAULT_MODEL
 
@@ -175,12 +176,12 @@ def validate_ctr(
     Raises
     ------
     ChexmaskError
-        No such split file, or weights that cannot be loaded.
+        No such split file, an image without SCR masks, or weights that cannot be loaded.
     ValueError
         ``limit`` below 1.
     """
     from chexmask.inference.segmenter import Segmenter
-    from chexmask.io.layout import load_landmarks_npz
+    from chexmask.io.layout import expert_masks, load_landmarks_npz
     from chexmask.masks.fill import landmarks_to_masks
     from chexmask.model.report import segment_split
 
@@ -190,8 +191,9 @@ def validate_ctr(
     segmenter = Segmenter(weights, device=device, uncertainty=0, batch_size=batch_size)
     rows = []
     for _, image, seg in segment_split(segmenter, jsrt_dir, split, limit):
-        with np.load(jsrt_dir / "scr_masks" / f"{image.image_id}.npz") as ref:
-            scr = {o: ref[o] for o in ORGANS}
+        scr = expert_masks(jsrt_dir, image.image_id)
+        if not all(o in scr for o in ORGANS):
+            raise InputError(jsrt_dir / "scr_masks", f"no SCR masks of both lungs and the heart for {image.image_id}")
         pred = seg.masks()
         points = load_landmarks_npz(jsrt_dir / "landmarks" / f"{image.image_id}.npz")
         expert = landmarks_to_masks(np.rint(points).astype(np.int64), image.height, image.width)
