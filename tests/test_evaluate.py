@@ -53,6 +53,8 @@ def test_match_strips_folders_and_extensions():
     assert m.pairs == [(0, 0), (1, 1)]
     assert m.keys == ["a", "b"]
     assert m.unmatched_a == [2] and m.unmatched_b == [2]
+    # the reader's extensions (io.lookup.image_stem): a DICOM UID keeps its dotted parts
+    assert match_ids(["1.2.840.113.DCM", "1.2.840"], ["1.2.840.113", "1.2"]).pairs == [(0, 0)]
 
 
 def test_match_falls_back_to_paths_when_names_repeat():

@@ -84,7 +84,7 @@ def test_image_seed_depends_on_pixels_and_seed_only():
 
 @pytest.mark.parametrize("batch_size", [1, 2, 8])
 def test_segment_files_reports_bad_files_and_keeps_order(batch_size, tiny_weights, jsrt_dir, tmp_path):
-    from chexmask.inference.segmenter import Failure, Segmenter, Segmentation
+    from chexmask.inference.segmenter import Failure, Segmentation, Segmenter
 
     bad = tmp_path / "notes.png"
     bad.write_text("not an image\n")
@@ -92,7 +92,7 @@ def test_segment_files_reports_bad_files_and_keeps_order(batch_size, tiny_weight
     results = list(Segmenter(tiny_weights, batch_size=batch_size).segment_files([good[0], bad, good[1]]))
     assert isinstance(results[1], Failure) and results[1].path == str(bad)
     assert results[1].message == "not a PNG, JPEG or DICOM image"
-    assert [r.image_id for r in results if isinstance(r, Segmentation)] == ["JPCLN001", "JPCLN002"]
+    assert [r.image_id for r in results if isinstance(r, Segmentation)] == ["JPCLN001.png", "JPCLN002.png"]
 
 
 def test_zscore_input_norm_standardises_inside_the_network(tmp_path):

@@ -112,6 +112,6 @@ def test_the_api_reads_a_large_jpeg_without_decoding_it_in_full(tmp_path, monkey
     via_image = seg.segment(read_image(path))
     monkeypatch.setattr(read, "_read_raster", lambda *a: pytest.fail("decoded in full"))
     for result in (seg.segment(path), next(seg.segment_files([path]))):
-        assert (result.image_id, result.height, result.width) == ("big", 2828, 2320)
+        assert (result.image_id, result.height, result.width) == ("big.jpg", 2828, 2320)
         np.testing.assert_array_equal(result.landmarks, via_image.landmarks)
         np.testing.assert_array_equal(result.node_std, via_image.node_std)

@@ -22,7 +22,6 @@ from chexmask.formats.tables import read_table
 from chexmask.inference.pipeline import segment_dataset
 from chexmask.inference.segmenter import Segmenter
 
-
 SAMPLE_JPEG = Path(__file__).resolve().parents[1] / "src" / "chexmask" / "samples" / "00cfd1c1.jpg"
 
 
@@ -42,16 +41,19 @@ def copies(request, tmp_path_factory, jsrt_dir):
 def test_same_pixels_same_answer_everywhere(copies, tiny_weights, tmp_path):
     seg = Segmenter(tiny_weights, uncertainty=6, seed=3)
     api = [seg.segment(p) for p in copies]
-    assert api[0].image_id != api[1].image_id
+    assert [a.image_id for a in api] == [p.name for p in copies]  # the id segment and the demo give a lone file
     np.testing.assert_array_equal(api[0].node_std, api[1].node_std)
     np.testing.assert_array_equal(api[0].landmarks, api[1].landmarks)
 
-    # the pipeline, each copy in a run of its own (ids are relative paths there)
+    # the pipeline over each copy's grandparent (ids are paths relative to the images' common folder)
     values = []
     for k, path in enumerate(copies):
         out = tmp_path / f"run{k}.csv"
         segment_dataset([path.parent.parent], out, weights=tiny_weights, uncertainty=6, seed=3, workers=0, progress=False)
         values.append(read_table(out).iloc[0])
+    first, second = copies
+    # run 0 found both copies; run 1 only the second, named as the API names it
+    assert (values[0]["Image ID"], values[1]["Image ID"]) == (first.relative_to(first.parent.parent).as_posix(), api[1].image_id)
     assert values[0]["Uncertainty"] == values[1]["Uncertainty"]
     assert float(values[0]["Uncertainty"]) == pytest.approx(api[0].uncertainty, abs=1e-4)
     assert values[0]["Landmarks"] == values[1]["Landmarks"]
@@ -69,12 +71,14 @@ def test_same_pixels_same_answer_everywhere(copies, tiny_weights, tmp_path):
     from fastapi.testclient import TestClient
 
     from chexmask.app.server import create_app
+    from chexmask.app.upload import safe_name
 
     client = TestClient(create_app(seg))
     demo = []
     for path in copies:
         mime = "image/png" if path.suffix == ".png" else "image/jpeg"
         r = client.post("/api/segment", files={"file": (path.name, path.read_bytes(), mime)}).json()
+        assert r["image_id"] == safe_name(path.name)  # the upload's file name, in safe characters
         row = pd.read_csv(io.BytesIO(zipfile.ZipFile(io.BytesIO(client.get(r["download"]).content)).read("chexmask.csv")),
                           dtype=str, keep_default_na=False).iloc[0]
         demo.append((r["uncertainty"], row["Landmarks"], row["Heart"], row["Uncertainty"], row["Estimated Dice Lungs"], row["Quality Flag"],

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from chexmask._errors import InputError
 
-__all__ = ["WorkItem", "parse_shard", "plan_items", "items_from_pairs", "chunks"]
+__all__ = ["WorkItem", "row_ids", "parse_shard", "plan_items", "items_from_pairs", "chunks"]
 
 
 class WorkItem(NamedTuple):
@@ -27,6 +27,20 @@ class WorkItem(NamedTuple):
     path: str
 
 
+
+
+def row_ids(paths: Sequence[Path]) -> list[str]:
+    """The row id of each image: its path relative to the deepest folder holding them all.
+
+    The one id rule of ``chexmask segment``, Ray, the demo and ``Segmenter.segment(path)``:
+    ``/`` separators and the extension kept, so one file is named by its file name
+    (``00000001_000.png``, as in the published ChestX-ray8 rows).
+
+    >>> row_ids([Path("data/a/x.png"), Path("data/b/x.png")]), row_ids([Path("data/a/x.png")])
+    (['a/x.png', 'b/x.png'], ['x.png'])
+    """
+    root = Path(os.path.commonpath([p.parent for p in paths]))
+    return [p.relative_to(root).as_posix() for p in paths]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -47,9 +61,8 @@ def _shard_of(image_id: str, n: int) -> int:
 def plan_items(inputs: Sequence[str | os.PathLike[str]], shard: tuple[int, int] | None = None) -> list[WorkItem]:
     """The images to segment, in input order, with their row ids.
 
-    The id of an image is its path relative to the deepest folder holding all inputs,
-    with ``/`` separators (a single folder of PNGs gives file names such as
-    ``00000001_000.png``, as in the published ChestX-ray8 rows). ``shard=(i, n)`` keeps
+    The id of an image is :func:`row_ids`' (its path relative to the deepest folder
+    holding all inputs; a single folder of PNGs gives file names). ``shard=(i, n)`` keeps
     the images whose id hashes to ``i`` modulo ``n``: deterministic and stable when
     images are added.
 
@@ -63,8 +76,7 @@ def plan_items(inputs: Sequence[str | os.PathLike[str]], shard: tuple[int, int] 
     paths = find_images(list(inputs))
     if not paths:
         raise InputError(", ".join(map(str, inputs)), f"no images found (looked for {', '.join(DEFAULT_EXTENSIONS)} files)")
-    root = Path(os.path.commonpath([p.parent for p in paths]))
-    items = [WorkItem(i, p.relative_to(root).as_posix(), str(p)) for i, p in enumerate(paths)]
+    items = [WorkItem(i, image_id, str(p)) for i, (image_id, p) in enumerate(zip(row_ids(paths), paths))]
     return _keep_shard(items, shard)
 
 

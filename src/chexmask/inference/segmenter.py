@@ -15,8 +15,8 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,9 +24,10 @@ import torch
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import ALL_ORGANS, N_NODES, ORGANS, organ_slices
 from chexmask.formats.landmarks import node_uncertainty
+from chexmask.inference.plan import row_ids
 from chexmask.inference.predictor import BatchPrediction, image_seed, predict_batch
 from chexmask.io.model_frame import model_frame, read_model_frame
-from chexmask.io.read import XrayImage, image_id_of
+from chexmask.io.read import XrayImage
 from chexmask.model.weights import DEFAULT_MODEL, load_model
 from chexmask.preprocess import Geometry, to_original
 
@@ -288,6 +289,12 @@ class Segmenter:
     def segment(self, image: np.ndarray | XrayImage | str | os.PathLike, image_id: str | None = None) -> Segmentation:
         """Segment one image: a path, an :class:`XrayImage`, or a 2-D uint8 array.
 
+        The result's ``image_id``: a path's file name with its extension, the id ``chexmask
+        segment`` gives the file (:func:`chexmask.inference.plan.row_ids`); an
+        :class:`XrayImage`'s own ``image_id`` (:func:`~chexmask.io.read.read_image` sets the
+        file's stem, the key of its side files in a JSRT-layout folder); for an array,
+        ``image_id`` (default ``"array"``).
+
         Raises
         ------
         UnreadableImageError
@@ -302,9 +309,11 @@ class Segmenter:
     def segment_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[Segmentation | Failure]:
         """Read and segment files one batch at a time; unreadable files yield a :class:`Failure`.
 
-        The order of the results is the order of ``paths``. Files are read straight into
-        their model frames (:func:`chexmask.io.model_frame.read_model_frame`), as the
-        dataset pipeline reads them.
+        The order of the results is the order of ``paths``; each is named by its file name
+        (a stream has no common folder to name paths from, so files of several folders
+        with one name share an id, which ``chexmask segment`` tells apart). Files are read
+        straight into their model frames (:func:`chexmask.io.model_frame.read_model_frame`),
+        as the dataset pipeline reads them.
         """
         pending: list[tuple | Failure] = []  # in input order; failures wait for their batch
 
@@ -330,7 +339,7 @@ class Segmenter:
     def _read_frame(self, path: str | os.PathLike) -> tuple:
         """``(FrameMeta, model-frame uint8 pixels, Geometry)`` of a file, never decoding a large JPEG in full."""
         square, geometry, _ = read_model_frame(path, self.input_size)
-        return FrameMeta(image_id_of(path), os.fspath(path), geometry.height, geometry.width), square, geometry
+        return FrameMeta(row_ids([Path(path)])[0], os.fspath(path), geometry.height, geometry.width), square, geometry
 
     def segment_frames(self, frames: list[tuple]) -> list[Segmentation]:
         """Segment one batch of ``(XrayImage or FrameMeta, model-frame pixels, Geometry)`` triples.

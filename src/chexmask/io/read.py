@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from chexmask._errors import UnreadableImageError
-from chexmask.io.discover import DEFAULT_EXTENSIONS
+from chexmask.io.lookup import image_stem
 from chexmask.io.sniff import HEAD_BYTES, image_kind
 
 __all__ = ["XrayImage", "read_image", "is_complete", "image_id_of"]
@@ -192,11 +192,14 @@ def is_complete(data: np.ndarray, kind: str) -> bool:
 
 
 def image_id_of(path: str | os.PathLike[str]) -> str:
-    """An image's id from its file name: the name without an image extension (kept whole otherwise)."""
-    path = Path(path)
-    # Only image suffixes are dropped to form the id: DICOM files are often named by
+    """An :class:`XrayImage`'s id: its file name without an image extension (kept whole otherwise).
+
+    The key of the file's side files (``landmarks/<id>.npz`` in a JSRT-layout folder); a
+    table row names the file with its extension (:func:`chexmask.inference.plan.row_ids`).
+    """
+    # Only image suffixes are dropped (io.lookup.image_stem): DICOM files are often named by
     # their UID ("1.2.840.113619.2.55"), whose last dotted part is not an extension.
-    return path.stem if path.suffix.lower() in DEFAULT_EXTENSIONS else path.name
+    return image_stem(Path(path).name)
 
 
 def _to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:

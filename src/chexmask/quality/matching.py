@@ -1,17 +1,17 @@
 """Pair the rows of two CheXmask-format tables that show the same image, by image id.
 
-Rows match on image ids with folders and image extensions stripped; when file names
-repeat, on as many trailing path components as make the ids unique.
+Rows match on image ids with folders and image extensions stripped (those the package reads,
+:data:`chexmask.io.discover.DEFAULT_EXTENSIONS`, by :func:`chexmask.io.lookup.image_stem`);
+when file names repeat, on as many trailing path components as make the ids unique.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-__all__ = ["Matching", "match_ids"]
+from chexmask.io.lookup import image_stem
 
-_IMAGE_EXT = re.compile(r"\.(png|jpe?g|dcm|dicom|tiff?|bmp|gif|webp)$", re.IGNORECASE)
+__all__ = ["Matching", "match_ids"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Matching:
 def _id_parts(image_id: object) -> tuple[str, ...]:
     text = str(image_id).strip().replace("\\", "/")
     parts = [p for p in text.split("/") if p not in ("", ".")] or [""]
-    parts[-1] = _IMAGE_EXT.sub("", parts[-1])
+    parts[-1] = image_stem(parts[-1])
     return tuple(parts)
 
 
