@@ -54,7 +54,7 @@ def test_bad_rows_go_to_the_errors_file_and_the_others_are_measured(chexmask_csv
     bad_csv = tmp_path / "bad.csv"
     rows.to_csv(bad_csv, index=False, lineterminator="\n")
     out = tmp_path / "m.parquet"
-    result = measure(bad_csv, "-o", out, "--chunk-size", "4", "-j", "2")
+    result = measure(bad_csv, "-o", out, "--rows-per-read", "4", "-j", "2")
     assert result.exit_code == 1, result.output  # some rows failed
     assert "measured 45 of 50 rows" in result.output and "5 rows failed" in result.output
     errors = pd.read_csv(tmp_path / "m.errors.csv", dtype=str)
@@ -93,7 +93,9 @@ def test_a_segment_table_measures_to_its_own_columns(tiny_weights, xray_folder, 
         (["{tmp}/none.csv", "-o", "{tmp}/m.csv"], 2, "file not found"),
         (["{tmp}/nomasks.csv", "-o", "{tmp}/m.csv"], 2, "missing mask column(s) ['Left Lung']"),
         (["{csv}", "-o", "{tmp}/m.csv", "-j", "-1"], 2, "--workers must be >= 0"),
-        (["{csv}", "-o", "{tmp}/m.csv", "--chunk-size", "0"], 2, "chunk-size must be a positive integer"),
+        (["{csv}", "-o", "{tmp}/m.csv", "--rows-per-read", "0"], 2, "Invalid value for '--rows-per-read'"),
+        (["{csv}", "-o", "{tmp}/m.csv", "--rows-per-read", "5", "--chunk-size", "4"], 2,
+         "--chunk-size is the former name of --rows-per-read; give one of them"),
     ],
 )
 def test_bad_command_lines_exit_2_and_leave_no_output(chexmask_csv_dir, tmp_path, args, code, message):
@@ -102,6 +104,19 @@ def test_bad_command_lines_exit_2_and_leave_no_output(chexmask_csv_dir, tmp_path
     result = measure(*args)
     assert result.exit_code == code and message in result.output, result.output
     assert not (tmp_path / "m.csv").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("command", ["measure", "masks", "convert"])
+def test_former_chunk_size_of_table_commands_still_works_with_a_note(tmp_path, command):
+    """--chunk-size of the table commands is now --rows-per-read; the old name works and says so on stderr."""
+    pd.DataFrame({"ImageID": ["a", "b", "c"], "Right Lung": ["1 2"] * 3, "Left Lung": ["5 2"] * 3, "Heart": ["9 2"] * 3,
+                  "Height": ["10"] * 3, "Width": ["10"] * 3}).to_csv(tmp_path / "t.csv", index=False)
+    out = tmp_path / ("m.csv" if command != "masks" else "masks")
+    result = runner.invoke(app, [command, str(tmp_path / "t.csv"), "-o", str(out), "--chunk-size", "2",
+                                 *(["--no-progress"] if command != "convert" else [])])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("note: --chunk-size is now --rows-per-read (in masks, convert and measure; ")
 
 
 def test_every_row_failing_exits_1(tmp_path):

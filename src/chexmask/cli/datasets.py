@@ -34,14 +34,52 @@ def _default_workers() -> int:
     return 0 if cpus <= 2 else min(8, cpus - 1)
 
 
+#: ``segment``'s and ``build``'s ``--chunk-size``: the pipeline's unit of writing and resuming.
+CHUNK_SIZE_HELP = "Images per part file (what a kill can lose)."
+#: ``--rows-per-read`` of the commands that stream a table (``masks``, ``convert``, ``measure``).
+ROWS_PER_READ_HELP = "Table rows read, and held in memory, at a time (memory grows with it, not with the table)."
+#: Its default in ``masks`` and ``measure``; ``convert`` reads more at a time, each read one Parquet row group.
+ROWS_PER_READ = 1000
+CONVERT_ROWS_PER_READ = 10 * ROWS_PER_READ
+
+
+def _chunk_size_option():
+    """``--chunk-size``: images per part file, in every command that writes part files."""
+    return typer.Option(1000, "--chunk-size", min=1, help=CHUNK_SIZE_HELP)
+
+
+def _rows_per_read_option(default: int):
+    """``--rows-per-read``: one meaning in every command that streams a table."""
+    return typer.Option(default, "--rows-per-read", min=1, help=ROWS_PER_READ_HELP)
+
+
+def _former_chunk_size_option():
+    """The former name of ``--rows-per-read`` in these commands, hidden, still working (:func:`_rows_per_read`)."""
+    return typer.Option(None, "--chunk-size", min=1, hidden=True, help="Former name of --rows-per-read.")
+
+
+def _renamed(value, former, name: str, former_name: str, why: str, unset=None):
+    """An option's value, or that of its former name (kept working, with a one-line note on stderr).
+
+    Both given (``value`` not ``unset``, its default) with different values is a usage error.
+    """
+    if former is None:
+        return value
+    if value != unset and value != former:
+        raise usage_error(f"{former_name} is the former name of {name}; give one of them")
+    typer.echo(f"note: {former_name} is now {name} ({why})", err=True)
+    return former
+
+
 def _atlas_option(atlas: str | None, rca: str | None) -> str | None:
-    """``--atlas``, or the former ``--rca`` (kept working, with a note)."""
-    if rca is None:
-        return atlas
-    if atlas is not None and atlas != rca:
-        raise usage_error("--rca is the former name of --atlas; give one of them")
-    typer.echo("note: --rca is now --atlas (the same option, named as in 'chexmask rca' and 'chexmask serve')", err=True)
-    return rca
+    """``--atlas``, or the former ``--rca``."""
+    return _renamed(atlas, rca, "--atlas", "--rca", "the same option, named as in 'chexmask rca' and 'chexmask serve'")
+
+
+def _rows_per_read(rows: int, chunk_size: int | None, default: int) -> int:
+    """``--rows-per-read`` (``default`` unless given), or the former ``--chunk-size`` of a table command."""
+    return _renamed(rows, chunk_size, "--rows-per-read", "--chunk-size",
+                    "in masks, convert and measure; --chunk-size is images per part file, as in segment and build", unset=default)
 
 
 def segment_cmd(
@@ -62,7 +100,7 @@ def segment_cmd(
     amp: bool = typer.Option(True, "--amp/--no-amp", help="float16 autocast on CUDA (ignored on CPU)."),
     backend: str = typer.Option("auto", help="What runs the network: auto (OpenVINO on the CPU, torch on CUDA), openvino or torch."),
     shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
-    chunk_size: int = typer.Option(1000, "--chunk-size", help="Images per part file (what a kill can lose)."),
+    chunk_size: int = _chunk_size_option(),
     engine: str = typer.Option("local", help="local (this machine) or ray (Ray Data; pip install 'chexmask[ray]')."),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -110,6 +148,7 @@ def build_cmd(
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
     backend: str = typer.Option("auto", help="What runs the network: auto (OpenVINO on the CPU, torch on CUDA), openvino or torch."),
     shard: str = typer.Option(None, "--shard", help="Only shard I of N, as I/N (0-based), split by id hash."),
+    chunk_size: int = _chunk_size_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Build a public dataset's CheXmask table: frontal images, the source's ids, resumable."""
@@ -121,9 +160,9 @@ def build_cmd(
     atlas = _atlas_option(atlas, rca)
     with dataset_run_errors(resume_out=out):
         run = build_source(source, root, out, weights=weights, uncertainty=uncertainty, annotate=annotator(rca=atlas), batch_size=batch_size,
-                           workers=workers, device=device, backend=backend, shard=shard, progress=progress,
+                           workers=workers, device=device, backend=backend, shard=shard, chunk_size=chunk_size, progress=progress,
                            args={"source": source, "root": root, "out": out, "weights": weights, "uncertainty": uncertainty,
-                                 "atlas": atlas, "shard": shard, "backend": backend})
+                                 "atlas": atlas, "shard": shard, "chunk_size": chunk_size, "backend": backend})
     finish_batch(f"segmented {run.segmented} of {run.images} {source} images in {run.seconds:.1f} s -> {run.output}",
                  total=run.images, done=run.segmented, failed=run.failed, errors=run.errors)
 
@@ -136,18 +175,20 @@ def masks_cmd(
     min_rca: float = typer.Option(None, "--min-rca", help="Only rows with Dice RCA (Mean) >= this (0.7 is the reference's threshold)."),
     ids: str = typer.Option(None, "--ids", help="Only the image ids listed in this file (one per line)."),
     workers: int = _workers_option(),
-    chunksize: int = typer.Option(1000, "--chunk-size", help="Table rows read at a time (memory is proportional to it)."),
+    rows_per_read: int = _rows_per_read_option(ROWS_PER_READ),
+    chunk_size: int = _former_chunk_size_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Decode the masks of a CheXmask table at the original resolution and write them as files."""
     from chexmask.formats.masks_export import export_masks
     from chexmask.formats.stream import read_ids
 
+    rows_per_read = _rows_per_read(rows_per_read, chunk_size, ROWS_PER_READ)
     with exit_on(chexmask.ChexmaskError, ValueError, ImportError):
         summary = export_masks(
             table, out_dir, fmt=fmt, organs=organs, min_rca=min_rca,
             ids=None if ids is None else read_ids(ids), workers=_default_workers() if workers is None else workers,
-            chunksize=chunksize, progress=progress,
+            chunksize=rows_per_read, progress=progress,
         )
     typer.echo(f"wrote the masks of {summary.written} images to {summary.out_dir} ({fmt})")
     if summary.failed:
@@ -160,13 +201,15 @@ def masks_cmd(
 def convert_cmd(
     table: str = typer.Argument(..., help="Table to convert (.csv, .csv.gz or .parquet)."),
     out: str = typer.Option(..., "--out", "-o", help="Output table; its suffix (.csv, .csv.gz, .parquet) picks the format."),
-    chunksize: int = typer.Option(10000, "--chunk-size", help="Rows held in memory at a time."),
+    rows_per_read: int = _rows_per_read_option(CONVERT_ROWS_PER_READ),
+    chunk_size: int = _former_chunk_size_option(),
 ) -> None:
     """Convert a CheXmask table between CSV and Parquet without loss (text columns byte for byte)."""
     from chexmask.formats.convert import convert_table
 
+    rows_per_read = _rows_per_read(rows_per_read, chunk_size, CONVERT_ROWS_PER_READ)
     with exit_on(chexmask.ChexmaskError, ValueError):
-        rows = convert_table(table, out, chunksize=chunksize)
+        rows = convert_table(table, out, chunksize=rows_per_read)
     typer.echo(f"converted {rows} rows: {table} -> {out}")
 
 
@@ -175,14 +218,16 @@ def measure_cmd(
     out: str = typer.Option(..., "--out", "-o", help="Output table, .csv or .parquet: the id column and the measure columns (see docs/measures.md)."),
     errors: str = typer.Option(None, "--errors", help="Per-row errors CSV (path, error, reason) [default: OUT's name + .errors.csv]."),
     workers: int = _workers_option(),
-    chunksize: int = typer.Option(1000, "--chunk-size", help="Table rows read at a time (memory is proportional to it)."),
+    rows_per_read: int = _rows_per_read_option(ROWS_PER_READ),
+    chunk_size: int = _former_chunk_size_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Cardiothoracic ratio, heart and thorax widths, organ areas and lung heights of every row of a table."""
     from chexmask.formats.measure_table import measure_table
 
+    rows_per_read = _rows_per_read(rows_per_read, chunk_size, ROWS_PER_READ)
     with dataset_run_errors():
         run = measure_table(table, out, errors=errors, workers=_default_workers() if workers is None else workers,
-                            chunksize=chunksize, progress=progress)
+                            chunksize=rows_per_read, progress=progress)
     finish_batch(f"measured {run.measured} of {run.rows} rows in {run.seconds:.1f} s -> {run.out}",
                  total=run.rows, done=run.measured, failed=run.failed, errors=run.errors, what="rows")

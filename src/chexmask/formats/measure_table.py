@@ -18,7 +18,7 @@ from chexmask._errors import InputError
 from chexmask._pool import OrderedPool
 from chexmask.anatomy import ORGANS
 from chexmask.formats.runfiles import errors_path, failure
-from chexmask.formats.stream import DEFAULT_CHUNKSIZE
+from chexmask.formats.stream import DEFAULT_CHUNKSIZE, check_chunk_options
 from chexmask.formats.table_paths import output_table_format
 from chexmask.measures import arrow_types, measure_record, measure_runs
 
@@ -182,8 +182,7 @@ def measure_table(
     kind = output_table_format(out, table if isinstance(table, (str, os.PathLike)) else None)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"--workers must be >= 0 (0 = no worker processes), got {workers!r}")
-    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
-        raise ValueError(f"--chunk-size must be a positive integer, got {chunksize!r}")
+    check_chunk_options(chunksize, None)
     source = str(table) if isinstance(table, (str, os.PathLike)) else "table"
     header = table_columns(table)
     ident = id_column(pd.DataFrame(columns=header), source=source)
