@@ -37,6 +37,7 @@ def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes,
     columns) and ``overlay.png``.
     """
     from chexmask.formats.records import csv_columns, segmentation_record
+    from chexmask.formats.tables import write_csv
 
     organ_of = np.empty(len(seg.landmarks), dtype=object)
     for organ, part in organ_slices(organs=seg.organs).items():
@@ -54,7 +55,7 @@ def bundle(seg, masks: dict[str, np.ndarray], summary: dict, overlay_png: bytes,
     row = segmentation_record(seg, "Image ID", rca)
     row.update(summary.get("measures") or {})  # measured with the image's pixel spacing
     columns = csv_columns("Image ID", clavicles="right_clavicle" in seg.organs)
-    table = pd.DataFrame([{c: row[c] for c in columns}]).to_csv(index=False, lineterminator="\n")
+    table = write_csv(pd.DataFrame([{c: row[c] for c in columns}]))
     result = dict(summary, landmarks=seg.landmarks.round(3).tolist(),
                   node_std=None if seg.node_std is None else seg.node_std.round(4).tolist(),
                   node_error_radius=None if estimated is None else estimated.round(3).tolist())

@@ -25,7 +25,7 @@ from chexmask.formats.stream import (
     table_columns,
 )
 from chexmask.formats.table_paths import table_format
-from chexmask.formats.tables import FLOAT_COLUMNS, INT_COLUMNS
+from chexmask.formats.tables import FLOAT_COLUMNS, INT_COLUMNS, write_csv
 
 __all__ = ["convert_table"]
 
@@ -209,11 +209,11 @@ def convert_table(
                 for chunk in chunks:
                     if lists:
                         chunk = chunk.assign(**{c: [_list_text(v, t) for v in chunk[c]] for c, t in lists.items()})
-                    chunk.to_csv(fh, index=False, header=header, lineterminator="\n")
+                    write_csv(chunk, fh, header=header)
                     header = False
                     rows += len(chunk)
                 if header:  # an empty table still gets its header
-                    pd.DataFrame(columns=schema.names).to_csv(fh, index=False, lineterminator="\n")
+                    write_csv(pd.DataFrame(columns=schema.names), fh)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)

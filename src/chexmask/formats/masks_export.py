@@ -14,7 +14,6 @@ options, UTC times, counts): the errors and provenance files of every command
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
@@ -30,10 +29,10 @@ from chexmask._pool import OrderedPool
 from chexmask.anatomy import ORGANS
 from chexmask.formats.mask_writers import MaskWriter, get_writer
 from chexmask.formats.runfiles import (
-    ERROR_COLUMNS,
     failure,
     run_record,
     utc_iso,
+    write_errors,
     write_run_json,
 )
 from chexmask.formats.stream import (
@@ -229,26 +228,22 @@ def export_masks(
     writer = writer_cls(out, organs)  # fails early (e.g. nibabel missing)
     errors_path = out / "errors.csv"
     start, started = time.time(), utc_iso()
-    written = failed = 0
+    written = 0
     bad: list[tuple] = []
+    failures: list[tuple] = []
     from tqdm import tqdm
 
     total = count_rows(table) if min_rca is None and ids is None else None
-    with open(errors_path, "w", encoding="utf-8", newline="") as fh, tqdm(
-        total=total, disable=not progress, unit="row", desc=f"masks -> {fmt}"
-    ) as bar:
-        errors = csv.writer(fh, lineterminator="\n")
-        errors.writerow(ERROR_COLUMNS)
+    with tqdm(total=total, disable=not progress, unit="row", desc=f"masks -> {fmt}") as bar:
 
         def record(results: Sequence[tuple]) -> None:
-            nonlocal written, failed
+            nonlocal written
             for result in results:
                 if result[0] == "ok":
                     writer.add(result[2], result[3])
                     written += 1
                 else:
-                    errors.writerow(result[1:])
-                    failed += 1
+                    failures.append(result[1:])
                     logger.debug("skipped %s: %s", result[1], result[3])  # every one is in errors.csv
             bar.update(len(results))
 
@@ -258,6 +253,8 @@ def export_masks(
             bad.clear()
         record(bad)  # rows rejected after the last task
         writer.finish()
+    write_errors(errors_path, failures)
+    failed = len(failures)
     seconds = time.time() - start
     args = {"table": source, "out_dir": str(out), "format": fmt, "organs": list(organs), "min_rca": min_rca,
             "ids": None if ids is None else len(ids), "workers": workers, "chunksize": chunksize}

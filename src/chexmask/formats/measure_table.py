@@ -20,6 +20,7 @@ from chexmask.anatomy import ORGANS
 from chexmask.formats.runfiles import errors_path, failure
 from chexmask.formats.stream import DEFAULT_CHUNKSIZE, check_chunk_options
 from chexmask.formats.table_paths import output_table_format
+from chexmask.formats.tables import MASK_COLUMNS, id_column, write_csv
 from chexmask.measures import arrow_types, measure_record, measure_runs
 
 __all__ = ["MeasureRun", "measure_table"]
@@ -105,7 +106,7 @@ class _Writer:
                 self._pq.write_table(table)
             return
         frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)  # whole pixels stay integers
-        frame.to_csv(self._fh, index=False, header=self._header, lineterminator="\n")
+        write_csv(frame, self._fh, header=self._header)
         self._header = False
 
     def close(self) -> None:
@@ -175,7 +176,6 @@ def measure_table(
 
     from chexmask.formats.runfiles import atomic_write, write_errors
     from chexmask.formats.stream import count_rows, iter_chunks, table_columns
-    from chexmask.formats.tables import MASK_COLUMNS, id_column
 
     start = time.perf_counter()
     out = Path(out)

@@ -42,6 +42,7 @@ __all__ = [
     "mask_size",
     "read_table",
     "write_table",
+    "write_csv",
 ]
 
 #: Columns of a CheXmask table after its id column, in the published order.
@@ -367,10 +368,20 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
     if kind == "csv":
-        df.to_csv(path, index=False, lineterminator="\n")
+        write_csv(df, path)
         return
     out = df.copy()
     for column in _TEXT_COLUMNS:
         if column in out.columns:
             out[column] = pd.Series(_as_text(out[column]), index=out.index, dtype="str")
     out.to_parquet(path, index=False)
+
+
+def write_csv(df: pd.DataFrame, target=None, *, header: bool = True) -> str | None:
+    """Write ``df`` in the CSV dialect of every table chexmask writes; the text when ``target`` is None.
+
+    No index, ``"\\n"`` line ends, minimal quoting, missing values as empty fields and
+    floats in their shortest round-trip form, as the published files are. ``target`` is a
+    path or an open text file (``header=False`` appends a chunk to one).
+    """
+    return df.to_csv(target, index=False, header=header, lineterminator="\n")

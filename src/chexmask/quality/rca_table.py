@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from chexmask._errors import InputError
-from chexmask.formats.runfiles import ERROR_COLUMNS, errors_path
+from chexmask.formats.runfiles import ERROR_COLUMNS, errors_path, write_errors
 from chexmask.io.read import XrayImage
 from chexmask.quality.atlas import open_atlas
 from chexmask.quality.rca import RCAResult, RCAScorer
@@ -190,5 +190,5 @@ def run_rca(
     out = Path(out)
     errors = Path(errors) if errors is not None else errors_path(out)
     write_table(scores, out)
-    failed.to_csv(errors, index=False, lineterminator="\n")
+    write_errors(errors, failed.itertuples(index=False, name=None), extra=list(failed.columns[len(ERROR_COLUMNS):]))
     return RCARun(len(scores), len(failed), out, errors)

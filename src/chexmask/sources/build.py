@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from chexmask.formats.table_paths import table_stem
+from chexmask.formats.tables import write_table
 from chexmask.sources._base import get_source
 
 __all__ = ["build_source"]
@@ -38,9 +39,8 @@ def build_source(source: str, root: str | os.PathLike[str], output: str | os.Pat
     out = check_output(output)
     index = spec(root)
     stem = table_stem(out)
-    index.drop(columns=["path"]).rename(columns={"id": spec.id_column}, errors="ignore").loc[
-        :, lambda df: ~df.columns.duplicated()
-    ].to_csv(out.with_name(stem + ".index.csv"), index=False)
+    kept = index.drop(columns=["path"]).rename(columns={"id": spec.id_column}, errors="ignore")
+    write_table(kept.loc[:, ~kept.columns.duplicated()], out.with_name(stem + ".index.csv"))
     pairs = list(zip(index["id"].astype(str), index["path"]))
     return segment_dataset([], out, id_column=spec.id_column, pairs=pairs, command="build", **segment_options)
 
