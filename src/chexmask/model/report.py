@@ -19,24 +19,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from chexmask._errors import ChexmaskError
 from chexmask.anatomy import ORGAN_GROUPS, organ_slices
+from chexmask.io.layout import expert_masks, find_image, load_landmarks_npz, read_split
 from chexmask.io.read import read_image
-from chexmask.io.layout import find_image, load_landmarks_npz, read_split
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
 
 __all__ = ["segment_split", "score_split", "summarise", "reference_masks"]
 
 
 def reference_masks(folder: Path, image_id: str) -> dict[str, np.ndarray]:
-    """The expert masks of one image: ``{"lungs": ..., "heart": ..., "clavicles": ...}`` (those annotated), boolean."""
-    npz, png = folder / "scr_masks" / f"{image_id}.npz", folder / "masks" / f"{image_id}.png"
-    if npz.exists():
-        with np.load(npz) as ref:
-            return {g: np.logical_or.reduce([ref[o] for o in organs]) for g, organs in ORGAN_GROUPS.items() if all(o in ref.files for o in organs)}
-    if png.exists():
-        return {"lungs": read_image(png).pixels > 0}
-    raise ChexmaskError(f"{folder}: no expert mask for {image_id} (scr_masks/{image_id}.npz or masks/{image_id}.png)")
+    """The expert masks of one image per organ group: ``{"lungs", "heart", "clavicles"}`` (those annotated), boolean."""
+    masks = expert_masks(Path(folder), image_id)
+    if "lungs" in masks:  # a lungs-only source's one mask
+        return {"lungs": masks["lungs"]}
+    return {g: np.logical_or.reduce([masks[o] for o in organs]) for g, organs in ORGAN_GROUPS.items() if all(o in masks for o in organs)}
 
 
 def segment_split(segmenter, folder: str | Path, split: str, limit: int | None = None):
