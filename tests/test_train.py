@@ -91,14 +91,14 @@ def test_missing_organs_are_masked_out_of_the_loss():
     import torch
 
     from chexmask.model.hybridgnet import HybridGNet, ModelConfig
-    from chexmask.model.train import _loss
+    from chexmask.model.train import _landmark_term
 
     model = HybridGNet(ModelConfig(input_size=64))
     out = model(torch.rand(2, 1, 64, 64))
     target = torch.full((2, 120, 2), 0.3)
     target[:, 94:] = float("nan")
     valid = torch.isfinite(target).all(-1).float()
-    loss = _loss(out, torch.nan_to_num(target), valid, kl_weight=0.0)
+    loss = _landmark_term(out, torch.nan_to_num(target), valid)
     assert torch.isfinite(loss)
     grad = torch.autograd.grad(loss, out.points)[0]
     assert grad[:, 94:].abs().max() == 0 and grad[:, :94].abs().max() > 0
@@ -168,15 +168,61 @@ def test_clavicle_nodes_missing_from_a_source_carry_no_loss():
 
     from chexmask.anatomy import ALL_ORGANS
     from chexmask.model.hybridgnet import HybridGNet, ModelConfig
-    from chexmask.model.train import _loss
+    from chexmask.model.train import _landmark_term
 
     model = HybridGNet(ModelConfig(input_size=64, organs=ALL_ORGANS))
     out = model(torch.rand(2, 1, 64, 64))
     target = torch.full((2, 166, 2), 0.3)
     target[1, 94:] = float("nan")  # a lungs-only image next to a fully annotated one
     valid = torch.isfinite(target).all(-1).float()
-    grad = torch.autograd.grad(_loss(out, torch.nan_to_num(target), valid, 0.0), out.points)[0]
+    grad = torch.autograd.grad(_landmark_term(out, torch.nan_to_num(target), valid), out.points)[0]
     assert grad[1, 94:].abs().max() == 0 and grad[0, 94:].abs().min() > 0 and grad[1, :94].abs().min() > 0
+
+
+def test_spread_term_moves_the_spread_towards_the_error_and_never_the_nodes():
+    """The spread term: zero gradient on the nodes, unannotated nodes left out, and the
+    latent's sigma pushed up where the spread is below the error."""
+    import torch
+
+    from chexmask.model.hybridgnet import HybridGNet, ModelConfig
+    from chexmask.model.train import _spread_term
+
+    torch.manual_seed(0)
+    model = HybridGNet(ModelConfig(input_size=64))
+    with torch.no_grad():
+        for layer in (model.dec_lin, model.pos1, model.pos2, model.conv1):  # a decoder that the latent moves
+            layer.weight.normal_(0, 0.1)
+    x = torch.rand(2, 1, 64, 64)
+    mu, logvar, feats = model.encode(x)
+    points, inter = model.decode(mu, feats)
+    from chexmask.model.hybridgnet import ModelOutput
+
+    out = ModelOutput(points, mu, logvar, inter)
+    target = points.detach() + 1.0  # every node 1.4 off: far more than its spread
+    target[:, 94:] = float("nan")
+    valid = torch.isfinite(target).all(-1).float()
+    term = _spread_term(model, out, feats, torch.nan_to_num(target), valid, 64, torch.Generator().manual_seed(1))
+    assert term > 0
+    g_points, g_logvar = torch.autograd.grad(term, [out.points, out.logvar], allow_unused=True)
+    assert g_points is None or g_points.abs().max() == 0  # the error is detached
+    assert g_logvar.sum() < 0 and (g_logvar < 0).float().mean() > 0.9  # more spread lowers the gap: sigmas go up
+    # unannotated nodes carry nothing: moving their targets leaves the term unchanged
+    moved = torch.nan_to_num(target).clone()
+    moved[:, 94:] = 5.0
+    again = _spread_term(model, out, feats, moved, valid, 64, torch.Generator().manual_seed(1))
+    assert torch.isclose(term, again)
+
+
+def test_a_spread_term_needs_two_samples(tmp_path):
+    import pytest
+
+    from chexmask._errors import ChexmaskError
+    from chexmask.model.train import TrainConfig
+
+    with pytest.raises(ChexmaskError, match="at least 2 samples"):
+        TrainConfig(sources=[str(tmp_path)], out_dir=str(tmp_path), spread_weight=1.0, spread_samples=1)
+    with pytest.raises(ChexmaskError, match="weight >= 0"):
+        TrainConfig(sources=[str(tmp_path)], out_dir=str(tmp_path), spread_weight=-1.0)
 
 
 def test_training_validation_is_the_score_validate_reports(jsrt_dir, montgomery_dir):

@@ -30,6 +30,8 @@ def train(
     ema: float = typer.Option(0.0, help="Validate and export an exponential moving average of the weights with this decay per step (e.g. 0.998; 0 = off)."),
     kl: str = typer.Option("1e-5", help="KL weight of the latent: a constant (1e-5), or START:END, a geometric ramp over the first --kl-ramp of the epochs (as CheXmask-U: sampled outputs then spread where the model is unsure)."),
     kl_ramp: float = typer.Option(0.5, help="Fraction of the epochs the --kl START:END ramp takes."),
+    spread_weight: float = typer.Option(0.0, help="Weight of the spread term: each node's spread over latent samples is trained towards its error (docs/training.md); 0 = off."),
+    spread_samples: int = typer.Option(4, help="Latent samples per image the spread term draws (at least 2)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train HybridGNet on the sources' train splits, selecting on their val splits; resumes from OUT/last.ckpt if present.
@@ -45,7 +47,8 @@ def train(
         cfg = TrainConfig(sources, out_dir, size, epochs, batch_size, lr, seed=seed, init=init, threads=threads,
                           clavicles=clavicles, robust=robust, input_norm=input_norm, sampling=sampling, ema=ema,
                           refine_levels=tuple(refine_levels), kl_weight=kl_weight, kl_final=kl_final, kl_ramp=kl_ramp,
-                          images=images, val_fraction=val_fraction, corrected_only=corrected_only, failure_augment=failure_augment)
+                          images=images, val_fraction=val_fraction, corrected_only=corrected_only, failure_augment=failure_augment,
+                          spread_weight=spread_weight, spread_samples=spread_samples)
     except (chexmask.ChexmaskError, ValueError) as err:
         raise usage_error(str(err)) from None
     with exit_on(chexmask.ChexmaskError, ValueError):

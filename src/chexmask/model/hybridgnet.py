@@ -313,6 +313,12 @@ class HybridGNet(nn.Module):
         sampled = sample_roi(features, points.reshape(1, b * n, 2) if shared else points, window).reshape(b, n, -1)
         return conv(torch.cat([head, sampled], dim=-1))
 
+    @staticmethod
+    def draw_latent(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One sample ``z = mu + eps * sigma`` per row (the reparameterisation of training)."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps * torch.exp(0.5 * logvar)
+
     def forward(self, image: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> ModelOutput:
         """Predict node positions.
 
@@ -325,11 +331,7 @@ class HybridGNet(nn.Module):
             Source of ``eps`` when sampling.
         """
         mu, logvar, feats = self.encode(image)
-        z = mu
-        if sample:
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            z = mu + eps * torch.exp(0.5 * logvar)
-        points, inter = self.decode(z, feats)
+        points, inter = self.decode(self.draw_latent(mu, logvar, generator) if sample else mu, feats)
         return ModelOutput(points, mu, logvar, inter)
 
     def n_parameters(self) -> int:

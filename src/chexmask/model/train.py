@@ -47,6 +47,7 @@ from chexmask.model.hybridgnet import (
     INPUT_NORMS,
     HybridGNet,
     ModelConfig,
+    ModelOutput,
     flush_denormals,
     kl_divergence,
 )
@@ -94,6 +95,8 @@ class TrainConfig:
     val_fraction: float = DEFAULT_VAL_FRACTION  # ids (by hash) that validate, for tables without a Split column
     corrected_only: bool = False  # table sources: only the organs their Corrected column lists carry loss
     failure_augment: float = 0.0  # probability of one failure mode of data.failure_augment per draw (0: off)
+    spread_weight: float = 0.0  # weight of the spread term (_spread_term): latent spread trained to match node error (0: off)
+    spread_samples: int = 4  # latent samples per image that the spread term draws
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, (str, Path)):
@@ -109,6 +112,9 @@ class TrainConfig:
                                 "give positive weights and a ramp fraction in (0, 1]")
         if not 0.0 <= self.failure_augment <= 1.0:
             raise ChexmaskError(f"failure_augment {self.failure_augment}: give a probability in [0, 1]")
+        if self.spread_weight < 0 or self.spread_samples < 2:
+            raise ChexmaskError(f"spread term {self.spread_weight} with {self.spread_samples} samples: give a weight >= 0 "
+                                "and at least 2 samples")
         if not 0.0 < self.val_fraction < 1.0:
             raise ChexmaskError(f"val_fraction {self.val_fraction}: give a fraction in (0, 1)")
         tables = [s for s in self.sources if is_table_path(s)]
@@ -151,8 +157,23 @@ def _landmark_term(out, target: torch.Tensor, valid: torch.Tensor) -> torch.Tens
     return total
 
 
-def _loss(out, target: torch.Tensor, valid: torch.Tensor, kl_weight: float) -> torch.Tensor:
-    return _landmark_term(out, target, valid) + kl_weight * kl_divergence(out.mu, out.logvar)
+def _spread_term(model: HybridGNet, out: ModelOutput, feats: list[torch.Tensor], target: torch.Tensor, valid: torch.Tensor,
+                 samples: int, generator: torch.Generator) -> torch.Tensor:
+    """Mean squared gap between each annotated node's latent spread and its error.
+
+    The spread is what inference reports as a node's std: ``sqrt(var x + var y)`` over
+    ``samples`` decodes of ``z = mu + eps * sigma`` (the image's maps decoded again, the
+    encoder run once). The error is the distance of ``out``'s node to its annotation,
+    detached, so the term moves the spread towards the error and never the nodes towards
+    a smaller spread. Both in the [0, 1] units of the landmark term, so the weights compare.
+    """
+    b, n = out.points.shape[:2]
+    eps = torch.randn((samples, *out.mu.shape), generator=generator, dtype=out.mu.dtype)
+    z = (out.mu + eps * torch.exp(0.5 * out.logvar)).reshape(samples * b, -1)
+    points, _ = model.decode(z, [f.repeat(samples, 1, 1, 1) for f in feats])
+    spread = points.view(samples, b, n, 2).var(dim=0).sum(-1).clamp_min(1e-12).sqrt()
+    error = (out.points.detach() - target).norm(dim=-1)
+    return (((spread - error) ** 2) * valid).sum() / valid.sum().clamp_min(1.0)
 
 
 def balanced_order(sources: list[str], rng: np.random.Generator) -> np.ndarray:
@@ -329,9 +350,13 @@ def _train(cfg: TrainConfig, progress: bool) -> Path:
         for x, y in _epoch_batches(train_set, cfg, epoch):
             valid = torch.isfinite(y).all(-1).float()
             y = torch.nan_to_num(y)
-            outp = model(x, sample=sample, generator=gen)
+            mu, logvar, feats = model.encode(x)
+            points, inter = model.decode(model.draw_latent(mu, logvar, gen) if sample else mu, feats)
+            outp = ModelOutput(points, mu, logvar, inter)
             landmarks = _landmark_term(outp, y, valid)
             loss = landmarks + cfg.kl_at(epoch) * kl_divergence(outp.mu, outp.logvar)
+            if cfg.spread_weight:
+                loss = loss + cfg.spread_weight * _spread_term(model, outp, feats, y, valid, cfg.spread_samples, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
