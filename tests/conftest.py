@@ -19,8 +19,8 @@ def pytest_configure(config):
 
     torch.set_num_threads(1)
     # Derived files (the OpenVINO export of each weights file, RCA atlases) go to pytest's
-    # own cache folder, not the user's ~/.cache, and are reused by later runs.
-    if config.cache is not None:
+    # own cache folder, not the user's ~/.cache, and are reused by later runs (none with -p no:cacheprovider).
+    if getattr(config, "cache", None) is not None:
         os.environ.setdefault("CHEXMASK_CACHE", str(config.cache.mkdir("chexmask")))
 
 

@@ -140,7 +140,7 @@ def test_workers_option_means_the_same_in_every_dataset_command():
     from typer.testing import CliRunner
 
     from chexmask.cli import app
-    from chexmask.cli.datasets import WORKERS_HELP
+    from chexmask.cli._options import WORKERS_HELP
 
     runner = CliRunner()
     for command in (["segment"], ["build"], ["masks"], ["measure"]):

@@ -446,9 +446,9 @@ def test_per_organ_columns_follow_the_chexmask_ones_in_both_outputs():
 def test_segment_takes_atlas_and_the_former_rca_name():
     import typer
 
-    from chexmask.cli.datasets import _atlas_option
+    from chexmask.cli._options import resolve_atlas
 
-    assert _atlas_option("a.npz", None) == "a.npz" and _atlas_option(None, "a.npz") == "a.npz"
-    assert _atlas_option("a.npz", "a.npz") == "a.npz"
+    assert resolve_atlas("a.npz", None) == "a.npz" and resolve_atlas(None, "a.npz") == "a.npz"
+    assert resolve_atlas("a.npz", "a.npz") == "a.npz"
     with pytest.raises(typer.Exit):
-        _atlas_option("a.npz", "b.npz")
+        resolve_atlas("a.npz", "b.npz")

@@ -183,8 +183,8 @@ def test_kill_9_then_rerun_gives_the_bytes_of_an_uninterrupted_run(tiny_weights,
 def test_default_workers_leave_small_machines_to_the_model(monkeypatch):
     import os
 
-    from chexmask.cli.datasets import _default_workers
+    from chexmask.cli._options import default_workers
 
     for cpus, expected in ((1, 0), (2, 0), (3, 2), (16, 8)):
         monkeypatch.setattr(os, "cpu_count", lambda c=cpus: c)
-        assert _default_workers() == expected
+        assert default_workers() == expected

@@ -6,6 +6,7 @@ exit code by one policy (:mod:`chexmask.cli._errors`), which every command's hel
 plain line on stderr; results go to stdout.
 The commands live by job in :mod:`~chexmask.cli.datasets`, :mod:`~chexmask.cli.quality`,
 :mod:`~chexmask.cli.review` and :mod:`~chexmask.cli.training`; this module registers them.
+The options several commands share are defined once, in :mod:`chexmask.cli._options`.
 """
 
 from __future__ import annotations

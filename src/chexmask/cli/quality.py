@@ -6,8 +6,17 @@ import typer
 
 import chexmask
 from chexmask.cli._errors import EXIT_FAILED, exit_on, finish_batch, usage_error
+from chexmask.cli._options import (
+    atlas_option,
+    device_option,
+    errors_option,
+    id_column_option,
+    progress_option,
+    threads_option,
+    uncertainty_option,
+    weights_option,
+)
 from chexmask.cli._threads import set_threads
-from chexmask.model.default import DEFAULT_MODEL
 
 experiment_app = typer.Typer(help="Experiments: the failure benchmark and quality fit, uncertainty (corruption, out-of-distribution) and CTR validation.", no_args_is_help=True)
 
@@ -15,16 +24,16 @@ experiment_app = typer.Typer(help="Experiments: the failure benchmark and qualit
 def rca(
     images: list[str] = typer.Argument(..., help="Image files, folders or path lists (.txt/.csv)."),
     masks: str = typer.Option(..., "--masks", "-m", help="CheXmask table (.csv, .csv.gz or .parquet) holding the masks to score."),
-    atlas: str = typer.Option(..., "--atlas", help="RCA atlas: JSRT-layout folders, comma-separated (their train splits; built once, then cached), or an atlas .npz."),
+    atlas: str = atlas_option(required=True),
     out: str = typer.Option(..., "--out", "-o", help="Scores table (.csv, .csv.gz or .parquet)."),
-    errors: str = typer.Option(None, "--errors", help="Per-row errors CSV [default: OUT's name + .errors.csv]."),
-    id_column: str = typer.Option(None, "--id-column", help="Image id column of the table [default: detected]."),
+    errors: str = errors_option(),
+    id_column: str = id_column_option(writing=False),
     k: int = typer.Option(5, "--k", help="References per image."),
     embedding: str = typer.Option("latent", help="How references are chosen: latent (model) or image (thumbnail)."),
-    weights: str = typer.Option(DEFAULT_MODEL, help="Model for --embedding latent: shipped name or .safetensors."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
+    weights: str = weights_option(help="Model for --embedding latent: shipped name or .safetensors."),
+    device: str = device_option(),
     save_atlas: str = typer.Option(None, "--save-atlas", help="Also save the atlas to this .npz for later runs."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = progress_option(),
 ) -> None:
     """Estimate the Dice of a table's masks without ground truth (reverse classification accuracy)."""
     from chexmask.quality.rca_table import run_rca
@@ -38,10 +47,10 @@ def rca(
 
 def validate(
     folder: str = typer.Argument(..., help="JSRT-layout folder: images/, landmarks/, splits/, and scr_masks/ (JSRT) or masks/ (lungs-only sources)."),
-    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
+    weights: str = weights_option(),
     split: str = typer.Option("test", help="Split to score: train, val or test."),
     out: str = typer.Option(None, "--out", "-o", help="Write per-image scores to this CSV."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
+    device: str = device_option(),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also score the clavicles (a model that predicts them; JSRT's SCR masks)."),
 ) -> None:
     """Score a model against a source's expert masks and landmarks (Dice, HD, HD95, landmark MSE); lungs-only sources report lungs."""
@@ -64,7 +73,7 @@ def evaluate_cmd(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% confidence intervals (0: none)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures (PNG and PDF)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = progress_option(),
 ) -> None:
     """Agreement of masks and landmarks: Dice, HD, HD95 and landmark MSE per image, organ and comparison."""
     from chexmask.reports.evaluation import evaluate
@@ -88,13 +97,13 @@ def experiment_corruption(
     landmarks: str = typer.Option(None, "--landmarks", help="Folder of <image id>.npz reference landmarks (JSRT layout) for the error columns [default with --split: IMAGES/landmarks]."),
     split: str = typer.Option(None, help="For a JSRT-layout folder in IMAGES: only this split (train, val, test)."),
     limit: int = typer.Option(None, help="Use the first N images only."),
-    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
-    samples: int = typer.Option(50, "--uncertainty", help="Latent samples per image for the predictive uncertainty and the quality estimate (segment's default)."),
+    weights: str = weights_option(),
+    samples: int = uncertainty_option(help="Latent samples per image for the predictive uncertainty and the quality estimate (segment's default)."),
     noise: str = typer.Option("15,30,60,120", help="Gaussian noise std levels (grey levels), comma-separated."),
     sizes: str = typer.Option("0.15,0.3,0.45", help="Occluding block sides (fraction of the shorter side), comma-separated."),
     seed: int = typer.Option(0, help="Seed of the noise and of the latent samples."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
-    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    device: str = device_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Uncertainty and landmark error under Gaussian noise and occlusion, with Spearman correlations."""
     from chexmask.quality.corruption import corruption_experiment
@@ -124,11 +133,11 @@ def experiment_ood(
     non_chest: bool = typer.Option(True, "--non-chest/--no-non-chest", help="Add scikit-image sample images and pydicom's example CT/MR slices."),
     max_synthetic: int = typer.Option(20, help="IN images each synthetic set is made from."),
     save_images: bool = typer.Option(False, "--save-images", help="Also write the generated OOD images under OUT/images/."),
-    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
-    samples: int = typer.Option(50, "--uncertainty", help="Latent samples per image for the predictive uncertainty and the quality estimate (segment's default)."),
+    weights: str = weights_option(),
+    samples: int = uncertainty_option(help="Latent samples per image for the predictive uncertainty and the quality estimate (segment's default)."),
     seed: int = typer.Option(0, help="Seed of the crops and of the latent samples."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
-    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    device: str = device_option(),
+    threads: int = threads_option(),
 ) -> None:
     """AUROC of each uncertainty score for telling out-of-distribution images from IN images."""
     from chexmask.quality.ood import ood_experiment
@@ -151,11 +160,11 @@ def experiment_ctr(
     jsrt_dir: str = typer.Argument(..., help="JSRT-layout folder with images/, scr_masks/, landmarks/, splits/."),
     out: str = typer.Option(..., "--out", "-o", help="Report folder (per_image.csv, summary.csv, summary.json, ctr_bland_altman.png)."),
     split: str = typer.Option("test", help="Split to validate on: train, val or test."),
-    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
+    weights: str = weights_option(),
     limit: int = typer.Option(None, help="Use the first N images of the split only."),
     figure: str = typer.Option(None, help="Write the Bland-Altman PNG here instead of OUT/ctr_bland_altman.png."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
-    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    device: str = device_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Cardiothoracic ratio of a model's masks and of the expert landmarks against the SCR expert masks."""
     from chexmask.quality.ctr_validation import validate_ctr
@@ -183,12 +192,12 @@ def experiment_threshold() -> None:
 def experiment_failures(
     sources: list[str] = typer.Argument(..., help="JSRT-layout folders named jsrt, montgomery and/or shenzhen (images/, landmarks/, splits/, expert masks)."),
     out: str = typer.Option(..., "--out", "-o", help="Benchmark table (.parquet): one row per segmentation, true Dice, node errors, node spread."),
-    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model benchmarked on the val splits (hybridgnet-jsrt-256 is always run on the other hospitals)."),
-    samples: int = typer.Option(50, "--uncertainty", help="Latent samples per image (segment's default)."),
+    weights: str = weights_option(help="Shipped model benchmarked on the val splits (hybridgnet-jsrt-256 is always run on the other hospitals)."),
+    samples: int = uncertainty_option(help="Latent samples per image (segment's default)."),
     limit: int = typer.Option(None, help="First N rows per model only (a quick look)."),
     other_model: bool = typer.Option(True, "--other-model/--no-other-model", help="Also run hybridgnet-jsrt-256 on the other hospitals' train + val (off: the val rows of --weights only)."),
-    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int = threads_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """The failure benchmark: models on images they never saw, clean and under realistic shifts, scored against experts."""
     from pathlib import Path

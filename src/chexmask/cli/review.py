@@ -6,7 +6,13 @@ import typer
 
 import chexmask
 from chexmask.cli._errors import exit_on, fail, usage_error
-from chexmask.model.default import DEFAULT_MODEL
+from chexmask.cli._options import (
+    ATLAS_HELP,
+    atlas_option,
+    device_option,
+    uncertainty_option,
+    weights_option,
+)
 
 export_app = typer.Typer(help="Export predictions for review in other tools.", no_args_is_help=True)
 import_app = typer.Typer(help="Import reviewed annotations as CheXmask tables.", no_args_is_help=True)
@@ -54,13 +60,13 @@ def _missing_app_extra(exc: ImportError) -> str:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless --allow-remote)."),
     port: int = typer.Option(8000, help="TCP port."),
-    weights: str = typer.Option(DEFAULT_MODEL, help="Shipped model name or .safetensors file."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when available)."),
-    uncertainty: int = typer.Option(50, help="Latent samples per image for node uncertainty and the Node Error Radius (0 = off), as segment."),
+    weights: str = weights_option(),
+    device: str = device_option(),
+    uncertainty: int = uncertainty_option(help="Latent samples per image for node uncertainty and the Node Error Radius (0 = off), as segment."),
     max_mb: float = typer.Option(32.0, help="Largest upload, in MiB."),
     max_megapixels: float = typer.Option(40.0, help="Largest image, in megapixels."),
     flag_threshold: float = typer.Option(None, hidden=True),  # removed: the flag rests on the Estimated Dice
-    atlas: str = typer.Option(None, help="RCA atlas (JSRT-layout folders, comma-separated, or an atlas .npz): also flag results with Dice RCA (Mean) < 0.7."),
+    atlas: str = atlas_option(help=f"{ATLAS_HELP} Also flag results with Dice RCA (Mean) < 0.7."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host (the demo has no authentication)."),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also draw and download the clavicles (a model that predicts them)."),
 ) -> None:

@@ -6,6 +6,7 @@ import typer
 
 import chexmask
 from chexmask.cli._errors import exit_on, usage_error
+from chexmask.cli._options import progress_option, threads_option
 
 
 def train(
@@ -20,7 +21,7 @@ def train(
     lr: float = typer.Option(1e-3, help="Peak learning rate (Adam)."),
     seed: int = typer.Option(0, help="Seed of augmentation, latent noise and initialisation."),
     init: str = typer.Option(None, help="Warm start from a shipped model name or .safetensors file."),
-    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    threads: int = threads_option(),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also predict the clavicles (RCLA/LCLA landmarks; sources without them carry no clavicle loss)."),
     robust: bool = typer.Option(True, "--robust-augment/--basic-augment", help="Wide augmentation for other hospitals (default) or the JSRT-only recipe."),
     failure_augment: float = typer.Option(0.0, help="Probability per draw of one failure mode of other hospitals' films (aspect change, AP-like short thorax, zoom-out, magnified heart, dark flat film, rotation; docs/training.md), before the augmentation above; 0 = off."),
@@ -32,7 +33,7 @@ def train(
     kl_ramp: float = typer.Option(0.5, help="Fraction of the epochs the --kl START:END ramp takes."),
     spread_weight: float = typer.Option(0.0, help="Weight of the spread term: each node's spread over latent samples is trained towards its error (docs/training.md); 0 = off."),
     spread_samples: int = typer.Option(4, help="Latent samples per image the spread term draws (at least 2)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = progress_option(),
 ) -> None:
     """Train HybridGNet on the sources' train splits, selecting on their val splits; resumes from OUT/last.ckpt if present.
 
