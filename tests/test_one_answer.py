@@ -7,6 +7,7 @@ dataset pipeline (CLI) and the web demo (the Ray engine writes the local engine'
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import zipfile
@@ -42,6 +43,14 @@ def test_same_pixels_same_answer_everywhere(copies, tiny_weights, tmp_path):
     seg = Segmenter(tiny_weights, uncertainty=6, seed=3)
     api = [seg.segment(p) for p in copies]
     assert [a.image_id for a in api] == [p.name for p in copies]  # the id segment and the demo give a lone file
+    from chexmask.io.read import read_image
+
+    read = [seg.segment(read_image(p)) for p in copies]  # read first: the same id and answer
+    assert [r.image_id for r in read] == [p.name for p in copies]
+    assert [r.image_id for r in seg.segment_images([read_image(p) for p in copies])] == [p.name for p in copies]
+    np.testing.assert_array_equal(read[0].landmarks, api[0].landmarks)
+    renamed = dataclasses.replace(read_image(copies[0]), image_id="study 7")  # an id set by the caller is kept
+    assert seg.segment(renamed).image_id == "study 7"
     np.testing.assert_array_equal(api[0].node_std, api[1].node_std)
     np.testing.assert_array_equal(api[0].landmarks, api[1].landmarks)
 

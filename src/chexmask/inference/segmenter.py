@@ -27,7 +27,7 @@ from chexmask.formats.landmarks import node_uncertainty
 from chexmask.inference.plan import row_ids
 from chexmask.inference.predictor import BatchPrediction, image_seed, predict_batch
 from chexmask.io.model_frame import model_frame, read_model_frame
-from chexmask.io.read import XrayImage
+from chexmask.io.read import XrayImage, image_id_of
 from chexmask.model.weights import DEFAULT_MODEL, load_model
 from chexmask.preprocess import Geometry, to_original
 
@@ -283,17 +283,17 @@ class Segmenter:
         """Segment already-read images, ``batch_size`` at a time."""
         out: list[Segmentation] = []
         for start in range(0, len(images), self.batch_size):
-            out.extend(self.segment_frames([(im, *self.preprocess(im)) for im in images[start : start + self.batch_size]]))
+            out.extend(self.segment_frames([(_meta(im), *self.preprocess(im)) for im in images[start : start + self.batch_size]]))
         return out
 
     def segment(self, image: np.ndarray | XrayImage | str | os.PathLike, image_id: str | None = None) -> Segmentation:
         """Segment one image: a path, an :class:`XrayImage`, or a 2-D uint8 array.
 
-        The result's ``image_id``: a path's file name with its extension, the id ``chexmask
-        segment`` gives the file (:func:`chexmask.inference.plan.row_ids`); an
-        :class:`XrayImage`'s own ``image_id`` (:func:`~chexmask.io.read.read_image` sets the
-        file's stem, the key of its side files in a JSRT-layout folder); for an array,
-        ``image_id`` (default ``"array"``).
+        The result's ``image_id``: a file's name with its extension, the id ``chexmask
+        segment`` gives it (:func:`chexmask.inference.plan.row_ids`), whether it is given
+        as a path or as the :class:`XrayImage` :func:`~chexmask.io.read.read_image` made of
+        it; an :class:`XrayImage` whose ``image_id`` was set otherwise keeps it; for an
+        array, ``image_id`` (default ``"array"``).
 
         Raises
         ------
@@ -360,6 +360,12 @@ class FrameMeta(NamedTuple):
     path: str
     height: int
     width: int
+
+
+def _meta(image: XrayImage) -> FrameMeta:
+    """An image's :class:`FrameMeta`: read from a file and not renamed, it is named as the file (the row id rule)."""
+    named = row_ids([Path(image.path)])[0] if image.path and image.image_id == image_id_of(image.path) else image.image_id
+    return FrameMeta(named, image.path, image.height, image.width)
 
 
 def _array_image(pixels: np.ndarray, image_id: str) -> XrayImage:
