@@ -1,4 +1,4 @@
-"""chexmask.quality.ctr_validation and `chexmask experiment ctr`: CTR vs the SCR expert masks on JSRT."""
+"""chexmask.quality.ctr_validation and `chexmask validate --ctr-report` (formerly `experiment ctr`): CTR vs the SCR expert masks on JSRT."""
 
 from __future__ import annotations
 
@@ -45,23 +45,39 @@ def test_three_jsrt_images(three):
     assert three.model == {"name": DEFAULT_MODEL, "sha256": registry()[DEFAULT_MODEL]["sha256"]}
 
 
-def test_command_writes_the_report_and_takes_other_weights(jsrt_dir, tiny_weights, tmp_path):
+def test_validate_writes_the_ctr_report_from_its_one_segmentation_pass(jsrt_dir, tiny_weights, tmp_path):
+    result = CliRunner().invoke(app, ["validate", str(jsrt_dir), "--limit", "3", "--ctr-report", str(tmp_path / "r"),
+                                      "--weights", str(tiny_weights), "-o", str(tmp_path / "scores.csv")])
+    assert result.exit_code == 0, result.output
+    assert "lungs_dice" in result.output and "landmarks" in result.output and "model_heart" in result.output
+    record = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert record["model"]["name"] == str(tiny_weights) and record["images"] == 3
+    per_image = pd.read_csv(tmp_path / "r" / "per_image.csv")
+    assert len(per_image) == 3 and len(pd.read_csv(tmp_path / "scores.csv")) == 3
+    assert (tmp_path / "r" / "ctr_bland_altman.png").stat().st_size > 10_000
+    # the same numbers as the CTR validation on its own
+    alone = validate_ctr(jsrt_dir, "test", weights=tiny_weights, device="cpu", limit=3).per_image
+    pd.testing.assert_frame_equal(per_image, alone.reset_index(drop=True), check_dtype=False, atol=1e-9)
+
+
+def test_the_former_experiment_ctr_still_works_with_a_note(jsrt_dir, tiny_weights, tmp_path):
     result = CliRunner().invoke(app, ["experiment", "ctr", str(jsrt_dir), "--limit", "3", "-o", str(tmp_path / "r"),
                                       "--weights", str(tiny_weights), "--figure", str(tmp_path / "fig" / "ba.png")])
     assert result.exit_code == 0, result.output
+    assert "experiment ctr is now 'chexmask validate JSRT --ctr-report DIR'" in result.output
     assert "landmarks" in result.output and "model_heart" in result.output
-    record = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert record["model"]["name"] == str(tiny_weights) and record["images"] == 3
     assert len(pd.read_csv(tmp_path / "r" / "per_image.csv")) == 3
     assert (tmp_path / "fig" / "ba.png").stat().st_size > 10_000
+    assert "ctr" not in CliRunner().invoke(app, ["experiment", "--help"]).output.split("Commands:")[1]  # hidden
 
 
 def test_bad_split_and_limit(jsrt_dir, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["experiment", "ctr", str(jsrt_dir), "--split", "tset", "-o", str(tmp_path)])
-    assert result.exit_code == 2 and "no such split file" in result.output
-    result = runner.invoke(app, ["experiment", "ctr", str(jsrt_dir), "--limit", "0", "-o", str(tmp_path)])
-    assert result.exit_code == 2 and "--limit must be >= 1" in result.output
+    for command in (["experiment", "ctr", str(jsrt_dir), "-o", str(tmp_path)], ["validate", str(jsrt_dir), "--ctr-report", str(tmp_path)]):
+        result = runner.invoke(app, [*command, "--split", "tset"])
+        assert result.exit_code == 2 and "no such split file" in result.output
+        result = runner.invoke(app, [*command, "--limit", "0"])
+        assert result.exit_code == 2 and "--limit" in result.output
 
 
 def test_a_source_without_scr_masks_is_an_input_error(tiny_weights, tmp_path):
@@ -73,5 +89,5 @@ def test_a_source_without_scr_masks_is_an_input_error(tiny_weights, tmp_path):
     cv2.imwrite(str(root / "images" / "A.png"), np.full((64, 64), 100, np.uint8))
     cv2.imwrite(str(root / "masks" / "A.png"), np.full((64, 64), 255, np.uint8))
     (root / "splits" / "test.txt").write_text("A\n")
-    result = CliRunner().invoke(app, ["experiment", "ctr", str(root), "-o", str(tmp_path / "r"), "--weights", str(tiny_weights)])
+    result = CliRunner().invoke(app, ["validate", str(root), "--ctr-report", str(tmp_path / "r"), "--weights", str(tiny_weights)])
     assert result.exit_code == 2 and "no SCR masks of both lungs and the heart for A" in result.output

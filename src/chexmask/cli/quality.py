@@ -18,7 +18,7 @@ from chexmask.cli._options import (
 )
 from chexmask.cli._threads import set_threads
 
-experiment_app = typer.Typer(help="Experiments: the failure benchmark and quality fit, uncertainty (corruption, out-of-distribution) and CTR validation.", no_args_is_help=True)
+experiment_app = typer.Typer(help="Experiments: the failure benchmark and quality fit, uncertainty (corruption, out-of-distribution), adaptation and retraining.", no_args_is_help=True)
 
 
 def rca(
@@ -50,18 +50,45 @@ def validate(
     weights: str = weights_option(),
     split: str = typer.Option("test", help="Split to score: train, val or test."),
     out: str = typer.Option(None, "--out", "-o", help="Write per-image scores to this CSV."),
+    ctr_report: str = typer.Option(None, "--ctr-report", help="Also validate the cardiothoracic ratio against the SCR expert masks (JSRT): report folder (per_image.csv, summary.csv, summary.json, ctr_bland_altman.png)."),
+    limit: int = typer.Option(None, min=1, help="Use the first N images of the split only."),
     device: str = device_option(),
+    threads: int = threads_option(),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also score the clavicles (a model that predicts them; JSRT's SCR masks)."),
 ) -> None:
-    """Score a model against a source's expert masks and landmarks (Dice, HD, HD95, landmark MSE); lungs-only sources report lungs."""
+    """Score a model against a source's expert masks and landmarks (Dice, HD, HD95, landmark MSE; with --ctr-report the CTR); lungs-only sources report lungs."""
     from chexmask.inference.segmenter import Segmenter
-    from chexmask.model.report import score_split, summarise
+    from chexmask.model.report import score_segmentations, segment_split, summarise
 
+    set_threads(threads)
     with exit_on(chexmask.ChexmaskError, FileNotFoundError):
-        per_image = score_split(Segmenter(weights, device=device, uncertainty=0, batch_size=8, clavicles=clavicles), folder, split)
+        segmenter = Segmenter(weights, device=device, uncertainty=0, batch_size=8, clavicles=clavicles)
+        segmented = list(segment_split(segmenter, folder, split, limit))  # one pass, scored twice with --ctr-report
+        if ctr_report:  # first: a source without SCR masks fails before anything is scored
+            from chexmask.quality.ctr_validation import ctr_of_segmentations
+
+            ctr = ctr_of_segmentations(folder, segmented, segmenter.info, split)
+        per_image = score_segmentations(folder, segmented)
     if out:
-        per_image.to_csv(out, index=False)
+        from chexmask.formats.tables import write_csv
+
+        write_csv(per_image, out)
     typer.echo(summarise(per_image).to_string(float_format=lambda v: f"{v:.4f}"))
+    if ctr_report:
+        _write_ctr(ctr, ctr_report, None, split)
+
+
+def _write_ctr(result, out: str, figure: str | None, split: str) -> None:
+    """Write the CTR report and print its summary."""
+    from chexmask.reports.ctr_report import write_ctr_report
+
+    with exit_on(chexmask.ChexmaskError, ValueError):
+        write_ctr_report(result, out, figure)
+    columns = ["source", "n", "mae", "bias", "sd", "pearson_r", "tp", "fp", "fn", "tn", "kappa"]
+    typer.echo(f"CTR: model {result.model['name']} (SHA256 {result.model['sha256'][:12]}), {split}; report: {out}")
+    counts = {c: "-" for c in ("tp", "fp", "fn", "tn")}  # no confusion counts for the width rows
+    table = result.summary[columns].astype({c: object for c in counts}).fillna(counts)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
 
 
 def evaluate_cmd(
@@ -155,30 +182,26 @@ def experiment_ood(
     typer.echo(result.aurocs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
-@experiment_app.command("ctr")
+@experiment_app.command("ctr", hidden=True)
 def experiment_ctr(
     jsrt_dir: str = typer.Argument(..., help="JSRT-layout folder with images/, scr_masks/, landmarks/, splits/."),
     out: str = typer.Option(..., "--out", "-o", help="Report folder (per_image.csv, summary.csv, summary.json, ctr_bland_altman.png)."),
     split: str = typer.Option("test", help="Split to validate on: train, val or test."),
     weights: str = weights_option(),
-    limit: int = typer.Option(None, help="Use the first N images of the split only."),
+    limit: int = typer.Option(None, min=1, help="Use the first N images of the split only."),
     figure: str = typer.Option(None, help="Write the Bland-Altman PNG here instead of OUT/ctr_bland_altman.png."),
     device: str = device_option(),
     threads: int = threads_option(),
 ) -> None:
-    """Cardiothoracic ratio of a model's masks and of the expert landmarks against the SCR expert masks."""
+    """Former name of validate --ctr-report (the same report; kept working, with a note)."""
     from chexmask.quality.ctr_validation import validate_ctr
-    from chexmask.reports.ctr_report import write_ctr_report
 
+    typer.echo("note: experiment ctr is now 'chexmask validate JSRT --ctr-report DIR' (one command scores a model "
+               "against a source's experts)", err=True)
     set_threads(threads)
     with exit_on(chexmask.ChexmaskError, ValueError):
         result = validate_ctr(jsrt_dir, split, weights=weights, device=device, limit=limit)
-        write_ctr_report(result, out, figure)
-    columns = ["source", "n", "mae", "bias", "sd", "pearson_r", "tp", "fp", "fn", "tn", "kappa"]
-    typer.echo(f"model {result.model['name']} (SHA256 {result.model['sha256'][:12]}), JSRT {split}; report: {out}")
-    counts = {c: "-" for c in ("tp", "fp", "fn", "tn")}  # no confusion counts for the width rows
-    table = result.summary[columns].astype({c: object for c in counts}).fillna(counts)
-    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+    _write_ctr(result, out, figure, split)
 
 
 @experiment_app.command("threshold", hidden=True, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -22,13 +22,13 @@ CSV or Parquet table (:func:`assemble`, :class:`TableWriter`).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from chexmask._errors import ChexmaskError
 from chexmask.anatomy import N_NODES
@@ -37,7 +37,7 @@ from chexmask.formats.landmark_columns import STD_COLUMN
 from chexmask.formats.landmarks import format_landmarks, format_node_std
 from chexmask.formats.runfiles import atomic_write
 from chexmask.formats.table_paths import table_format
-from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS
+from chexmask.formats.tables import CHEXMASK_COLUMNS, MASK_COLUMNS, write_csv
 from chexmask.masks.fill import landmarks_to_runs
 from chexmask.masks.rle import runs_to_rle
 from chexmask.measures import MEASURE_COLUMNS, arrow_types, measure_record, measure_runs
@@ -227,14 +227,6 @@ def part_schema(id_column: str, clavicles: bool = False):
     return pa.schema(fields)
 
 
-def _csv_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)  # shortest round-trip form, as pandas writes it
-    return str(value)
-
-
 class TableWriter:
     """Stream segmented rows into a CheXmask CSV or Parquet file.
 
@@ -265,8 +257,7 @@ class TableWriter:
         if kind == "csv":
             self.columns = csv_columns(id_column, clavicles)
             self._fh = open(path, "w", newline="", encoding="utf-8")
-            self._csv = csv.writer(self._fh, lineterminator="\n")
-            self._csv.writerow(self.columns)
+            write_csv(pd.DataFrame(columns=self.columns), self._fh)
         else:
             self.columns = parquet_columns(id_column, clavicles)[:-2]
             schema = part_schema(id_column, clavicles)
@@ -279,7 +270,8 @@ class TableWriter:
 
         table = table.select(self.columns)
         if self.kind == "csv":
-            self._csv.writerows([_csv_text(v) for v in row.values()] for row in table.to_pylist())
+            # object columns: each value written as Python gives it (ints stay ints beside missing values)
+            write_csv(pd.DataFrame(table.to_pylist(), columns=self.columns, dtype=object), self._fh, header=False)
         else:
             n = table.num_rows
             for column, value in zip(MODEL_COLUMNS, self.model):

@@ -20,7 +20,6 @@ Both are written atomically (:func:`atomic_write`): a reader sees a whole file o
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -78,13 +77,15 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_errors(path: str | os.PathLike[str], rows: Iterable[Sequence[object]], extra: Sequence[str] = ()) -> None:
     """Write an errors table: :data:`ERROR_COLUMNS`, then the ``extra`` columns (atomically)."""
-    rows = list(rows)
+    import pandas as pd
+
+    from chexmask.formats.tables import write_csv
+
+    table = pd.DataFrame(list(rows), columns=[*ERROR_COLUMNS, *extra], dtype=object)
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow([*ERROR_COLUMNS, *extra])
-            writer.writerows(rows)
+            write_csv(table, fh)
 
     atomic_write(Path(path), write)
 

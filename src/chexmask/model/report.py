@@ -24,7 +24,7 @@ from chexmask.io.layout import expert_masks, find_image, load_landmarks_npz, rea
 from chexmask.io.read import read_image
 from chexmask.quality.metrics import landmark_sq_errors, mask_scores
 
-__all__ = ["segment_split", "score_split", "summarise", "reference_masks"]
+__all__ = ["segment_split", "score_split", "score_segmentations", "summarise", "reference_masks"]
 
 
 def reference_masks(folder: Path, image_id: str) -> dict[str, np.ndarray]:
@@ -51,7 +51,7 @@ def segment_split(segmenter, folder: str | Path, split: str, limit: int | None =
         yield from zip(chunk, images, segmenter.segment_images(images))
 
 
-def score_split(segmenter, folder: str | Path, split: str = "test") -> pd.DataFrame:
+def score_split(segmenter, folder: str | Path, split: str = "test", limit: int | None = None) -> pd.DataFrame:
     """Per-image Dice, HD, HD95 per organ group and landmark MSE of a split.
 
     Parameters
@@ -61,6 +61,8 @@ def score_split(segmenter, folder: str | Path, split: str = "test") -> pd.DataFr
     folder : path
         JSRT-layout folder: images/, landmarks/, splits/, and scr_masks/ or masks/.
     split : {"train", "val", "test"}
+    limit : int, optional
+        Only the first ``limit`` images of the split.
 
     Returns
     -------
@@ -68,10 +70,15 @@ def score_split(segmenter, folder: str | Path, split: str = "test") -> pd.DataFr
     groups the source annotates, ``landmark_mse`` (pixels^2 per node, x and y summed, in
     the image's own frame) and ``landmark_mse_heart`` where the heart is annotated.
     """
+    return score_segmentations(folder, segment_split(segmenter, folder, split, limit))
+
+
+def score_segmentations(folder: str | Path, segmented) -> pd.DataFrame:
+    """:func:`score_split`'s table of already segmented images: ``(image_id, XrayImage, Segmentation)`` of ``folder``."""
     folder = Path(folder)
     heart = organ_slices()["heart"]
     rows = []
-    for image_id, _, seg in segment_split(segmenter, folder, split):
+    for image_id, _, seg in segmented:
         masks = seg.masks()
         row = {"image_id": image_id}
         for group, ref in reference_masks(folder, image_id).items():

@@ -1,4 +1,4 @@
-"""Validate the cardiothoracic ratio against the JSRT expert masks (``chexmask experiment ctr``).
+"""Validate the cardiothoracic ratio against the JSRT expert masks (``chexmask validate --ctr-report``).
 
 For every image of a JSRT split, the CTR (:func:`chexmask.measures.measure_masks`) is
 computed from:
@@ -43,7 +43,7 @@ from chexmask._errors import InputError
 from chexmask.anatomy import ORGANS
 from chexmask.model.default import DEFAULT_MODEL
 
-__all__ = ["SOURCES", "CTR_THRESHOLD", "ctr_agreement", "CTRValidation", "validate_ctr"]
+__all__ = ["SOURCES", "CTR_THRESHOLD", "ctr_agreement", "CTRValidation", "validate_ctr", "ctr_of_segmentations"]
 
 #: Source -> description; every source but ``scr`` is compared with ``scr``.
 SOURCES: dict[str, str] = {
@@ -181,16 +181,26 @@ def validate_ctr(
         ``limit`` below 1.
     """
     from chexmask.inference.segmenter import Segmenter
-    from chexmask.io.layout import expert_masks, load_landmarks_npz
-    from chexmask.masks.fill import landmarks_to_masks
     from chexmask.model.report import segment_split
 
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
-    jsrt_dir = Path(jsrt_dir)
     segmenter = Segmenter(weights, device=device, uncertainty=0, batch_size=batch_size)
+    return ctr_of_segmentations(jsrt_dir, segment_split(segmenter, Path(jsrt_dir), split, limit), segmenter.info, split)
+
+
+def ctr_of_segmentations(jsrt_dir: str | os.PathLike[str], segmented, info: dict, split: str) -> CTRValidation:
+    """:func:`validate_ctr` of already segmented images: ``(image_id, XrayImage, Segmentation)`` of ``jsrt_dir``.
+
+    ``info`` is the segmenter's (``name``, ``sha256``); ``chexmask validate --ctr-report``
+    scores its one segmentation pass this way.
+    """
+    from chexmask.io.layout import expert_masks, load_landmarks_npz
+    from chexmask.masks.fill import landmarks_to_masks
+
+    jsrt_dir = Path(jsrt_dir)
     rows = []
-    for _, image, seg in segment_split(segmenter, jsrt_dir, split, limit):
+    for _, image, seg in segmented:
         scr = expert_masks(jsrt_dir, image.image_id)
         if not all(o in scr for o in ORGANS):
             raise InputError(jsrt_dir / "scr_masks", f"no SCR masks of both lungs and the heart for {image.image_id}")
@@ -218,5 +228,5 @@ def validate_ctr(
         summary.append({"source": f"{part}_width_px", "description": f"model {part} width vs SCR (px)",
                         **{k: v for k, v in agreement.items() if k not in ("tp", "fp", "fn", "tn", "kappa")}})
     summary = pd.DataFrame(summary).astype({c: "Int64" for c in ("tp", "fp", "fn", "tn")})  # none for the widths
-    model = {"name": str(segmenter.info["name"]), "sha256": segmenter.info["sha256"]}
+    model = {"name": str(info["name"]), "sha256": info["sha256"]}
     return CTRValidation(per_image, summary, model, split)

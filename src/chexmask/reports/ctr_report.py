@@ -1,4 +1,4 @@
-"""The report of the CTR validation (``chexmask experiment ctr``): tables and a Bland-Altman figure.
+"""The report of the CTR validation (``chexmask validate --ctr-report``): tables and a Bland-Altman figure.
 
 :func:`write_ctr_report` writes what :func:`chexmask.quality.ctr_validation.validate_ctr`
 measured. Quality computes, reports draws and writes.
