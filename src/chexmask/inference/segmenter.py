@@ -395,8 +395,8 @@ def _network(model, sha256: str, device: torch.device, backend: str):
             if backend == "openvino":
                 raise ChexmaskError(f"--backend openvino: {exc}") from exc
             log.warning("OpenVINO could not load the network (%s); using torch", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    # torch on the CPU: channels-last convolutions under inference_mode, 1.20x torch's
-    # default at batch 8 with landmarks within 2e-5 px (benchmarks/bench_backends.py).
+    # torch on the CPU: channels-last convolutions under inference_mode, faster than torch's
+    # default with the same landmarks (measured: docs/segment.md, benchmarks/bench_backends.py).
     model.to(memory_format=torch.channels_last)
     return model, f"torch {torch.__version__} channels_last inference_mode"
 
