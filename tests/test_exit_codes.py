@@ -25,7 +25,7 @@ def _commands(group, prefix: tuple[str, ...] = ()):
 
 def test_every_command_states_the_policy_in_its_help():
     commands = dict(_commands(typer.main.get_command(app)))
-    assert {("segment",), ("masks",), ("rca",), ("experiment", "ctr"), ("import", "labelstudio")} <= set(commands)
+    assert {("segment",), ("masks",), ("rca",), ("validate",), ("experiment", "failures"), ("import", "labelstudio")} <= set(commands)
     for name, command in commands.items():
         assert command.epilog == EXIT_CODES_EPILOG, name
 
