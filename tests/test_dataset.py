@@ -171,8 +171,24 @@ def test_dataset_loads_images(cxr8, table, tmp_path):
 
 
 def test_loader_workers_read_their_own_rows(cxr8, table):
+    """Forked DataLoader workers each read their own rows, though the parent opened its handle first.
+
+    Run in a fresh interpreter: forking this test process, which has run OpenVINO and torch
+    models in other tests, left it crashing (SIGSEGV) at its next subprocess start.
+    """
+    import json
+    import subprocess
+    import sys
+
     ids = table["Image Index"].iloc[:4].tolist()
-    dataset = MaskDataset(cxr8, ids=ids, organs=["heart"], landmarks=False)
-    dataset[0]  # the parent opens its handle before the workers fork
-    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2)
-    assert [b["image_id"][0] for b in loader] == ids
+    code = f"""
+import json, torch
+from chexmask.dataset import MaskDataset
+dataset = MaskDataset({str(cxr8)!r}, ids={ids!r}, organs=["heart"], landmarks=False)
+dataset[0]  # the parent opens its handle before the workers fork
+loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context="fork")
+print(json.dumps([b["image_id"][0] for b in loader]))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == ids
