@@ -120,9 +120,9 @@ def model_table(weights: str | Path, folder: str | Path, splits: tuple[str, ...]
     columns = csv_columns("ImageID")
     rows = []
     for split in splits:
-        for _, _, seg in segment_split(segmenter, folder, split):
-            record = segmentation_record(seg, "ImageID")  # the image's id is its file name without extension
-            rows.append({**{c: record[c] for c in columns}, "Split": split})
+        for image_id, _, seg in segment_split(segmenter, folder, split):
+            record = segmentation_record(seg, "ImageID")
+            rows.append({**{c: record[c] for c in columns}, "ImageID": image_id, "Split": split})  # the split file's id
     return pd.DataFrame(rows, columns=[*columns, "Split"])
 
 
