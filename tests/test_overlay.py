@@ -134,3 +134,21 @@ def test_clavicles_are_drawn_when_the_result_has_them():
     for organ, rows in (("right_clavicle", slice(8, 32)), ("left_clavicle", slice(176, 200))):
         close = np.abs(out[rows] - np.array(ORGAN_COLOURS[organ])).sum(-1) < 60
         assert close.sum() > 20, organ
+
+
+def test_annotator_names_overlays_without_cutting_a_dicom_uid(tiny_weights, jsrt_dir, tmp_path):
+    """An overlay is `<id without its image extension>.png`: a file named by a DICOM UID keeps every dotted part."""
+    import dataclasses
+    import shutil
+
+    from chexmask.inference.segmenter import Segmenter
+    from chexmask.reports.annotate import Annotator
+
+    uid = tmp_path / "1.2.840.113619.2.55"  # no extension; the reader sniffs the content
+    shutil.copy(jsrt_dir / "images" / "JPCLN001.png", uid)
+    seg = Segmenter(tiny_weights, uncertainty=0).segment(uid)
+    annotate = Annotator(overlays=tmp_path / "ov")
+    annotate(dataclasses.replace(seg, image_id="a/" + seg.image_id))
+    annotate(dataclasses.replace(seg, image_id="b/x.png"))
+    assert sorted(p.relative_to(tmp_path / "ov").as_posix() for p in (tmp_path / "ov").rglob("*.png")) == [
+        "a/1.2.840.113619.2.55.png", "b/x.png"]

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from chexmask._errors import InputError
 
-__all__ = ["WorkItem", "row_ids", "parse_shard", "plan_items", "items_from_pairs", "chunks"]
+__all__ = ["WorkItem", "row_ids", "image_row_id", "parse_shard", "plan_items", "items_from_pairs", "chunks"]
 
 
 class WorkItem(NamedTuple):
@@ -41,6 +41,14 @@ def row_ids(paths: Sequence[Path]) -> list[str]:
     """
     root = Path(os.path.commonpath([p.parent for p in paths]))
     return [p.relative_to(root).as_posix() for p in paths]
+
+
+def image_row_id(image) -> str:
+    """The row id of an :class:`~chexmask.io.read.XrayImage`: read from a file and not renamed,
+    the file's name (:func:`row_ids` of that one file); otherwise its own ``image_id``."""
+    from chexmask.io.read import image_id_of
+
+    return row_ids([Path(image.path)])[0] if image.path and image.image_id == image_id_of(image.path) else image.image_id
 
 
 def parse_shard(text: str) -> tuple[int, int]:

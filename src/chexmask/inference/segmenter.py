@@ -24,10 +24,10 @@ import torch
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import ALL_ORGANS, N_NODES, ORGANS, organ_slices
 from chexmask.formats.landmarks import node_uncertainty
-from chexmask.inference.plan import row_ids
+from chexmask.inference.plan import image_row_id, row_ids
 from chexmask.inference.predictor import BatchPrediction, image_seed, predict_batch
 from chexmask.io.model_frame import model_frame, read_model_frame
-from chexmask.io.read import XrayImage, image_id_of
+from chexmask.io.read import XrayImage
 from chexmask.model.weights import DEFAULT_MODEL, load_model
 from chexmask.preprocess import Geometry, to_original
 
@@ -364,8 +364,7 @@ class FrameMeta(NamedTuple):
 
 def _meta(image: XrayImage) -> FrameMeta:
     """An image's :class:`FrameMeta`: read from a file and not renamed, it is named as the file (the row id rule)."""
-    named = row_ids([Path(image.path)])[0] if image.path and image.image_id == image_id_of(image.path) else image.image_id
-    return FrameMeta(named, image.path, image.height, image.width)
+    return FrameMeta(image_row_id(image), image.path, image.height, image.width)
 
 
 def _array_image(pixels: np.ndarray, image_id: str) -> XrayImage:

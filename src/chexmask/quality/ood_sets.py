@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from chexmask._errors import ChexmaskError
+from chexmask.inference.plan import image_row_id
 from chexmask.io.read import XrayImage
 
 __all__ = ["TRANSFORMS", "synthetic_ood", "non_chest_images"]
@@ -65,7 +66,7 @@ def synthetic_ood(
         made = []
         for i, img in enumerate(images):
             px = TRANSFORMS[name](img.pixels, np.random.default_rng([seed, ti, i]))
-            made.append(img.with_pixels(px, image_id=f"{name}/{img.image_id}"))
+            made.append(img.with_pixels(px, image_id=f"{name}/{image_row_id(img)}"))  # named as segment names the original
         out[name] = made
     return out
 

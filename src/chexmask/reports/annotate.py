@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from chexmask._errors import InputError
+from chexmask.io.lookup import image_stem
 from chexmask.io.read import read_image
 
 __all__ = ["Annotator", "annotator"]
@@ -62,7 +63,8 @@ class Annotator:
         if self.overlays is not None:
             from chexmask.reports.overlay import draw_overlay
 
-            rel = PurePosixPath(segmentation.image_id).with_suffix(".png")
+            rel = PurePosixPath(segmentation.image_id)
+            rel = rel.with_name(f"{image_stem(rel.name)}.png")  # only an image extension goes: DICOM UIDs keep their dots
             estimate = segmentation.quality_estimate()
             draw_overlay(image, segmentation, self.overlays.joinpath(*rel.parts), flag=estimate.flag(rca),
                          error_radius=estimate.node_radius)

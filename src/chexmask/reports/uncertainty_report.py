@@ -176,11 +176,13 @@ def write_ood_report(result: OODResult, out_dir: str | os.PathLike[str]) -> Path
 
 
 def save_ood_images(result: OODResult, out_dir: str | os.PathLike[str]) -> None:
-    """Write every OOD image of ``result.sets`` to ``out_dir/images/<set>/<id>.png``."""
+    """Write every OOD image of ``result.sets`` to ``out_dir/images/<set>/<id without its image extension>.png``."""
     import cv2
+
+    from chexmask.io.lookup import image_stem
 
     for name, images in result.sets.items():
         folder = Path(out_dir) / "images" / name
         folder.mkdir(parents=True, exist_ok=True)
         for img in images:
-            cv2.imwrite(str(folder / f"{img.image_id.split('/')[-1]}.png"), img.pixels)
+            cv2.imwrite(str(folder / f"{image_stem(img.image_id.split('/')[-1])}.png"), img.pixels)
