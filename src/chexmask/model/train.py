@@ -168,8 +168,7 @@ def _spread_term(model: HybridGNet, out: ModelOutput, feats: list[torch.Tensor],
     a smaller spread. Both in the [0, 1] units of the landmark term, so the weights compare.
     """
     b, n = out.points.shape[:2]
-    eps = torch.randn((samples, *out.mu.shape), generator=generator, dtype=out.mu.dtype)
-    z = (out.mu + eps * torch.exp(0.5 * out.logvar)).reshape(samples * b, -1)
+    z = model.draw_latent(out.mu.repeat(samples, 1), out.logvar.repeat(samples, 1), generator)  # sample-major, as the maps
     points, _ = model.decode(z, [f.repeat(samples, 1, 1, 1) for f in feats])
     spread = points.view(samples, b, n, 2).var(dim=0).sum(-1).clamp_min(1e-12).sqrt()
     error = (out.points.detach() - target).norm(dim=-1)
