@@ -16,7 +16,7 @@ from __future__ import annotations
 import typer
 
 from chexmask.cli._errors import usage_error
-from chexmask.model.default import DEFAULT_MODEL
+from chexmask.model.default import DEFAULT_DEVICE, DEFAULT_MODEL, DEFAULT_UNCERTAINTY
 
 # -- processes and devices ---------------------------------------------------------------
 
@@ -44,7 +44,7 @@ def default_workers() -> int:
 
 def device_option(help: str = DEVICE_HELP):
     """``--device``: where the network runs, ``auto`` (CUDA when available) by default."""
-    return typer.Option("auto", "--device", help=help)
+    return typer.Option(DEFAULT_DEVICE, "--device", help=help)
 
 
 def backend_option(help: str = BACKEND_HELP):
@@ -65,8 +65,6 @@ def progress_option(help: str = PROGRESS_HELP):
 # -- the model ---------------------------------------------------------------------------
 
 WEIGHTS_HELP = "Shipped model name or .safetensors file."
-#: Latent samples per image: the ``Segmenter``'s default too.
-UNCERTAINTY = 50
 UNCERTAINTY_HELP = "Latent samples per image for node uncertainty (0 = off)."
 
 
@@ -77,7 +75,7 @@ def weights_option(help: str = WEIGHTS_HELP):
 
 def uncertainty_option(help: str = UNCERTAINTY_HELP):
     """``--uncertainty``: latent samples per image (0 = off), 50 by default."""
-    return typer.Option(UNCERTAINTY, "--uncertainty", help=help)
+    return typer.Option(DEFAULT_UNCERTAINTY, "--uncertainty", help=help)
 
 
 # -- tables and runs ---------------------------------------------------------------------

@@ -28,6 +28,7 @@ from chexmask.inference.plan import image_row_id, row_ids
 from chexmask.inference.predictor import BatchPrediction, image_seed, predict_batch
 from chexmask.io.model_frame import model_frame, read_model_frame
 from chexmask.io.read import XrayImage
+from chexmask.model.default import DEFAULT_DEVICE, DEFAULT_UNCERTAINTY
 from chexmask.model.weights import DEFAULT_MODEL, load_model
 from chexmask.preprocess import Geometry, to_original
 
@@ -198,8 +199,8 @@ class Segmenter:
     def __init__(
         self,
         weights: str | Path = DEFAULT_MODEL,
-        device: str = "auto",
-        uncertainty: int = 50,
+        device: str = DEFAULT_DEVICE,
+        uncertainty: int = DEFAULT_UNCERTAINTY,
         seed: int = 0,
         batch_size: int = 8,
         micro_batch: int | None = None,
