@@ -13,6 +13,7 @@ from chexmask.quality.metrics import (
     hausdorff,
     landmark_sq_errors,
     mask_scores,
+    node_rank_figures,
     surface,
     surface_distances,
 )
@@ -128,3 +129,27 @@ def test_landmark_sq_errors():
     assert np.isnan(landmark_sq_errors([[np.nan, 0]], [[0, 0]])[0])
     with pytest.raises(ValueError, match=r"same shape, got \(2, 2\) and \(3, 2\)"):
         landmark_sq_errors(np.zeros((2, 2)), np.zeros((3, 2)))
+
+
+def test_node_rank_figures_pool_images_and_drop_unannotated_nodes():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    stds = [rng.random(20) for _ in range(4)]
+    errors = [s * 3 + rng.random(20) for s in stds]
+    errors[1][:5] = np.nan  # an organ the expert did not annotate
+    f = node_rank_figures(stds, errors)
+    ok = [np.isfinite(e) for e in errors]
+    pooled = spearmanr(np.concatenate([s[k] for s, k in zip(stds, ok)]), np.concatenate([e[k] for e, k in zip(errors, ok)]))[0]
+    assert f["images"] == 4 and f["nodes"] == 75
+    assert f["pooled"] == pytest.approx(pooled)
+    assert f["per_image"] == pytest.approx(np.median([spearmanr(s[k], e[k])[0] for s, e, k in zip(stds, errors, ok)]))
+    assert f["median_error_px"] == pytest.approx(np.median(np.concatenate([e[k] for e, k in zip(errors, ok)])))
+    # a spread that ranks every error exactly
+    assert node_rank_figures([np.arange(5.0)], [np.arange(5.0) * 2])["pooled"] == pytest.approx(1.0)
+
+
+def test_node_rank_figures_of_too_few_images_are_nan():
+    assert np.isnan(node_rank_figures([np.arange(3.0)] * 2, [np.arange(3.0)] * 2)["image_level"])  # under 3 images
+    empty = node_rank_figures([np.arange(3.0)], [np.full(3, np.nan)])
+    assert empty["nodes"] == 0 and np.isnan(empty["pooled"])

@@ -98,9 +98,43 @@ def test_validate_command_reports_a_lungs_only_source(shared_data, tmp_path):
         (tmp_path / name).symlink_to(folder / name)
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "val.txt").write_text((folder / "splits" / "val.txt").read_text().split()[0])
-    res = CliRunner().invoke(app, ["validate", str(tmp_path), "--split", "val", "-o", str(tmp_path / "s.csv")])
+    res = CliRunner().invoke(app, ["validate", str(tmp_path), "--split", "val", "-o", str(tmp_path / "s.csv"), "--uncertainty", "0"])
     assert res.exit_code == 0, res.output
     assert "lungs_dice" in res.output and "heart_dice" not in res.output
+    assert "node uncertainty vs node error" not in res.output  # no samples, no ranking
+
+
+def test_validate_ranks_node_errors_by_node_uncertainty(shared_data, tmp_path):
+    """The ship rule's node Spearman, by hand from the Segmenter's output and through `validate`."""
+    from scipy.stats import spearmanr
+    from typer.testing import CliRunner
+
+    from chexmask.cli import app
+    from chexmask.formats.landmarks import node_uncertainty
+    from chexmask.io.layout import load_landmarks_npz
+    from chexmask.model.report import node_uncertainty_ranking, segment_split
+
+    folder = shared_data / "montgomery"
+    if not folder.exists():
+        pytest.skip(f"{folder} not found")
+    for name in ("images", "landmarks", "masks"):
+        (tmp_path / name).symlink_to(folder / name)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "val.txt").write_text("\n".join((folder / "splits" / "val.txt").read_text().split()[:2]))
+    segmented = list(segment_split(chexmask.Segmenter(uncertainty=10, batch_size=4), tmp_path, "val"))
+    ranking = node_uncertainty_ranking(tmp_path, segmented)
+    std, err = [], []
+    for image_id, image, seg in segmented:  # Montgomery annotates the lungs only: 94 nodes per image
+        scale = 1024 / max(image.height, image.width)
+        expert = load_landmarks_npz(tmp_path / "landmarks" / f"{image_id}.npz", seg.organs)[:94]
+        err.append(np.linalg.norm(seg.landmarks[:94] - expert, axis=1) * scale)
+        std.append(node_uncertainty(seg.node_std)[:94] * scale)
+    assert ranking["images"] == 2 and ranking["nodes"] == 188
+    assert ranking["pooled"] == pytest.approx(spearmanr(np.concatenate(std), np.concatenate(err))[0])
+    assert 0 < ranking["pooled"] < 1 and ranking["median_error_px"] > ranking["median_std_px"] > 0
+    res = CliRunner().invoke(app, ["validate", str(tmp_path), "--split", "val", "--uncertainty", "10"])
+    assert res.exit_code == 0, res.output
+    assert f"Spearman pooled {ranking['pooled']:.3f}" in res.output and "188 nodes of 2 images" in res.output
 
 
 MULTI = "hybridgnet-multi-256"

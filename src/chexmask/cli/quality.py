@@ -55,25 +55,31 @@ def validate(
     device: str = device_option(),
     threads: int = threads_option(),
     clavicles: bool = typer.Option(False, "--clavicles", help="Also score the clavicles (a model that predicts them; JSRT's SCR masks)."),
+    uncertainty: int = uncertainty_option(help="Latent samples per image; above 0 also scores how well node uncertainty ranks node error (Spearman, 1024 frame)."),
 ) -> None:
-    """Score a model against a source's expert masks and landmarks (Dice, HD, HD95, landmark MSE; with --ctr-report the CTR); lungs-only sources report lungs."""
+    """Score a model against a source's expert masks and landmarks (Dice, HD, HD95, landmark MSE; node uncertainty vs node error; with --ctr-report the CTR); lungs-only sources report lungs."""
     from chexmask.inference.segmenter import Segmenter
-    from chexmask.model.report import score_segmentations, segment_split, summarise
+    from chexmask.model.report import node_uncertainty_ranking, score_segmentations, segment_split, summarise
 
     set_threads(threads)
     with exit_on(chexmask.ChexmaskError, FileNotFoundError):
-        segmenter = Segmenter(weights, device=device, uncertainty=0, batch_size=8, clavicles=clavicles)
+        segmenter = Segmenter(weights, device=device, uncertainty=uncertainty, batch_size=8, clavicles=clavicles)
         segmented = list(segment_split(segmenter, folder, split, limit))  # one pass, scored twice with --ctr-report
         if ctr_report:  # first: a source without SCR masks fails before anything is scored
             from chexmask.quality.ctr_validation import ctr_of_segmentations
 
             ctr = ctr_of_segmentations(folder, segmented, segmenter.info, split)
         per_image = score_segmentations(folder, segmented)
+        ranking = node_uncertainty_ranking(folder, segmented) if uncertainty else None
     if out:
         from chexmask.formats.tables import write_csv
 
         write_csv(per_image, out)
     typer.echo(summarise(per_image).to_string(float_format=lambda v: f"{v:.4f}"))
+    if ranking:
+        typer.echo(f"node uncertainty vs node error ({uncertainty} samples, 1024 frame, {ranking['nodes']} nodes of {ranking['images']} images): "
+                   f"Spearman pooled {ranking['pooled']:.3f}, median per image {ranking['per_image']:.3f}, image level "
+                   f"{ranking['image_level']:.3f}; median node uncertainty {ranking['median_std_px']:.2f} px, error {ranking['median_error_px']:.2f} px")
     if ctr_report:
         _write_ctr(ctr, ctr_report, None, split)
 

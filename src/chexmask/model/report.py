@@ -22,9 +22,11 @@ import pandas as pd
 from chexmask.anatomy import ORGAN_GROUPS, organ_slices
 from chexmask.io.layout import expert_masks, find_image, load_landmarks_npz, read_split
 from chexmask.io.read import read_image
-from chexmask.quality.metrics import landmark_sq_errors, mask_scores
+from chexmask.formats.landmarks import node_uncertainty
+from chexmask.preprocess import to_1024_frame
+from chexmask.quality.metrics import landmark_sq_errors, mask_scores, node_rank_figures
 
-__all__ = ["segment_split", "score_split", "score_segmentations", "summarise", "reference_masks"]
+__all__ = ["segment_split", "score_split", "score_segmentations", "node_uncertainty_ranking", "summarise", "reference_masks"]
 
 
 def reference_masks(folder: Path, image_id: str) -> dict[str, np.ndarray]:
@@ -94,6 +96,40 @@ def score_segmentations(folder: str | Path, segmented) -> pd.DataFrame:
             row["uncertainty"] = seg.uncertainty
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def node_uncertainty_ranking(folder: str | Path, segmented) -> dict[str, float]:
+    """How well the node uncertainty ranks the node errors against the experts' landmarks.
+
+    The ship rule's node-level Spearman (issue 26; CheXmask-U's "uncertainty tracks node
+    error"): each CheXmask node's uncertainty (:func:`chexmask.formats.landmarks.node_uncertainty`
+    of the latent samples' std) against its distance to the expert's node, both in the
+    1024 frame so that images of different sizes pool; organs the source does not
+    annotate are left out, and so are the clavicles.
+
+    Parameters
+    ----------
+    folder : path
+        The JSRT-layout source of the images (its ``landmarks/``).
+    segmented : iterable of (image_id, XrayImage, Segmentation)
+        Segmented with latent samples (``Segmenter(uncertainty=N)``, N > 0).
+
+    Returns
+    -------
+    dict
+        :func:`chexmask.quality.metrics.node_rank_figures`.
+    """
+    folder = Path(folder)
+    n = organ_slices()["heart"].stop  # the CheXmask nodes
+    stds, errors = [], []
+    for image_id, image, seg in segmented:
+        if seg.node_std is None:
+            raise ValueError(f"{image_id}: segmented without latent samples; node uncertainty needs uncertainty > 0")
+        expert = load_landmarks_npz(folder / "landmarks" / f"{image_id}.npz", seg.organs)[:n]
+        error = np.linalg.norm(seg.landmarks[:n] - expert, axis=1)
+        stds.append(to_1024_frame(node_uncertainty(seg.node_std)[:n], image.height, image.width))
+        errors.append(to_1024_frame(error, image.height, image.width))
+    return node_rank_figures(stds, errors)
 
 
 def summarise(per_image: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from scipy.stats import pearsonr, spearmanr
 from chexmask.flag import DEFAULT_MAX_UNCERTAINTY_PX
 from chexmask.preprocess import to_1024_frame
 from chexmask.quality.failure_benchmark import FAILURE_CUTS, failed
-from chexmask.quality.metrics import auroc
+from chexmask.quality.metrics import auroc, node_rank_figures
 
 __all__ = ["estimate_score", "flag_rows", "mean_uncertainty", "node_spearman", "summary"]
 
@@ -101,12 +101,6 @@ def node_spearman(bench: pd.DataFrame) -> pd.DataFrame:
     for key, g in groups:
         err = [to_1024_frame(np.asarray(e, np.float64), h, w) for e, h, w in zip(g["node_error"], g["height"], g["width"])]
         std = [to_1024_frame(np.asarray(s, np.float64), h, w) for s, h, w in zip(g["node_std"], g["height"], g["width"])]
-        ok = [np.isfinite(e) for e in err]
-        e_all = np.concatenate([e[k] for e, k in zip(err, ok)])
-        s_all = np.concatenate([s[k] for s, k in zip(std, ok)])
-        per = [spearmanr(s[k], e[k])[0] for s, e, k in zip(std, err, ok)]
-        rows[" ".join(key)] = {"images": len(g), "pooled": float(spearmanr(s_all, e_all)[0]), "per_image": float(np.nanmedian(per)),
-                               "image_level": float(spearmanr([s[k].mean() for s, k in zip(std, ok)], [e[k].mean() for e, k in zip(err, ok)])[0])
-                               if len(g) > 2 else float("nan"),
-                               "median_error_px": float(np.median(e_all)), "median_std_px": float(np.median(s_all))}
+        figures = node_rank_figures(std, err)
+        rows[" ".join(key)] = {"images": len(g), **{k: figures[k] for k in ("pooled", "per_image", "image_level", "median_error_px", "median_std_px")}}
     return pd.DataFrame(rows).T
