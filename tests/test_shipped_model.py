@@ -70,16 +70,22 @@ def test_test_split_accuracy_matches_the_model_card(jsrt_dir):
     assert summary.loc["heart_dice", "mean"] >= HEART_DICE - 0.005
 
 
-@pytest.mark.parametrize("source", ["montgomery", "shenzhen"])
-def test_lungs_only_sources_are_scored_on_lungs(segmenter, shared_data, tmp_path, source):
-    """`chexmask validate` on a lungs-only source: lungs against its manual masks, no heart columns."""
+def _val_subset(shared_data, source, tmp_path, n):
+    """A lungs-only source's first ``n`` val images as a JSRT-layout folder under ``tmp_path`` (skips without the data)."""
     folder = shared_data / source
     if not folder.exists():
         pytest.skip(f"{folder} not found")
     for name in ("images", "landmarks", "masks"):
         (tmp_path / name).symlink_to(folder / name)
     (tmp_path / "splits").mkdir()
-    (tmp_path / "splits" / "val.txt").write_text("\n".join((folder / "splits" / "val.txt").read_text().split()[:2]))
+    (tmp_path / "splits" / "val.txt").write_text("\n".join((folder / "splits" / "val.txt").read_text().split()[:n]))
+    return tmp_path
+
+
+@pytest.mark.parametrize("source", ["montgomery", "shenzhen"])
+def test_lungs_only_sources_are_scored_on_lungs(segmenter, shared_data, tmp_path, source):
+    """`chexmask validate` on a lungs-only source: lungs against its manual masks, no heart columns."""
+    _val_subset(shared_data, source, tmp_path, 2)
     scores = score_split(segmenter, tmp_path, "val")
     assert len(scores) == 2 and (scores["lungs_dice"] > 0.85).all(), scores
     assert not any(c.startswith("heart") for c in scores.columns)
@@ -91,13 +97,7 @@ def test_validate_command_reports_a_lungs_only_source(shared_data, tmp_path):
 
     from chexmask.cli import app
 
-    folder = shared_data / "montgomery"
-    if not folder.exists():
-        pytest.skip(f"{folder} not found")
-    for name in ("images", "landmarks", "masks"):
-        (tmp_path / name).symlink_to(folder / name)
-    (tmp_path / "splits").mkdir()
-    (tmp_path / "splits" / "val.txt").write_text((folder / "splits" / "val.txt").read_text().split()[0])
+    _val_subset(shared_data, "montgomery", tmp_path, 1)
     res = CliRunner().invoke(app, ["validate", str(tmp_path), "--split", "val", "-o", str(tmp_path / "s.csv"), "--uncertainty", "0"])
     assert res.exit_code == 0, res.output
     assert "lungs_dice" in res.output and "heart_dice" not in res.output
@@ -114,13 +114,7 @@ def test_validate_ranks_node_errors_by_node_uncertainty(shared_data, tmp_path):
     from chexmask.io.layout import load_landmarks_npz
     from chexmask.model.report import node_uncertainty_ranking, segment_split
 
-    folder = shared_data / "montgomery"
-    if not folder.exists():
-        pytest.skip(f"{folder} not found")
-    for name in ("images", "landmarks", "masks"):
-        (tmp_path / name).symlink_to(folder / name)
-    (tmp_path / "splits").mkdir()
-    (tmp_path / "splits" / "val.txt").write_text("\n".join((folder / "splits" / "val.txt").read_text().split()[:2]))
+    _val_subset(shared_data, "montgomery", tmp_path, 2)
     segmented = list(segment_split(chexmask.Segmenter(uncertainty=10, batch_size=4), tmp_path, "val"))
     ranking = node_uncertainty_ranking(tmp_path, segmented)
     std, err = [], []
