@@ -341,7 +341,7 @@ def node_rank_figures(node_std: Sequence[np.ndarray], node_error: Sequence[np.nd
     --------
     >>> f = node_rank_figures([np.array([1.0, 2.0, 3.0])] * 2, [np.array([1.0, 3.0, 2.0]), np.array([1.0, 2.0, np.nan])])
     >>> f["nodes"], round(f["pooled"], 3), f["per_image"]
-    (5, 0.718, 0.75)
+    (5, 0.75, 0.75)
     """
     pairs = []
     for s, e in zip(node_std, node_error):
