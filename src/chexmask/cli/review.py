@@ -1,15 +1,18 @@
-"""Commands for human review: ``export``/``import labelstudio`` and the ``serve`` web demo."""
+"""Commands for human review: ``export``/``import labelstudio``, ``overlays`` of a table and the ``serve`` web demo."""
 
 from __future__ import annotations
 
 import typer
 
 import chexmask
-from chexmask.cli._errors import exit_on, fail, usage_error
+from chexmask.cli._errors import exit_on, fail, finish_batch, usage_error
 from chexmask.cli._options import (
     ATLAS_HELP,
+    ROWS_PER_READ,
     atlas_option,
     device_option,
+    progress_option,
+    rows_per_read_option,
     uncertainty_option,
     weights_option,
 )
@@ -51,6 +54,25 @@ def import_labelstudio(
     if df.empty:
         who = f" by {annotator!r}" if annotator is not None else ""
         raise fail(f"no task of {export} has a usable (not cancelled) annotation{who}")
+
+
+def overlays_cmd(
+    table: str = typer.Argument(..., help="CheXmask table (.csv, .csv.gz or .parquet) with Landmarks: published rows, CheXmask-U rows, a segment output or a physician table."),
+    images: list[str] = typer.Argument(..., help="Image files, folders or path lists (.txt/.csv) where the table's ids are found."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Output folder: <id without suffix>.png per row, errors.csv and run.json."),
+    ids: str = typer.Option(None, "--ids", help="Only the image ids listed in this file (one per line)."),
+    rows_per_read: int = rows_per_read_option(ROWS_PER_READ),
+    progress: bool = progress_option(),
+) -> None:
+    """Draw a table's rows on their images: contours, node uncertainty (Landmarks (Std)), error radius and flag, as segment --overlays does."""
+    from chexmask.formats.stream import read_ids
+    from chexmask.reports.table_overlays import draw_table_overlays
+
+    with exit_on(chexmask.ChexmaskError):
+        run = draw_table_overlays(table, images, out_dir, ids=None if ids is None else read_ids(ids),
+                                  chunksize=rows_per_read, progress=progress)
+    finish_batch(f"drew {run.written} overlays -> {run.out_dir}; {run.failed} errors -> {run.errors}",
+                 total=run.written + run.failed, done=run.written, failed=run.failed, errors=run.errors, what="rows or images")
 
 
 def _missing_app_extra(exc: ImportError) -> str:

@@ -21,17 +21,19 @@ import numpy as np
 import pandas as pd
 
 from chexmask.anatomy import N_NODES, N_NODES_ALL
-from chexmask.formats.landmarks import parse_landmarks, parse_node_std
+from chexmask.formats.landmarks import parse_landmarks, parse_node_radius, parse_node_std
 
 __all__ = [
     "LANDMARKS_COLUMN",
     "LANDMARK_COLUMNS",
     "MEAN_LANDMARKS_COLUMN",
     "NODE_STD_COLUMNS",
+    "RADIUS_COLUMN",
     "STD_COLUMN",
     "landmarks_column",
     "node_std_column",
     "row_landmarks",
+    "row_node_radius",
     "row_node_std",
 ]
 
@@ -49,6 +51,9 @@ LANDMARK_COLUMNS: tuple[str, ...] = (LANDMARKS_COLUMN, MEAN_LANDMARKS_COLUMN)
 #: the same values unrounded, 120 nodes or 166 with the clavicles; tables written before
 #: ``Landmarks (Std)`` existed have only this one).
 NODE_STD_COLUMNS: tuple[str, ...] = (STD_COLUMN, "Node Std")
+#: Per-node Node Error Radius (pixels of the row's frame): a float list in ``chexmask segment``'s
+#: Parquet output, its JSON text after ``chexmask convert`` to CSV.
+RADIUS_COLUMN: str = "Node Error Radius"
 
 
 def landmarks_column(columns: Iterable[object]) -> str | None:
@@ -169,3 +174,22 @@ def row_node_std(row: Mapping[str, object], *, source: str = "row") -> np.ndarra
     if column == STD_COLUMN:
         return parse_node_std(row[column], source=where)
     return parse_node_std(row[column], source=where, n_points=(N_NODES, N_NODES_ALL))[:N_NODES]
+
+
+def row_node_radius(row: Mapping[str, object], *, source: str = "row") -> np.ndarray | None:
+    """The ``Node Error Radius`` of a table row, ``(120,)`` pixels of its frame, or ``None`` without one.
+
+    Raises
+    ------
+    InputError
+        If the value is malformed (:func:`~chexmask.formats.landmarks.parse_node_radius`);
+        the message names the row and the column.
+
+    Examples
+    --------
+    >>> row_node_radius({"Landmarks": "1,2"}) is None
+    True
+    """
+    if RADIUS_COLUMN not in row or _blank(row[RADIUS_COLUMN]):
+        return None
+    return parse_node_radius(row[RADIUS_COLUMN], source=f"{source}, column {RADIUS_COLUMN}")

@@ -20,7 +20,7 @@ import numpy as np
 from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES
 
-__all__ = ["format_landmarks", "format_node_std", "node_uncertainty", "parse_landmarks", "parse_node_std"]
+__all__ = ["format_landmarks", "format_node_std", "node_uncertainty", "parse_landmarks", "parse_node_radius", "parse_node_std"]
 
 # A decimal number, or nan (an organ that was not annotated).
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan", re.I)
@@ -167,6 +167,42 @@ def parse_node_std(value: object, *, source: str = "std string", n_points: int |
         i = int(np.flatnonzero(negative.any(axis=1))[0])
         raise InputError(source, f"std {i} is negative: {std[i].tolist()}")
     return std
+
+
+def parse_node_radius(value: object, *, source: str = "value") -> np.ndarray:
+    """Parse a ``Node Error Radius`` cell: one radius per CheXmask node.
+
+    Parameters
+    ----------
+    value : str or sequence of float
+        A Parquet list cell of ``chexmask segment``'s output, or its CSV text (a JSON
+        list, as ``chexmask convert`` writes it).
+    source : str, optional
+        What the value is, for error messages.
+
+    Returns
+    -------
+    (120,) float64 ndarray
+        Pixels of the row's frame.
+
+    Raises
+    ------
+    InputError
+        Text that is not a number, other than 120 values, or a negative or infinite one.
+
+    Examples
+    --------
+    >>> parse_node_radius("[" + ",".join(["12.5"] * 120) + "]")[:2]
+    array([12.5, 12.5])
+    """
+    radius = np.asarray(_numbers(value, source, "radius"), np.float64)
+    if radius.size != N_NODES:
+        raise InputError(source, f"expected {N_NODES} radii (one per node), got {radius.size}")
+    bad = ~np.isfinite(radius) | (radius < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(source, f"radius {i} is {radius[i]}; radii are finite and >= 0")
+    return radius
 
 
 def _format_value(v: float) -> str:

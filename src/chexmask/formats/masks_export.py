@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -44,7 +44,7 @@ from chexmask.formats.stream import (
     table_columns,
 )
 from chexmask.formats.tables import MASK_COLUMNS, id_column
-from chexmask.io.discover import DEFAULT_EXTENSIONS
+from chexmask.io.lookup import output_stem
 
 __all__ = [
     "ExportSummary",
@@ -54,17 +54,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ROWS_PER_TASK = 8
-
-
-def output_stem(image_id: str) -> str:
-    """Relative output path (no suffix) for an image id; rejects unsafe ids."""
-    text = image_id.replace("\\", "/").strip()
-    if text.lower().endswith(DEFAULT_EXTENSIONS):
-        text = text[: text.rfind(".")]
-    path = PurePosixPath(text)
-    if not text or path.is_absolute() or any(p in ("..", ".", "") for p in text.split("/")):
-        raise InputError(f"image id {image_id!r}", "cannot be used as a relative output path")
-    return str(path)
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,42 @@ import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from chexmask._errors import UnreadableImageError
+from chexmask._errors import InputError, UnreadableImageError
 from chexmask.io.discover import DEFAULT_EXTENSIONS
 
-__all__ = ["ImageLookup", "image_stem"]
+__all__ = ["ImageLookup", "image_stem", "output_stem"]
 
 
 def image_stem(name: str) -> str:
     """File name of `name` (``/`` or ``\\`` separated) without an image extension."""
     base = PurePosixPath(name.replace("\\", "/")).name
     return base.rsplit(".", 1)[0] if base.lower().endswith(DEFAULT_EXTENSIONS) else base
+
+
+def output_stem(image_id: str) -> str:
+    """The relative path (no suffix) under which files made for an image id are written.
+
+    Only an image extension is dropped (DICOM UIDs keep their dots); ids that are relative
+    paths (CheXpert's) keep their folders. The masks export and the overlays name their
+    files by it.
+
+    Raises
+    ------
+    InputError
+        If the id is empty, absolute or has ``..``, ``.`` or empty parts: an id never
+        writes outside its output folder.
+
+    Examples
+    --------
+    >>> output_stem("train/patient1/view1_frontal.jpg"), output_stem("1.2.840.113619")
+    ('train/patient1/view1_frontal', '1.2.840.113619')
+    """
+    text = image_id.replace("\\", "/").strip()
+    if text.lower().endswith(DEFAULT_EXTENSIONS):
+        text = text[: text.rfind(".")]
+    if not text or PurePosixPath(text).is_absolute() or any(p in ("..", ".", "") for p in text.split("/")):
+        raise InputError(f"image id {image_id!r}", "cannot be used as a relative output path")
+    return text
 
 
 class ImageLookup:

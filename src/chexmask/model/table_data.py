@@ -31,13 +31,11 @@ import pandas as pd
 
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import N_NODES, ORGAN_GROUPS, ORGANS, n_nodes, organ_slices
-from chexmask.formats.landmark_columns import row_landmarks
+from chexmask.formats.row_frame import row_points_in_image
 from chexmask.formats.runfiles import failure
 from chexmask.formats.tables import (
     INT_COLUMNS,
-    PHYSICIAN_SIZE,
     id_column,
-    mask_size,
     read_table,
 )
 from chexmask.io.lookup import ImageLookup
@@ -45,7 +43,7 @@ from chexmask.io.read import read_image
 from chexmask.masks.fill import landmarks_to_masks
 from chexmask.model.data import LandmarkDataset
 from chexmask.model.validation import Reference, pack_groups
-from chexmask.preprocess import Geometry, pad_resize, to_model_frame, to_original
+from chexmask.preprocess import Geometry, pad_resize, to_model_frame
 
 __all__ = ["SPLIT_COLUMN", "CORRECTED_COLUMN", "DEFAULT_VAL_FRACTION", "hash_split", "load_table"]
 
@@ -94,28 +92,6 @@ def _corrected_organs(value: object, where: str) -> set[str]:
     if unknown:
         raise InputError(where, f"column {CORRECTED_COLUMN} names {sorted(unknown)}; organs are {', '.join(ORGANS)}")
     return names
-
-
-def _row_points(row: dict, where: str, stated_frame: bool, image_shape: tuple[int, int]) -> np.ndarray:
-    """A row's (120, 2) landmarks in its image's own frame (InputError when they are not in it)."""
-    points = row_landmarks(row, source=where)  # Landmarks, or CheXmask-U's Landmarks (Mean)
-    if points is None:
-        raise InputError(where, "no landmarks (the Landmarks column is empty)")
-    if np.isnan(points).all():
-        raise InputError(where, "the landmarks annotate no organ (all NaN)")
-    frame = mask_size(row, source=where)
-    if frame != image_shape:
-        if stated_frame or frame != PHYSICIAN_SIZE:
-            raise InputError(where, f"the row's frame (Height x Width) is {frame[0]} x {frame[1]} but its image is "
-                                    f"{image_shape[0]} x {image_shape[1]}; give the images the table was made from")
-        points = to_original(points, Geometry.for_shape(*image_shape))  # the documented 1024 frame, reversed
-    h, w = image_shape
-    finite = points[np.isfinite(points).all(1)]
-    margin = 0.05 * max(h, w)
-    if (finite < -margin).any() or (finite[:, 0] > w + margin).any() or (finite[:, 1] > h + margin).any():
-        raise InputError(where, f"landmarks reach outside the {h} x {w} frame (x {finite[:, 0].min():.0f}..{finite[:, 0].max():.0f}, "
-                                f"y {finite[:, 1].min():.0f}..{finite[:, 1].max():.0f}): are they in another frame?")
-    return points
 
 
 def _row_groups(points: np.ndarray, geom: Geometry) -> dict[str, np.ndarray]:
@@ -186,7 +162,7 @@ def load_table(
         row, where = records[n], f"{table} row {n + 1} ({ident} {ids[n]!r})"
         try:
             img = read_image(lookup.find(ids[n]))
-            points = _row_points(row, where, stated_frame, img.pixels.shape)
+            points, _ = row_points_in_image(row, img.pixels.shape, stated_frame=stated_frame, source=where)
             if corrected_only:
                 keep = _corrected_organs(row.get(CORRECTED_COLUMN), where)
                 for organ in ORGANS:

@@ -15,10 +15,9 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from chexmask._errors import InputError
-from chexmask.io.lookup import image_stem
 from chexmask.io.read import read_image
 
 __all__ = ["Annotator", "annotator"]
@@ -61,12 +60,10 @@ class Annotator:
                 log.warning("RCA of %s: %s", segmentation.image_id, exc.reason)
                 rca = {"Dice RCA (Mean)": math.nan, "Dice RCA (Max)": math.nan}
         if self.overlays is not None:
-            from chexmask.reports.overlay import draw_overlay
+            from chexmask.reports.overlay import draw_overlay, overlay_path
 
-            rel = PurePosixPath(segmentation.image_id)
-            rel = rel.with_name(f"{image_stem(rel.name)}.png")  # only an image extension goes: DICOM UIDs keep their dots
             estimate = segmentation.quality_estimate()
-            draw_overlay(image, segmentation, self.overlays.joinpath(*rel.parts), flag=estimate.flag(rca),
+            draw_overlay(image, segmentation, overlay_path(self.overlays, segmentation.image_id), flag=estimate.flag(rca),
                          error_radius=estimate.node_radius)
         return rca
 

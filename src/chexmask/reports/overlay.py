@@ -31,11 +31,12 @@ import numpy as np
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import organ_slices
 from chexmask.formats.landmarks import node_uncertainty
+from chexmask.io.lookup import output_stem
 from chexmask.io.read import XrayImage
 from chexmask.preprocess import to_1024_frame
 from chexmask.flag import QualityFlag
 
-__all__ = ["ORGAN_COLOURS", "VMAX_PX", "draw_overlay", "render_overlay", "overlay_png"]
+__all__ = ["ORGAN_COLOURS", "VMAX_PX", "draw_overlay", "render_overlay", "overlay_png", "overlay_path"]
 
 #: Organ -> BGR colour of its contour and fill.
 ORGAN_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -170,6 +171,19 @@ def overlay_png(image: XrayImage | np.ndarray, segmentation, **options) -> bytes
     return png.tobytes()
 
 
+def overlay_path(folder: str | os.PathLike[str], image_id: str) -> Path:
+    """Where an image's overlay goes: ``folder/<id without its image suffix>.png``
+    (:func:`chexmask.io.lookup.output_stem`, which rejects ids that would leave `folder`).
+    ``segment --overlays`` and ``chexmask overlays`` both name files this way.
+
+    Examples
+    --------
+    >>> overlay_path("out", "train/patient1/view1_frontal.jpg").as_posix()
+    'out/train/patient1/view1_frontal.png'
+    """
+    return Path(folder) / f"{output_stem(image_id)}.png"
+
+
 def draw_overlay(
     image: XrayImage | np.ndarray,
     segmentation,
@@ -240,6 +254,8 @@ def _caption(width: int, segmentation, flag: QualityFlag | None) -> np.ndarray:
         parts.append(f"mean node std {u:.1f} px (1024 frame)")
     if flag is not None and flag.estimate is not None:
         parts.append(f"est. Dice lungs {flag.estimate['lungs']:.3f} heart {flag.estimate['heart']:.3f}")
+    if flag is not None and flag.rca is not None:
+        parts.append(f"Dice RCA {flag.rca:.3f}")
     if flag is not None:
         parts.append(f"flag: {flag.flag}")
     _text(strip, "  |  ".join(p for p in parts if p), (8, _CAPTION_HEIGHT - 9), 0.5)
