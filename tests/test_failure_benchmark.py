@@ -91,7 +91,8 @@ def _synthetic_benchmark(shared_data, n=24, seed=0) -> pd.DataFrame:
                          "dice_lungs": d, "dice_heart": d - 0.02 if name == "jsrt" else np.nan,
                          "node_error": np.where(np.isfinite(shape[:, 0]), error, np.nan).astype(np.float32),
                          "node_std": (0.4 * sigma * rng.uniform(0.7, 1.3, N_NODES)).astype(np.float32),
-                         "landmarks": np.nan_to_num(moved, nan=500).reshape(-1).astype(np.float32), "latent_sigma": 0.7})
+                         "landmarks": np.nan_to_num(moved, nan=500).reshape(-1).astype(np.float32), "latent_sigma": 0.7,
+                         "weak_lung_edges": float(np.clip(0.05 + 0.02 * sigma + rng.normal(0, 0.05), 0, 1))})
     return pd.DataFrame(rows)
 
 
@@ -108,7 +109,7 @@ def test_fit_recovers_a_known_relation_out_of_source(shared_data):
     assert all(w["weight"] >= 0 for v in fit.params["variants"].values() for g in v.values() for w in g["features"].values())
     est = Estimator(fit.params, fit.shape_model)
     typical = fit.shape_model.mean_shape()
-    seg = type("S", (), {"landmarks": typical, "node_std": np.ones((N_NODES, 2)), "height": 1024, "width": 1024})
+    seg = type("S", (), {"landmarks": typical, "node_std": np.ones((N_NODES, 2)), "height": 1024, "width": 1024, "weak_lung_edges": 0.1})
     out = estimate_quality(seg, fit.params["full_models"][0], est)
     assert out.variant == "full" and np.isfinite(out.node_radius[GROUP_NODES["lungs"]]).all()
 
@@ -141,3 +142,12 @@ def test_cli_failures_command(jsrt_dir, tmp_path):
 def test_removed_threshold_command_says_what_replaced_it(jsrt_dir):
     old = CliRunner().invoke(app, ["experiment", "threshold", str(jsrt_dir), "--split", "val"])
     assert old.exit_code == 2 and "quality-fit" in old.output
+
+
+def test_a_benchmark_without_edge_evidence_is_refused(shared_data):
+    from chexmask.estimate.estimator import load_estimator
+    from chexmask.quality.estimator_fit import features_table
+
+    bench = _synthetic_benchmark(shared_data, n=2).drop(columns="weak_lung_edges")
+    with pytest.raises(ValueError, match="rerun chexmask experiment failures"):
+        features_table(bench, load_estimator().shape_model)

@@ -27,7 +27,7 @@ def _segmentation(std: float | None) -> Segmentation:
         t = np.linspace(0, 2 * np.pi, n, endpoint=False)
         landmarks[part] = np.c_[centres[organ][0] + 25 * np.cos(t), centres[organ][1] + 40 * np.sin(t)]
     node_std = None if std is None else np.full((120, 2), std / np.sqrt(2))
-    return Segmentation("toy", None, H, W, landmarks, rng.normal(size=64), np.ones(64), landmarks, node_std)
+    return Segmentation("toy", None, H, W, landmarks, rng.normal(size=64), np.ones(64), landmarks, node_std, weak_lung_edges=0.1)
 
 
 def _image() -> np.ndarray:

@@ -24,8 +24,9 @@ from chexmask.model.weights import registry
 DEFAULT_SHA = registry()["hybridgnet-multi-256"]["sha256"]
 
 
-def _seg(landmarks, std=None, size=1024):
-    return SimpleNamespace(landmarks=landmarks, node_std=std, height=size, width=size)
+def _seg(landmarks, std=None, size=1024, edges=0.07):
+    """A result as the estimate reads it; ``edges``: its weak_lung_edges (0.07 is a clean film's median)."""
+    return SimpleNamespace(landmarks=landmarks, node_std=std, height=size, width=size, weak_lung_edges=edges)
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,16 @@ def test_radius_is_in_the_original_frame(typical):
     big = estimate_quality(_seg(typical * 2, std * 2, size=2048), DEFAULT_SHA)
     assert big.node_radius == pytest.approx(2 * small.node_radius)
     assert big.dice == pytest.approx(small.dice)
+
+
+def test_weak_edges_lower_the_estimate_and_are_required(typical):
+    std = np.ones((N_NODES, 2))
+    for sha in (DEFAULT_SHA, None):
+        sharp, blurred = (estimate_quality(_seg(typical, std, edges=e), sha) for e in (0.05, 0.6))
+        assert blurred.dice["lungs"] < sharp.dice["lungs"]
+        assert blurred.dice["heart"] <= sharp.dice["heart"]
+    with pytest.raises(ValueError, match="weak_lung_edges"):
+        estimate_quality(_seg(typical, std, edges=None), DEFAULT_SHA)
 
 
 def test_implausible_shape_lowers_the_estimate(typical):

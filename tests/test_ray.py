@@ -66,4 +66,4 @@ def test_placeholder_arrays_have_the_dtypes_of_real_results(tiny_weights, jsrt_d
     from chexmask.inference.segmenter import Segmenter
 
     seg = Segmenter(tiny_weights, uncertainty=2).segment(jsrt_dir / "images" / "JPCLN001.png")
-    assert {f: getattr(seg, f).dtype for f in _FIELD_DTYPES} == {f: np.dtype(d) for f, d in _FIELD_DTYPES.items()}
+    assert {f: np.asarray(getattr(seg, f)).dtype for f in _FIELD_DTYPES} == {f: np.dtype(d) for f, d in _FIELD_DTYPES.items()}

@@ -116,7 +116,7 @@ def _fake_seg(mu, sigma, shape_offset=0.0):
 
     landmarks = np.tile([[100.0, 100.0]], (120, 1)) + np.arange(240).reshape(120, 2) * 0.1 + shape_offset
     seg = SimpleNamespace(image_id="x", latent_mu=np.asarray(mu, float), latent_sigma=np.asarray(sigma, float),
-                          landmarks=landmarks, height=1000, width=1000, uncertainty=None, node_std=None)
+                          landmarks=landmarks, height=1000, width=1000, uncertainty=None, node_std=None, weak_lung_edges=0.1)
     seg.quality_estimate = lambda: estimate_quality(seg, None)
     return seg
 

@@ -1,8 +1,9 @@
 """The shipped quality estimate: an estimated Dice per organ and a per-node error radius.
 
 A postprocess of one result, like :mod:`chexmask.measures` and :mod:`chexmask.flag`: a
-pure function of what the row holds, so ``segment`` (every engine), the API, the demo
-and the overlays give the same numbers. The parameters are fitted on the failure
+pure function of the result (its landmarks, node spread, frame and the edge evidence
+``weak_lung_edges`` measured when it was made), so ``segment`` (every engine), the API,
+the demo and the overlays give the same numbers. The parameters are fitted on the failure
 benchmark by :mod:`chexmask.quality.estimator_fit` and ship as
 ``weights/quality-estimator.json`` (card: ``weights/quality-estimator.md``), next to
 the shape model ``weights/shape-model.npz``.
@@ -14,9 +15,9 @@ the shape model ``weights/shape-model.npz``.
 so every feature (:data:`chexmask.estimate.features.FEATURES`, each larger when the
 segmentation is less trustworthy) can only lower the estimate: a small, monotone,
 inspectable model. Two variants ship: ``full`` (the node-spread features too) for the
-models it was fitted on, with latent sampling; ``shape`` (shape-model and frame
-features only, which do not depend on the network) for other weights and for runs
-without sampling.
+models it was fitted on, with latent sampling; ``shape`` (shape-model, frame and
+lung-edge features, none of which depends on the network's sampling) for other weights
+and for runs without sampling.
 
 **Node Error Radius** (per node, original pixels): the radius within which the
 expert's node lies with 90 % probability, ``q * exp(a_node + b log(node std) + c
@@ -138,7 +139,8 @@ def estimate_quality(segmentation, model_sha256: str | None, estimator: Estimato
     --------
     >>> from types import SimpleNamespace
     >>> typical = load_estimator().shape_model.mean_shape()   # the expert shapes' mean, 1024 x 1024 frame
-    >>> est = estimate_quality(SimpleNamespace(landmarks=typical, node_std=None, height=1024, width=1024), None)
+    >>> result = SimpleNamespace(landmarks=typical, node_std=None, height=1024, width=1024, weak_lung_edges=0.05)
+    >>> est = estimate_quality(result, None)
     >>> est.variant, est.dice["lungs"] > 0.93, est.node_radius is None
     ('shape', True, True)
     """
@@ -148,7 +150,7 @@ def estimate_quality(segmentation, model_sha256: str | None, estimator: Estimato
     spread = None if segmentation.node_std is None else np.sqrt((np.asarray(segmentation.node_std, np.float64)[:N_NODES] ** 2).sum(-1))
     variant = est.variant_for(model_sha256, spread is not None)
     h, w = segmentation.height, segmentation.width
-    feats = image_features(segmentation.landmarks, spread, h, w, est.shape_model)
+    feats = image_features(segmentation.landmarks, spread, h, w, est.shape_model, getattr(segmentation, "weak_lung_edges", None))
     log_err = est.log_one_minus_dice(feats, variant, model_sha256)
     dice = {g: float(1.0 - math.exp(v)) for g, v in log_err.items()}
     radius = uncertainty = None

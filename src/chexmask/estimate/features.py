@@ -1,7 +1,8 @@
 """What the product can compute per image to judge its own segmentation, without ground truth.
 
 :func:`image_features` turns one result (landmarks, per-node spread of the latent
-samples, the image size) into the named numbers of
+samples, the image size, the edge evidence at its lung contours measured by
+:mod:`chexmask.estimate.contour_contrast`) into the named numbers of
 :data:`FEATURES`. Each is oriented so that a larger value means a less trustworthy
 segmentation, which lets :mod:`chexmask.estimate.estimator` keep its model monotone.
 Lengths count relative to the thorax (the lungs' bounding box), as Dice does, so
@@ -28,6 +29,7 @@ FEATURES: dict[str, str] = {
     "heart_mahalanobis": "shape model: the heart's z-score in the lungs' aligned frame (shape, size and place)",
     "heart_residual": "shape model: the heart's distance outside its principal subspace, in expert medians",
     "thorax_small": "max(0, log(0.55 / (area of the lungs' bounding box / image area))): a thorax smaller in the frame than on a typical film",
+    "weak_lung_edges": "fraction of lung contour nodes with no dark-to-bright edge across the contour in the model frame (chexmask.estimate.contour_contrast)",
 }
 #: The features that need latent sampling (``uncertainty`` > 0).
 SAMPLING_FEATURES = ("log_uncertainty_lungs", "log_uncertainty_heart")
@@ -37,8 +39,9 @@ _TYPICAL_LUNG_FRACTION = 0.55
 
 
 def image_features(landmarks: np.ndarray, node_spread: np.ndarray | None, height: int, width: int,
-                   shape_model: ShapeModel) -> dict[str, float]:
-    """The :data:`FEATURES` of one segmentation (NaN for the sampling features without samples).
+                   shape_model: ShapeModel, weak_edges: float | None = None) -> dict[str, float]:
+    """The :data:`FEATURES` of one segmentation (NaN for the sampling features without samples,
+    and for ``weak_lung_edges`` when it was not measured).
 
     Parameters
     ----------
@@ -50,6 +53,9 @@ def image_features(landmarks: np.ndarray, node_spread: np.ndarray | None, height
         without sampling.
     height, width : int
         The original frame.
+    weak_edges : float, optional
+        :func:`chexmask.estimate.contour_contrast.weak_lung_edges` of the result
+        (``Segmentation.weak_lung_edges``); None when the pixels were not at hand.
     """
     points = np.asarray(landmarks, np.float64)[:N_NODES]
     out = dict.fromkeys(FEATURES, math.nan)
@@ -61,4 +67,6 @@ def image_features(landmarks: np.ndarray, node_spread: np.ndarray | None, height
             out[f"log_uncertainty_{group}"] = math.log(max(float(spread[GROUP_NODES[group]].mean()) / thorax, 1e-6))
     out.update(shape_model.scores(points))
     out["thorax_small"] = max(0.0, math.log(_TYPICAL_LUNG_FRACTION * height * width / (box[0] * box[1])))
+    if weak_edges is not None:
+        out["weak_lung_edges"] = float(weak_edges)
     return out

@@ -70,7 +70,7 @@ def load_batch(batch: dict, size: int) -> dict:
 #: dtypes of the Segmentation fields stage 2 passes on (landmarks and node means are
 #: mapped to the original frame in float64; stds and latents stay float32).
 _FIELD_DTYPES = {"landmarks": np.float64, "node_mean": np.float64, "node_std": np.float32, "latent_mu": np.float32,
-                 "latent_sigma": np.float32}
+                 "latent_sigma": np.float32, "weak_lung_edges": np.float64}
 
 
 class Predictor:
@@ -101,7 +101,8 @@ class Predictor:
             values = [getattr(seg, field) for seg in segs]
             if not values or values[0] is None:
                 nodes = N_NODES_ALL if self.segmenter.clavicles else N_NODES
-                values = [np.zeros((nodes, 2) if field.startswith(("land", "node")) else self.segmenter.model.config.latent_dim, dtype)]
+                shape = (nodes, 2) if field.startswith(("land", "node")) else () if field == "weak_lung_edges" else self.segmenter.model.config.latent_dim
+                values = [np.zeros(shape, dtype)]
             column = np.zeros((n, *np.shape(values[0])), dtype)
             if segs and getattr(segs[0], field) is not None:
                 column[np.flatnonzero(ok)] = values
@@ -126,6 +127,7 @@ def record_batch(batch: dict, id_column: str, uncertainty: bool, clavicles: bool
         seg = Segmentation(
             item.image_id, item.path, height, width, batch["landmarks"][k], batch["latent_mu"][k], batch["latent_sigma"][k],
             batch["node_mean"][k] if uncertainty else None, batch["node_std"][k] if uncertainty else None, model_sha256,
+            float(batch["weak_lung_edges"][k]),
         )
         spacing = None if np.isnan(batch["spacing"][k]).any() else tuple(float(v) for v in batch["spacing"][k])
         records.extend(success_records([seg], [item], id_column, None, [spacing]))

@@ -23,6 +23,7 @@ import torch
 
 from chexmask._errors import ChexmaskError, InputError
 from chexmask.anatomy import ALL_ORGANS, N_NODES, ORGANS, organ_slices
+from chexmask.estimate.contour_contrast import weak_lung_edges
 from chexmask.formats.landmarks import node_uncertainty
 from chexmask.inference.plan import image_row_id, row_ids
 from chexmask.inference.predictor import BatchPrediction, image_seed, predict_batch
@@ -56,6 +57,10 @@ class Segmentation:
         pixels (None without uncertainty sampling).
     model_sha256 : str or None
         SHA256 of the weights that made it (chooses the quality estimate's variant).
+    weak_lung_edges : float or None
+        Fraction of the lung contour nodes with no edge across the contour in the model
+        frame the network saw (:func:`chexmask.estimate.contour_contrast.weak_lung_edges`),
+        a feature of the quality estimate; None for results made without those pixels.
     """
 
     image_id: str
@@ -68,6 +73,7 @@ class Segmentation:
     node_mean: np.ndarray | None = None
     node_std: np.ndarray | None = None
     model_sha256: str | None = None
+    weak_lung_edges: float | None = None
 
     @property
     def landmarks_int(self) -> np.ndarray:
@@ -260,8 +266,8 @@ class Segmenter:
                     setattr(pred, name, getattr(pred, name)[:, :N_NODES])
         return pred
 
-    def postprocess(self, pred: BatchPrediction, index: int, image: XrayImage, geometry: Geometry) -> Segmentation:
-        """Map one image's prediction back to its original frame."""
+    def postprocess(self, pred: BatchPrediction, index: int, image: XrayImage, geometry: Geometry, pixels: np.ndarray) -> Segmentation:
+        """Map one image's prediction back to its original frame; measure its contours' edges on the model-frame ``pixels``."""
         size = self.input_size
         node_mean = node_std = None
         if pred.sample_mean is not None:
@@ -278,6 +284,7 @@ class Segmenter:
             node_mean=node_mean,
             node_std=node_std,
             model_sha256=self.info["sha256"],
+            weak_lung_edges=weak_lung_edges(pixels, pred.points[index] * size),
         )
 
     def segment_images(self, images: Sequence[XrayImage]) -> list[Segmentation]:
@@ -351,7 +358,7 @@ class Segmenter:
         if not frames:
             return []
         pred = self.predict(np.stack([f[1] for f in frames]))
-        return [self.postprocess(pred, i, meta, g) for i, (meta, _, g) in enumerate(frames)]
+        return [self.postprocess(pred, i, meta, g, pixels) for i, (meta, pixels, g) in enumerate(frames)]
 
 
 class FrameMeta(NamedTuple):

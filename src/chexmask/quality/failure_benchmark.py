@@ -99,6 +99,7 @@ def _row(seg, truth: Shifted) -> dict:
     row["node_std"] = seg.node_uncertainty[:N_NODES].astype(np.float32)
     row["landmarks"] = seg.landmarks[:N_NODES].reshape(-1).astype(np.float32)
     row["latent_sigma"] = float(np.mean(seg.latent_sigma))
+    row["weak_lung_edges"] = seg.weak_lung_edges
     return row
 
 
@@ -120,7 +121,7 @@ def build_benchmark(sources: dict[str, str | Path], model: str, uncertainty: int
     Returns
     -------
     DataFrame, one row per segmentation: ``model, source, split, image_id, shift, height,
-    width, dice_lungs, dice_heart, node_error, node_std, landmarks, latent_sigma`` (the
+    width, dice_lungs, dice_heart, node_error, node_std, landmarks, latent_sigma, weak_lung_edges`` (the
     arrays over the 120 nodes, original pixels of the shifted image; ``node_error`` NaN
     where the expert did not annotate the organ).
     """
