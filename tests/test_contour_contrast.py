@@ -58,3 +58,13 @@ def test_every_way_in_measures_the_same(film, jsrt_dir):
     values = {segmenter.segment(path).weak_lung_edges, segmenter.segment(read_image(path)).weak_lung_edges,
               segmenter.segment(read_image(path).pixels).weak_lung_edges}
     assert values == {film[2].weak_lung_edges}
+
+
+def test_odd_predictions_do_not_crash(film):
+    """Non-finite nodes give NaN (the row is reported unusable later); nodes off the frame still measure."""
+    frame, points, _ = film
+    broken = points.copy()
+    broken[3] = np.nan
+    assert np.isnan(weak_lung_edges(frame, broken))
+    assert 0.0 <= weak_lung_edges(frame, points + 400.0) <= 1.0
+    assert 0.0 <= weak_lung_edges(frame, points - 400.0) <= 1.0

@@ -59,7 +59,8 @@ def weak_lung_edges(pixels: np.ndarray, points: np.ndarray) -> float:
     Returns
     -------
     float
-        In [0, 1]: 0 when every lung node sits on a dark-to-bright edge, 1 when none does.
+        In [0, 1]: 0 when every lung node sits on a dark-to-bright edge, 1 when none does;
+        NaN when a lung node is not finite (such a prediction is reported unusable later).
 
     Examples
     --------
@@ -81,6 +82,8 @@ def weak_lung_edges(pixels: np.ndarray, points: np.ndarray) -> float:
     slices = organ_slices()
     rings = [np.asarray(points, np.float64)[slices[organ]] for organ in _LUNGS]
     lungs = np.concatenate(rings)
+    if not np.isfinite(lungs).all():
+        return float("nan")
     low, high = lungs.min(axis=0), lungs.max(axis=0)
     thorax = float(np.sqrt(np.prod(np.clip(high - low, 1.0, None))))
     h, w = image.shape
