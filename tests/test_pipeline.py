@@ -131,6 +131,17 @@ def test_resume_refuses_parts_of_another_run(tiny_weights, xray_folder, tmp_path
         run(tiny_weights, xray_folder, out, uncertainty=0)
 
 
+def test_resume_refuses_parts_made_under_another_quality_estimate(tiny_weights, xray_folder, tmp_path, monkeypatch):
+    """Rows of one output never mix two estimates: a refit estimator (or new flag thresholds) is another run."""
+    import chexmask.inference.provenance as provenance
+
+    out = tmp_path / "out.csv"
+    run(tiny_weights, xray_folder, out, stop_after_chunks=1)
+    monkeypatch.setattr(provenance, "estimator_sha256", lambda: "0" * 64)
+    with pytest.raises(ChexmaskError, match=r"differs in: estimator_sha256"):
+        run(tiny_weights, xray_folder, out)
+
+
 def test_shards_partition_the_rows(reference, tiny_weights, xray_folder, tmp_path):
     rows = []
     for i in range(3):

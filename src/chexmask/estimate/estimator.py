@@ -27,6 +27,7 @@ split-conformal quantile; only with sampling and the ``full`` variant.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from chexmask.estimate.shape_model import GROUP_NODES, ShapeModel
 from chexmask.flag import QualityFlag, quality_flag
 from chexmask.preprocess import to_1024_frame
 
-__all__ = ["ESTIMATE_COLUMNS", "QualityEstimate", "Estimator", "load_estimator", "estimate_quality"]
+__all__ = ["ESTIMATE_COLUMNS", "QualityEstimate", "Estimator", "load_estimator", "estimate_quality", "estimator_sha256"]
 
 #: Columns of both outputs.
 ESTIMATE_COLUMNS: list[str] = ["Estimated Dice Lungs", "Estimated Dice Heart"]
@@ -121,6 +122,21 @@ def load_estimator() -> Estimator:
     params = json.loads((folder / "quality-estimator.json").read_text())
     with resources.as_file(folder / "shape-model.npz") as path:
         return Estimator(params, ShapeModel.load(path))
+
+
+@cache
+def estimator_sha256() -> str:
+    """SHA256 of what makes the shipped estimate and flag: the fitted parameters, the shape
+    model and the flag's thresholds. A resumable ``segment`` run keeps it in its identity, so
+    parts written under another estimate are never mixed with new rows."""
+    from chexmask.flag import DEFAULT_MAX_UNCERTAINTY_PX, DEFAULT_MIN_DICE, DEFAULT_MIN_RCA
+
+    h = hashlib.sha256()
+    folder = resources.files("chexmask") / "weights"
+    for name in ("quality-estimator.json", "shape-model.npz"):
+        h.update((folder / name).read_bytes())
+    h.update(json.dumps([DEFAULT_MIN_DICE, DEFAULT_MIN_RCA, DEFAULT_MAX_UNCERTAINTY_PX], sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def estimate_quality(segmentation, model_sha256: str | None, estimator: Estimator | None = None) -> QualityEstimate:

@@ -2,8 +2,8 @@
 
 Beside the output ``OUT`` (``<stem>.csv`` or ``<stem>.parquet``) a run keeps
 ``OUT.parts/`` while it works, then writes ``<stem>.errors.csv`` and ``<stem>.run.json``.
-The *fingerprint* identifies a run: the model hash, every option that changes a row and
-a hash of the exact work list. Parts are resumed only by a run with the same
+The *fingerprint* identifies a run: the model hash, the quality estimate's hash, every
+option that changes a row and a hash of the exact work list. Parts are resumed only by a run with the same
 fingerprint, and a finished output whose ``run.json`` has it (and the output's SHA256)
 is not redone. The record's format is that of every command
 (:mod:`chexmask.formats.runfiles`).
@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 import chexmask
+from chexmask.estimate.estimator import estimator_sha256
 from chexmask.formats.runfiles import errors_path
 from chexmask.formats.table_paths import table_stem
 from chexmask.inference.plan import WorkItem
@@ -48,6 +49,7 @@ def fingerprint(segmenter, items: list[WorkItem], id_column: str, chunk_size: in
         "amp": segmenter.amp,
         "micro_batch": segmenter.micro_batch,
         "measures": MEASURE_COLUMNS,  # parts of a version without them are not resumed
+        "estimator_sha256": estimator_sha256(),  # nor parts whose Estimated Dice and flag another estimate made
         "clavicles": segmenter.clavicles,
         "id_column": id_column,
         "chunk_size": chunk_size,
