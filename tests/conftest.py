@@ -126,6 +126,16 @@ def tiny_clavicle_weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mixed_films(tmp_path_factory, jsrt_dir: Path, montgomery_dir: Path) -> Path:
+    """Two JSRT films (1024 x 1024) and one Montgomery film (512 x 623) in one folder: the
+    inputs of the table commands' tests (a table and the images its ids name)."""
+    folder = tmp_path_factory.mktemp("films")
+    for path in [*sorted((jsrt_dir / "images").glob("*.png"))[:2], sorted((montgomery_dir / "images").glob("*.png"))[0]]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="session")
 def xray_folder(tmp_path_factory, jsrt_dir: Path) -> Path:
     """Seven inputs for dataset-pipeline tests: four JSRT PNGs, one cropped to a
     non-square 1024x800 PNG, a text file named ``.png`` and an empty ``.jpg``."""

@@ -48,7 +48,7 @@ from chexmask.formats.stream import (
     DEFAULT_CHUNKSIZE,
     TableSource,
     decode_masks,
-    iter_chunks,
+    iter_rows,
     mask_size,
     table_columns,
 )
@@ -245,23 +245,16 @@ def iter_records(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     source = "table" if isinstance(table, pd.DataFrame) else str(table)
-    ident = id_column(pd.DataFrame(columns=table_columns(table)), source=source)
-    for chunk in iter_chunks(table, min_rca=min_rca, ids=ids, chunksize=chunksize):
-        ids_ = chunk[ident].tolist()
-        rows = chunk.drop(columns=[ident]).to_dict("records")
-        for number, image_id, row in zip(chunk.index.tolist(), ids_, rows):
-            try:
-                record = row_to_record(
-                    image_id, row, organs=organs, landmarks=landmarks,
-                    source=f"{source} row {number}",
-                )
-            except InputError as err:
-                if on_error == "raise":
-                    raise
-                logger.warning("skipped: %s", err)
-                continue
-            record.metadata["row"] = number
-            yield record
+    for number, image_id, row in iter_rows(table, min_rca=min_rca, ids=ids, chunksize=chunksize):
+        try:
+            record = row_to_record(image_id, row, organs=organs, landmarks=landmarks, source=f"{source} row {number}")
+        except InputError as err:
+            if on_error == "raise":
+                raise
+            logger.warning("skipped: %s", err)
+            continue
+        record.metadata["row"] = number
+        yield record
 
 
 class MaskDataset(torch.utils.data.Dataset):

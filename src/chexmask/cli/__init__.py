@@ -50,6 +50,7 @@ def main(
 
 app.command("train")(training.train)
 app.command("rca")(quality.rca)
+app.command("estimate")(quality.estimate)
 app.command("validate")(quality.validate)
 app.command("masks")(datasets.masks_cmd)
 app.command("convert")(datasets.convert_cmd)

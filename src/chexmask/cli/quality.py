@@ -1,4 +1,4 @@
-"""Commands that score segmentations: ``rca``, ``evaluate``, ``validate`` and ``experiment``."""
+"""Commands that score segmentations: ``rca``, ``estimate``, ``evaluate``, ``validate`` and ``experiment``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import typer
 import chexmask
 from chexmask.cli._errors import EXIT_FAILED, exit_on, finish_batch, usage_error
 from chexmask.cli._options import (
+    ROWS_PER_READ,
     atlas_option,
     device_option,
     errors_option,
     id_column_option,
     progress_option,
+    rows_per_read_option,
     threads_option,
     uncertainty_option,
     weights_option,
@@ -43,6 +45,26 @@ def rca(
                       weights=weights, device=device, save_atlas=save_atlas, progress=progress)
     finish_batch(f"scored {run.scored} rows -> {run.out}; {run.failed} errors -> {run.errors}",
                  total=run.scored + run.failed, done=run.scored, failed=run.failed, errors=run.errors, what="rows")
+
+
+def estimate(
+    table: str = typer.Argument(..., help="CheXmask table (.csv, .csv.gz or .parquet) with Landmarks: published rows, CheXmask-U rows, a physician table, any tool's output."),
+    images: list[str] = typer.Argument(..., help="Image files, folders or path lists (.txt/.csv) where the table's ids are found."),
+    out: str = typer.Option(..., "--out", "-o", help="Estimates table (.csv, .csv.gz or .parquet): the id column, Estimated Dice Lungs/Heart, Quality Flag, Weak Lung Edges."),
+    errors: str = errors_option(),
+    ids: str = typer.Option(None, "--ids", help="Only the image ids listed in this file (one per line)."),
+    rows_per_read: int = rows_per_read_option(ROWS_PER_READ),
+    progress: bool = progress_option(),
+) -> None:
+    """Estimate the Dice of a table's rows from their landmarks and images: no ground truth, no atlas, no network (the estimate's shape variant)."""
+    from chexmask.formats.stream import read_ids
+    from chexmask.quality.table_estimate import estimate_table
+
+    with exit_on(chexmask.ChexmaskError):
+        run = estimate_table(table, images, out, ids=None if ids is None else read_ids(ids), errors=errors,
+                             chunksize=rows_per_read, progress=progress)
+    finish_batch(f"estimated {run.estimated} rows -> {run.out}; {run.failed} errors -> {run.errors}",
+                 total=run.estimated + run.failed, done=run.estimated, failed=run.failed, errors=run.errors, what="rows or images")
 
 
 def validate(

@@ -26,12 +26,15 @@ from scipy.ndimage import map_coordinates
 
 from chexmask.anatomy import organ_slices
 
-__all__ = ["EDGE_OFFSET", "WEAK_CONTRAST", "weak_lung_edges"]
+__all__ = ["EDGE_OFFSET", "FITTED_FRAME", "WEAK_CONTRAST", "weak_lung_edges"]
 
 #: How far outside and inside the contour each node is probed, as a fraction of the thorax size.
 EDGE_OFFSET = 0.03
 #: Outside-minus-inside intensity, as a fraction of the thorax's 5-95 percentile range, below which a node's edge is weak.
 WEAK_CONTRAST = 0.05
+#: Side of the model frame the estimate was fitted on (the shipped models'): where a table's
+#: rows are measured (``chexmask estimate``), having no network frame of their own.
+FITTED_FRAME = 256
 _LUNGS = ("right_lung", "left_lung")
 
 

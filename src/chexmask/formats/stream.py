@@ -33,6 +33,7 @@ __all__ = [
     "table_columns",
     "count_rows",
     "iter_chunks",
+    "iter_rows",
     "read_ids",
     "decode_masks",
     "decode_runs",
@@ -98,6 +99,31 @@ def count_rows(table: TableSource) -> int | None:
 
         return pq.ParquetFile(path).metadata.num_rows
     return None
+
+
+def iter_rows(
+    table: TableSource,
+    *,
+    min_rca: float | None = None,
+    ids: Iterable[str] | None = None,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+) -> Iterator[tuple[int, str, dict]]:
+    """``(row number, image id, the row's other columns)`` of every row that passes, in table order.
+
+    The row number is 1-based, as errors name rows (``"t.csv row 3"``); the options are
+    those of :func:`iter_chunks`, which reads the table.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"ImageID": ["a", "b"], "Height": [4, 5]})
+    >>> list(iter_rows(frame, ids={"b"}))
+    [(2, 'b', {'Height': 5})]
+    """
+    source = "table" if isinstance(table, pd.DataFrame) else str(table)
+    ident = id_column(pd.DataFrame(columns=table_columns(table)), source=source)
+    for chunk in iter_chunks(table, min_rca=min_rca, ids=ids, chunksize=chunksize):
+        rows = chunk.drop(columns=[ident]).to_dict("records")
+        yield from zip(chunk.index.tolist(), map(str, chunk[ident].tolist()), rows)
 
 
 def read_ids(path: str | os.PathLike[str]) -> frozenset[str]:

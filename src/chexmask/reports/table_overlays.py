@@ -2,8 +2,8 @@
 
 Any CheXmask table with landmarks draws: the published database's rows, CheXmask-U's,
 ``chexmask segment``'s output, a Label Studio import. Each row is matched to its image
-as ``chexmask rca`` matches them (by file name without extension; an id holding ``/``
-must match the end of the path), its landmarks are put in the image's frame by
+by :func:`chexmask.formats.table_images.map_rows` (by file name without extension; an id
+holding ``/`` must match the end of the path), its landmarks are put in the image's frame by
 :func:`chexmask.formats.row_frame.row_points_in_image` (the physician layout's 1024 frame
 is mapped back; any other mismatch is an error), and the one overlay renderer
 (:func:`chexmask.reports.overlay.draw_overlay`) draws it at the path ``segment
@@ -28,20 +28,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 
-from chexmask._errors import ChexmaskError, InputError
+from chexmask._errors import ChexmaskError
 from chexmask.dataset import Record
 from chexmask.estimate.estimator import ESTIMATE_COLUMNS
 from chexmask.flag import QualityFlag, quality_flag
 from chexmask.formats.landmark_columns import row_node_radius, row_node_std
 from chexmask.formats.row_frame import row_points_in_image
 from chexmask.formats.runfiles import run_record, utc_iso, write_errors, write_run_json
-from chexmask.formats.stream import count_rows, iter_chunks, table_columns
-from chexmask.formats.tables import INT_COLUMNS, id_column
-from chexmask.io.discover import find_images
-from chexmask.io.lookup import ImageLookup, image_stem
-from chexmask.io.read import XrayImage, read_image
+from chexmask.formats.table_images import TableRow, map_rows
 from chexmask.preprocess import to_1024_frame
 from chexmask.reports.overlay import draw_overlay, overlay_path
 
@@ -93,20 +88,15 @@ def row_flag(row: Mapping[str, object], record: Record) -> QualityFlag:
     return quality_flag(estimate, _finite(row.get(_RCA_COLUMN)), uncertainty_px=uncertainty)
 
 
-def _draw_row(row: dict, image_id: str, lookup: ImageLookup, out_dir: Path, stated_frame: bool, source: str) -> tuple[Path, Path]:
-    """Draw one row; returns (its image, its overlay). InputError names the row and the problem."""
-    path = overlay_path(out_dir, image_id)  # an id that would write outside out_dir fails first
-    found = lookup.candidates(image_id)
-    if len(found) != 1:
-        names = ", ".join(str(p) for p in found[:3])
-        raise InputError(source, f"no image given for id {image_id!r}" if not found else f"id {image_id!r} matches {len(found)} images ({names})")
-    image: XrayImage = read_image(found[0])
-    points, scale = row_points_in_image(row, image.pixels.shape, stated_frame=stated_frame, source=source)
-    std = row_node_std(row, source=source)
-    record = Record(image_id, {}, points, {"Height": image.height, "Width": image.width}, None if std is None else std * scale)
-    radius = row_node_radius(row, source=source)
-    draw_overlay(image, record, path, flag=row_flag(row, record), error_radius=None if radius is None else radius * scale)
-    return found[0], path
+def _draw_row(r: TableRow, out_dir: Path) -> Path:
+    """Draw one row; returns its overlay. InputError names the row and the problem."""
+    path = overlay_path(out_dir, r.image_id)  # an id that would write outside out_dir fails first
+    image = r.image()
+    points, scale = row_points_in_image(r.row, image.pixels.shape, stated_frame=r.stated_frame, source=r.source)
+    std = row_node_std(r.row, source=r.source)
+    record = Record(r.image_id, {}, points, {"Height": image.height, "Width": image.width}, None if std is None else std * scale)
+    radius = row_node_radius(r.row, source=r.source)
+    return draw_overlay(image, record, path, flag=row_flag(r.row, record), error_radius=None if radius is None else radius * scale)
 
 
 def draw_table_overlays(
@@ -150,40 +140,17 @@ def draw_table_overlays(
     ChexmaskError
         The output folder cannot be written.
     """
-    from tqdm import tqdm
-
-    source = str(table)
-    header = table_columns(table)
-    ident = id_column(pd.DataFrame(columns=header), source=source)
-    stated_frame = all(c in header for c in INT_COLUMNS)
-    ids = None if ids is None else frozenset(map(str, ids))
-    lookup = ImageLookup(paths=find_images(images))
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ChexmaskError(f"cannot create the overlay folder {out}: {exc}") from exc
     start, started = time.time(), utc_iso()
-    written, failures, used = 0, [], set()
-    total = count_rows(table) if ids is None else len(ids)
-    with tqdm(total=total, disable=not progress, unit="row", desc="overlays") as bar:
-        for chunk in iter_chunks(table, ids=ids, chunksize=chunksize):
-            for number, row in zip(chunk.index.tolist(), chunk.to_dict("records")):
-                image_id, where = str(row[ident]), f"{source} row {number}"
-                try:
-                    image, _ = _draw_row(row, image_id, lookup, out, stated_frame, where)
-                    used.add(image)
-                    written += 1
-                except InputError as exc:
-                    used.update(lookup.candidates(image_id))
-                    reason = exc.reason if exc.source.startswith(source) else str(exc)
-                    failures.append((where, type(exc).__name__, reason, image_id))
-                bar.update(1)
-    if ids is None:
-        failures += [(str(p), "InputError", "no row in the table for this image", image_stem(p.name)) for p in lookup.paths if p not in used]
+    written, failures = map_rows(table, images, lambda r: _draw_row(r, out), ids=ids, chunksize=chunksize,
+                                 progress=progress, desc="overlays")
     errors = out / "errors.csv"
     write_errors(errors, failures, extra=["image_id"])
-    args = {"table": source, "images": [str(i) for i in images], "out_dir": str(out), "ids": None if ids is None else len(ids)}
+    args = {"table": str(table), "images": [str(i) for i in images], "out_dir": str(out), "ids": None if ids is None else len(set(ids))}
     write_run_json(out / "run.json", run_record("overlays", args, started, time.time() - start,
-                                                {"written": written, "failed": len(failures)}))
-    return OverlayRun(written, len(failures), out, errors)
+                                                {"written": len(written), "failed": len(failures)}))
+    return OverlayRun(len(written), len(failures), out, errors)
