@@ -1,4 +1,4 @@
-"""``chexmask estimate``: the shipped estimate of any table's rows, from landmarks and images, on real mixed_films."""
+"""``chexmask estimate``: the shipped estimate of any table's rows, from landmarks and images, on real films."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def rows(mixed_films, tmp_path_factory):
-    """The shipped model's rows of the mixed_films without sampling: the estimate's shape variant, as the table estimate's."""
+    """The shipped model's rows of the films without sampling: the estimate's shape variant, as the table estimate's."""
     out = tmp_path_factory.mktemp("seg") / "seg.csv"
     result = runner.invoke(app, ["segment", str(mixed_films), "-o", str(out), "--uncertainty", "0", "--workers", "0", "--no-progress"])
     assert result.exit_code == 0, result.output
