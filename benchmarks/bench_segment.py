@@ -65,7 +65,7 @@ def loop(seg: Segmenter, items) -> float:
         image = read_image(it.path)
         x, g = seg.preprocess(image)
         pred = seg.predict(x[None])
-        segmentation_record(seg.postprocess(pred, 0, image, g))
+        segmentation_record(seg.postprocess(pred, 0, image, g, x))
     return len(items) / (time.perf_counter() - t)
 
 

@@ -77,7 +77,7 @@ def main() -> None:
 
     def post() -> None:
         for i, im in enumerate(images):
-            segs.append(sampler.postprocess(sampled[i // 8], i % 8, im, pre[i][1]))
+            segs.append(sampler.postprocess(sampled[i // 8], i % 8, im, pre[i][1], pre[i][0]))
 
     stages["postprocess"] = _ms(post, n)
     runs: list = []
