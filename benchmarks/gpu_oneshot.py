@@ -67,7 +67,7 @@ def throughput(model: HybridGNet, batch: int, samples: int, amp: bool, device: t
 def train_speed(jsrt: Path, size: int, steps: int, device: torch.device, amp: bool) -> dict:
     """Seconds per training step (batch 4) at ``size`` px, data already in memory."""
     from chexmask.model.data import load_source
-    from chexmask.model.train import _loss
+    from chexmask.model.train import training_loss
 
     data = load_source(jsrt, "train", size, limit=16)
     model = HybridGNet(ModelConfig(input_size=size), mean_shape=np.nanmean(data.targets, 0)).to(device).train()
@@ -81,7 +81,7 @@ def train_speed(jsrt: Path, size: int, steps: int, device: torch.device, amp: bo
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
             out = model(x, sample=True)
-            loss = _loss(out, y, valid, 1e-5).float()
+            loss = training_loss(out, y, valid, 1e-5)[0].float()
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

@@ -59,7 +59,7 @@ from chexmask.model.validation import (
 )
 from chexmask.model.weights import load_model, save_weights
 
-__all__ = ["TrainConfig", "train", "epoch_order", "warm_start"]
+__all__ = ["TrainConfig", "train", "training_loss", "epoch_order", "warm_start"]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,13 @@ def _landmark_term(out, target: torch.Tensor, valid: torch.Tensor) -> torch.Tens
     for p in (out.points, *out.intermediate):
         total = total + (((p - target) ** 2).sum(-1) * valid).sum() / denom
     return total
+
+
+def training_loss(out: ModelOutput, target: torch.Tensor, valid: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of one batch and its landmark term: the landmark term of every head plus ``kl_weight`` times the KL
+    divergence of the latent (the spread term, when trained, comes on top); ``benchmarks/gpu_oneshot.py`` times this step."""
+    landmarks = _landmark_term(out, target, valid)
+    return landmarks + kl_weight * kl_divergence(out.mu, out.logvar), landmarks
 
 
 def _spread_term(model: HybridGNet, out: ModelOutput, feats: list[torch.Tensor], target: torch.Tensor, valid: torch.Tensor,
@@ -352,8 +359,7 @@ def _train(cfg: TrainConfig, progress: bool) -> Path:
             mu, logvar, feats = model.encode(x)
             points, inter = model.decode(model.draw_latent(mu, logvar, gen) if sample else mu, feats)
             outp = ModelOutput(points, mu, logvar, inter)
-            landmarks = _landmark_term(outp, y, valid)
-            loss = landmarks + cfg.kl_at(epoch) * kl_divergence(outp.mu, outp.logvar)
+            loss, landmarks = training_loss(outp, y, valid, cfg.kl_at(epoch))
             if cfg.spread_weight:
                 loss = loss + cfg.spread_weight * _spread_term(model, outp, feats, y, valid, cfg.spread_samples, gen)
             opt.zero_grad(set_to_none=True)
