@@ -180,6 +180,18 @@ def test_export_writes_tasks_config_and_scores(table, tmp_path):
     assert min(range(3), key=scores.__getitem__) == 2
 
 
+def test_export_scores_by_the_estimated_dice_first(table, tmp_path):
+    """The Estimated Dice (the lower organ) ranks rows before RCA and uncertainty; rows without both fall back."""
+    path, images, df = table
+    df["Estimated Dice Lungs"] = [0.95, 0.97, np.nan]
+    df["Estimated Dice Heart"] = [0.88, 0.99, 0.90]
+    write_table(df, tmp_path / "est.csv")
+    out = tmp_path / "tasks.json"
+    export_tasks(tmp_path / "est.csv", images, out)
+    scores = [t["predictions"][0]["score"] for t in json.loads(out.read_text())]
+    assert scores == [0.88, 0.97, pytest.approx(1 / (1 + 3.5 * 1024 / 200))]  # row 3 has no lungs estimate
+
+
 def test_round_trip_preserves_landmarks_and_refills_masks(table, tmp_path):
     path, images, df = table
     export_tasks(path, images, tmp_path / "tasks.json")

@@ -171,8 +171,20 @@ def make_task(
     return {"data": data, "predictions": [prediction]}
 
 
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _row_score(row: pd.Series, height: int, width: int, node_std: np.ndarray | None) -> float | None:
     # Label Studio accepts scores in [0, 1] only (its SDK rejects others).
+    # The Estimated Dice first: on real failures it ranks rows best (docs/quality.md).
+    estimated = [_number(row.get(c)) for c in ("Estimated Dice Lungs", "Estimated Dice Heart")]
+    if None not in estimated:
+        return min(1.0, max(0.0, min(estimated)))
     rca = row.get("Dice RCA (Mean)")
     if rca is not None and not pd.isna(rca) and str(rca) != "":
         return min(1.0, max(0.0, float(rca)))
@@ -200,7 +212,9 @@ def export_tasks(
     table : str or path-like
         A CheXmask table (CSV or Parquet), in CheXmask's layout (``Landmarks``) or
         CheXmask-U's (``Landmarks (Mean)``). Rows need ``Height``/``Width`` or a
-        readable image. The prediction score (in [0, 1], higher is better) is
+        readable image. The prediction score (in [0, 1], higher is better) is the
+        lower of ``Estimated Dice Lungs`` and ``Estimated Dice Heart`` when the row has
+        both (``chexmask segment`` or ``chexmask estimate`` output), else
         ``Dice RCA (Mean)`` when present, else ``1 / (1 + u)`` with ``u`` the
         ``Uncertainty`` column (else the mean node uncertainty of ``Landmarks (Std)``)
         rescaled to a 1024-pixel frame, else none. A row's ``Landmarks (Std)`` goes
