@@ -37,13 +37,14 @@ import pandas as pd
 
 from chexmask._errors import InputError
 from chexmask.anatomy import N_NODES, ORGANS, organ_slices
+from chexmask.estimate.estimator import ESTIMATE_COLUMNS
 from chexmask.formats.landmark_columns import (
     LANDMARKS_COLUMN,
     row_landmarks,
     row_node_std,
 )
 from chexmask.formats.landmarks import node_uncertainty
-from chexmask.formats.tables import MASK_COLUMNS, id_column, read_table
+from chexmask.formats.tables import MASK_COLUMNS, cell_number, id_column, read_table
 from chexmask.preprocess import to_1024_frame
 
 __all__ = [
@@ -171,18 +172,10 @@ def make_task(
     return {"data": data, "predictions": [prediction]}
 
 
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _row_score(row: pd.Series, height: int, width: int, node_std: np.ndarray | None) -> float | None:
     # Label Studio accepts scores in [0, 1] only (its SDK rejects others).
     # The Estimated Dice first: on real failures it ranks rows best (docs/quality.md).
-    estimated = [_number(row.get(c)) for c in ("Estimated Dice Lungs", "Estimated Dice Heart")]
+    estimated = [cell_number(row.get(c)) for c in ESTIMATE_COLUMNS]
     if None not in estimated:
         return min(1.0, max(0.0, min(estimated)))
     rca = row.get("Dice RCA (Mean)")

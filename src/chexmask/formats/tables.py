@@ -37,6 +37,7 @@ __all__ = [
     "MASK_COLUMNS",
     "REQUIRED_COLUMNS",
     "PHYSICIAN_SIZE",
+    "cell_number",
     "id_column",
     "is_table_path",
     "mask_size",
@@ -170,6 +171,20 @@ def _as_float(values: pd.Series, source: str, column: str) -> list[float]:
                 f"{source} row {i + 1}, column {column}", f"not a number: {v!r}"
             ) from None
     return out
+
+
+def cell_number(value: object) -> float | None:
+    """A table cell as a finite number, or None (blank, text, NaN or infinite): for the
+    optional numeric columns a row may hold (``Estimated Dice``, ``Dice RCA (Mean)``).
+
+    >>> cell_number("0.91"), cell_number(""), cell_number(float("nan")), cell_number(None)
+    (0.91, None, None, None)
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _is_blank(value: object) -> bool:

@@ -18,7 +18,6 @@ table, and the other rows are estimated.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,9 +34,9 @@ from chexmask.estimate.estimator import ESTIMATE_COLUMNS, estimate_quality
 from chexmask.flag import quality_flag
 from chexmask.formats.row_frame import row_points_in_image
 from chexmask.formats.runfiles import errors_path, write_errors
-from chexmask.formats.stream import table_columns
+from chexmask.formats.stream import RCA_COLUMN, table_columns
 from chexmask.formats.table_images import TableRow, map_rows
-from chexmask.formats.tables import id_column, write_table
+from chexmask.formats.tables import cell_number, id_column, write_table
 from chexmask.io.model_frame import model_frame
 from chexmask.preprocess import to_model_frame
 
@@ -45,17 +44,6 @@ __all__ = ["ESTIMATE_TABLE_COLUMNS", "EstimateRun", "estimate_row", "estimate_ta
 
 #: Columns written after the id column.
 ESTIMATE_TABLE_COLUMNS: list[str] = [*ESTIMATE_COLUMNS, "Quality Flag", "Weak Lung Edges"]
-_RCA_COLUMN = "Dice RCA (Mean)"
-
-
-def _rca(row: dict) -> float | None:
-    try:
-        value = float(row.get(_RCA_COLUMN))
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
 def estimate_row(r: TableRow) -> dict[str, object]:
     """The estimate columns of one row (:data:`ESTIMATE_TABLE_COLUMNS`); InputError names the row and the problem."""
     image = r.image()
@@ -66,7 +54,7 @@ def estimate_row(r: TableRow) -> dict[str, object]:
     edges = weak_lung_edges(frame, to_model_frame(points, geometry))
     result = SimpleNamespace(landmarks=points, node_std=None, height=image.height, width=image.width, weak_lung_edges=edges)
     estimate = estimate_quality(result, None)  # no samples, not our weights: the shape variant
-    flag = quality_flag(estimate.dice, _rca(r.row))
+    flag = quality_flag(estimate.dice, cell_number(r.row.get(RCA_COLUMN)))
     return {**{c: round(v, 4) for c, v in estimate.columns().items()}, "Quality Flag": flag.flag, "Weak Lung Edges": round(edges, 4)}
 
 

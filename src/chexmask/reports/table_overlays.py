@@ -36,14 +36,13 @@ from chexmask.flag import QualityFlag, quality_flag
 from chexmask.formats.landmark_columns import row_node_radius, row_node_std
 from chexmask.formats.row_frame import row_points_in_image
 from chexmask.formats.runfiles import run_record, utc_iso, write_errors, write_run_json
+from chexmask.formats.stream import RCA_COLUMN
 from chexmask.formats.table_images import TableRow, map_rows
+from chexmask.formats.tables import cell_number
 from chexmask.preprocess import to_1024_frame
 from chexmask.reports.overlay import draw_overlay, overlay_path
 
 __all__ = ["OverlayRun", "draw_table_overlays", "row_flag"]
-
-_RCA_COLUMN = "Dice RCA (Mean)"
-
 
 @dataclass(frozen=True)
 class OverlayRun:
@@ -53,14 +52,6 @@ class OverlayRun:
     failed: int
     out_dir: Path
     errors: Path
-
-
-def _finite(value: object) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def row_flag(row: Mapping[str, object], record: Record) -> QualityFlag:
@@ -81,11 +72,11 @@ def row_flag(row: Mapping[str, object], record: Record) -> QualityFlag:
     >>> row_flag({"Dice RCA (Mean)": 0.62}, rec).flag, row_flag({}, rec).flag
     ('review', 'unknown')
     """
-    dice = [_finite(row.get(c)) for c in ESTIMATE_COLUMNS]
+    dice = [cell_number(row.get(c)) for c in ESTIMATE_COLUMNS]
     estimate = dict(zip(("lungs", "heart"), dice)) if None not in dice else None
     u = record.uncertainty
     uncertainty = None if u is None or not math.isfinite(u) else float(to_1024_frame(u, record.height, record.width))
-    return quality_flag(estimate, _finite(row.get(_RCA_COLUMN)), uncertainty_px=uncertainty)
+    return quality_flag(estimate, cell_number(row.get(RCA_COLUMN)), uncertainty_px=uncertainty)
 
 
 def _draw_row(r: TableRow, out_dir: Path) -> Path:
